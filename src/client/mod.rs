@@ -1,0 +1,1 @@
+//! A client for the Rabid hole-punch protocol (work in progress).

@@ -1,0 +1,10 @@
+//! rabid-punch: a UDP rendezvous server for NAT hole punching that speaks the Rabid hole-punch
+//! protocol (see `docs/protocol.md`), and a client for it.
+//!
+//! The crate is split by job:
+//! - [`wire`]: the text format of requests and replies; no state, no I/O.
+//! - [`core`]: the sessions of one shard as a pure state machine, handed the time by its caller.
+//! - [`runtime`]: sockets, threads, channels and signals around the core; it only moves bytes.
+//! - [`client`]: a client doing the whole flow of the Godot plugin, peer phase included.
+
+pub mod client;

@@ -8,3 +8,6 @@
 //! - [`client`]: a client doing the whole flow of the Godot plugin, peer phase included.
 
 pub mod client;
+pub mod core;
+pub mod outbox;
+pub mod wire;

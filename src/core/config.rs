@@ -1,0 +1,34 @@
+//! The durations and counts of the protocol, as server settings with the protocol's defaults.
+
+use std::time::Duration;
+
+/// Settings of the session core. The defaults are those of the original server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// A player not heard from for this long is removed (`error:player_timeout`).
+    pub player_timeout: Duration,
+    /// A session is deleted this long after its creation (`error:session_timeout`).
+    pub session_lifetime: Duration,
+    /// Time between two sends of the start message.
+    pub start_interval: Duration,
+    /// How many times the start message is sent to an unconfirmed player, the first included.
+    /// The session is forgotten `start_sends x start_interval` after the start.
+    pub start_sends: u8,
+    /// How many times `error:player_timeout` and `error:session_timeout` are sent.
+    pub error_repeats: u8,
+    /// Time between two sends of a repeated error.
+    pub error_repeat_interval: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            player_timeout: Duration::from_secs(5),
+            session_lifetime: Duration::from_secs(15 * 60),
+            start_interval: Duration::from_millis(100),
+            start_sends: 8,
+            error_repeats: 3,
+            error_repeat_interval: Duration::from_millis(50),
+        }
+    }
+}

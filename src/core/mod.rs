@@ -1,0 +1,30 @@
+//! The session core: the sessions of one shard as a pure state machine.
+//!
+//! Nothing here touches a socket or reads the clock. The runtime hands a [`Shard`] each request
+//! with the current time ([`Shard::handle_datagram`]), tells it when its deadline passed
+//! ([`Shard::handle_timeout`]), asks when it next needs waking ([`Shard::next_timeout`]) and sends
+//! what the shard put in the [`Outbox`](crate::outbox::Outbox). So every rule and every timeout
+//! of the protocol is a unit test with a made-up clock.
+//!
+//! Where each rule lives:
+//! - [`requests`]: the table of requests (checks in order, errors, replies), host migration and
+//!   the "heard from" rule;
+//! - [`timers`]: start re-sends, the player timeout and the session lifetime;
+//! - [`session`]: what one session holds, and the `i:` and `s:` messages built from it;
+//! - [`repeats`]: errors sent several times (`player_timeout`, `session_timeout`).
+
+mod clock;
+mod config;
+mod name;
+mod repeats;
+mod requests;
+mod session;
+mod shard;
+mod timers;
+
+pub use config::CoreConfig;
+pub use name::{Password, PlayerName, SessionName, ShortName};
+pub use shard::{Shard, ShardStats};
+
+#[cfg(test)]
+mod tests;

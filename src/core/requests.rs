@@ -1,0 +1,322 @@
+//! The requests of the protocol, each with its checks in the protocol's order, its errors and its
+//! replies (`docs/protocol.md`, "Requests and replies"). One method per row of the table.
+//!
+//! Two rules apply to every row:
+//! - "heard from": a request (other than `y:`) that reaches an open session marks the players at
+//!   the sender's address as alive ([`Shard::open_session`]);
+//! - host migration: the host is the first player in join order, so removing it makes the next
+//!   player host, with nothing else to do.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::info;
+
+use super::clock::Millis;
+use super::name::{Password, PlayerName, SessionName};
+use super::session::{Player, Session, Start};
+use super::shard::Shard;
+use crate::outbox::Outbox;
+use crate::wire::{ErrorCode, Kind, Request};
+
+impl Shard {
+    /// Applies one well-formed request from `from` at `now`, queueing the replies in `out`.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        request: &Request<'_>,
+        out: &mut Outbox,
+    ) {
+        let now = self.clock.millis(now);
+        // The parser has checked the lengths already; this cannot fail for a parsed request.
+        let (Some(session), Some(player)) = (
+            SessionName::new(request.session),
+            PlayerName::new(request.player),
+        ) else {
+            out.push_error(from, ErrorCode::InvalidRequest);
+            return;
+        };
+        let result = match request.kind {
+            Kind::Host {
+                max_players,
+                password,
+            } => self.host(now, from, session, player, max_players, password, out),
+            Kind::Connect { password } => self.connect(now, from, session, player, password, out),
+            Kind::Ping => self.ping(now, from, session, player, out),
+            Kind::Kick => self.kick(now, from, session, player, out),
+            Kind::Exit => self.exit(now, from, session, player, out),
+            Kind::Start => self.start(now, from, session, out),
+            Kind::Confirm => self.confirm(session, player, from),
+        };
+        if let Err(code) = result {
+            out.push_error(from, code);
+        }
+    }
+
+    /// The session called `name` if it is open (exists and is not starting), with the players at
+    /// `from` marked as heard from.
+    fn open_session(
+        &mut self,
+        name: &SessionName,
+        from: SocketAddr,
+        now: Millis,
+    ) -> Option<&mut Session> {
+        let session = self.sessions.get_mut(name).filter(|s| s.is_open())?;
+        session.touch(from, now);
+        Some(session)
+    }
+
+    /// `h:S:P:M[:W]`.
+    #[allow(clippy::too_many_arguments)]
+    fn host(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        name: SessionName,
+        player: PlayerName,
+        max_players: u8,
+        password: Option<&str>,
+        out: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        if self.sessions.contains_key(&name) {
+            // Only the host re-sending `h:` because our `i:` was lost gets an answer.
+            let session = self
+                .open_session(&name, from, now)
+                .filter(|s| s.is_host(from))
+                .ok_or(ErrorCode::SessionExists)?;
+            session.send_info(from, out);
+            return Ok(());
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let session = Session {
+            id,
+            created: now,
+            timer_at: Millis::MAX,
+            max_players,
+            password: password.and_then(Password::new),
+            players: vec![Player {
+                name: player,
+                addr: from,
+                last_seen: now,
+                confirmed: false,
+            }],
+            banned: Vec::new(),
+            start: None,
+        };
+        info!(
+            "session {name} created by {player} at {from} (max {max_players} players{})",
+            if session.password.is_some() {
+                ", password"
+            } else {
+                ""
+            }
+        );
+        session.send_info(from, out);
+        self.sessions.insert(name, session);
+        self.players += 1;
+        self.stats.sessions_created += 1;
+        self.schedule(name);
+        Ok(())
+    }
+
+    /// `c:S:P[:W]`.
+    fn connect(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        name: SessionName,
+        player: PlayerName,
+        password: Option<&str>,
+        out: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        let session = self
+            .open_session(&name, from, now)
+            .ok_or(ErrorCode::SessionNonExistent)?;
+        if session.banned.contains(&player) {
+            return Err(ErrorCode::KickedByHost);
+        }
+        if let Some(expected) = session.password {
+            if password != Some(expected.as_str()) {
+                return Err(ErrorCode::PasswordMismatch);
+            }
+        }
+        match session.position(&player) {
+            Some(index) if session.players[index].addr == from => {
+                // A retry after a lost `i:`: answered even when the session is now full.
+                session.send_info(from, out);
+                return Ok(());
+            }
+            _ if session.is_full() => return Err(ErrorCode::SessionFull),
+            Some(_) => return Err(ErrorCode::PlayerNameInUse),
+            None => {}
+        }
+        session.players.push(Player {
+            name: player,
+            addr: from,
+            last_seen: now,
+            confirmed: false,
+        });
+        info!(
+            "player {player} at {from} joined session {name} ({}/{})",
+            session.players.len(),
+            session.max_players
+        );
+        session.broadcast_info(out);
+        self.players += 1;
+        self.stats.players_joined += 1;
+        Ok(())
+    }
+
+    /// `p:S:P`.
+    fn ping(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        name: SessionName,
+        player: PlayerName,
+        out: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        if let Some(session) = self.sessions.get(&name).filter(|s| !s.is_open()) {
+            // A player still pinging a starting session missed its start message.
+            if let Some(index) = session.position_at(&player, from) {
+                if !session.players[index].confirmed {
+                    session.send_start_message(index, out);
+                    return Ok(());
+                }
+            }
+        }
+        let session = self
+            .open_session(&name, from, now)
+            .ok_or(ErrorCode::SessionNonExistent)?;
+        session
+            .position_at(&player, from)
+            .ok_or(ErrorCode::NonExistentPlayer)?;
+        session.send_info(from, out);
+        Ok(())
+    }
+
+    /// `k:S:P`: the host kicks `P`.
+    fn kick(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        name: SessionName,
+        player: PlayerName,
+        out: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        let session = self
+            .open_session(&name, from, now)
+            .ok_or(ErrorCode::SessionNonExistent)?;
+        let index = session
+            .position(&player)
+            .ok_or(ErrorCode::NonExistentPlayer)?;
+        if !session.is_host(from) {
+            return Err(ErrorCode::NonHostPlayer);
+        }
+        let kicked = session.players.remove(index);
+        out.push_error(kicked.addr, ErrorCode::KickedByHost);
+        session.banned.push(player);
+        let empty = session.players.is_empty();
+        if !empty {
+            session.broadcast_info(out);
+        }
+        info!(
+            "player {player} at {} kicked from session {name}",
+            kicked.addr
+        );
+        self.players -= 1;
+        self.stats.players_kicked += 1;
+        if empty {
+            self.remove_session(&name);
+            info!("session {name} deleted: no players left");
+        }
+        Ok(())
+    }
+
+    /// `x:S:P`: `P` leaves.
+    fn exit(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        name: SessionName,
+        player: PlayerName,
+        out: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        let session = self
+            .open_session(&name, from, now)
+            .ok_or(ErrorCode::SessionNonExistent)?;
+        let index = session
+            .position_at(&player, from)
+            .ok_or(ErrorCode::NonExistentPlayer)?;
+        session.players.remove(index);
+        // As the original: no `i:` to the others; they see the change on their next ping.
+        out.push_error(from, ErrorCode::PlayerExitedSession);
+        let empty = session.players.is_empty();
+        info!("player {player} at {from} exited session {name}");
+        self.players -= 1;
+        self.stats.players_exited += 1;
+        if empty {
+            self.remove_session(&name);
+            info!("session {name} deleted: no players left");
+        }
+        Ok(())
+    }
+
+    /// `s:S:P`: the host starts the session.
+    fn start(
+        &mut self,
+        now: Millis,
+        from: SocketAddr,
+        name: SessionName,
+        out: &mut Outbox,
+    ) -> Result<(), ErrorCode> {
+        if self.sessions.get(&name).is_some_and(|s| !s.is_open()) {
+            // Players re-send `s:` until their start message arrives: not an error.
+            return Ok(());
+        }
+        let session = self
+            .open_session(&name, from, now)
+            .ok_or(ErrorCode::SessionNonExistent)?;
+        if !session.is_host(from) {
+            return Err(ErrorCode::NonHostPlayer);
+        }
+        if session.players.len() < 2 {
+            return Err(ErrorCode::OnlyOnePlayerInSession);
+        }
+        session.start = Some(Start {
+            at: now,
+            rounds_sent: 1,
+        });
+        session.send_start_round(out);
+        info!(
+            "session {name} started with {} players",
+            session.players.len()
+        );
+        self.stats.sessions_started += 1;
+        self.schedule(name);
+        Ok(())
+    }
+
+    /// `y:S:P`: `P` got its start message.
+    fn confirm(
+        &mut self,
+        name: SessionName,
+        player: PlayerName,
+        from: SocketAddr,
+    ) -> Result<(), ErrorCode> {
+        let session = self
+            .sessions
+            .get_mut(&name)
+            .filter(|s| !s.is_open())
+            .ok_or(ErrorCode::SessionNotStarted)?;
+        let confirmed = session
+            .players
+            .iter_mut()
+            .find(|p| p.name == player && p.addr == from && !p.confirmed)
+            .ok_or(ErrorCode::NonExistentPlayer)?;
+        confirmed.confirmed = true;
+        Ok(())
+    }
+}

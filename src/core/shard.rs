@@ -1,0 +1,114 @@
+//! A shard: the sessions one worker owns, its timers, and its counters.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::clock::{ms, Clock, Millis};
+use super::config::CoreConfig;
+use super::name::SessionName;
+use super::repeats::Repeats;
+use super::session::Session;
+use super::timers::Timer;
+use crate::outbox::Outbox;
+use crate::wire::{self, ErrorCode, ParseError};
+
+/// The sessions of one shard and everything needed to run them. See the [module](super) docs.
+#[derive(Debug)]
+pub struct Shard {
+    pub(crate) config: Settings,
+    pub(crate) clock: Clock,
+    pub(crate) sessions: HashMap<SessionName, Session>,
+    /// One live entry per session (see `Session::timer_at`), plus stale ones skipped when popped.
+    pub(crate) timers: BinaryHeap<Reverse<Timer>>,
+    pub(crate) repeats: Repeats,
+    pub(crate) next_id: u32,
+    pub(crate) players: usize,
+    pub(crate) stats: ShardStats,
+}
+
+/// [`CoreConfig`] in shard milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) player_timeout: Millis,
+    pub(crate) session_lifetime: Millis,
+    pub(crate) start_interval: Millis,
+    pub(crate) start_sends: u8,
+    pub(crate) error_repeats: u8,
+    pub(crate) error_repeat_interval: Millis,
+}
+
+/// Counters of what a shard did, for the stats line and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub sessions_created: u64,
+    pub sessions_started: u64,
+    pub sessions_timed_out: u64,
+    pub players_joined: u64,
+    pub players_timed_out: u64,
+    pub players_kicked: u64,
+    pub players_exited: u64,
+}
+
+impl Shard {
+    /// An empty shard whose clock starts at `now`.
+    pub fn new(config: &CoreConfig, now: Instant) -> Self {
+        Self {
+            config: Settings {
+                player_timeout: ms(config.player_timeout),
+                session_lifetime: ms(config.session_lifetime),
+                start_interval: ms(config.start_interval),
+                start_sends: config.start_sends.max(1),
+                error_repeats: config.error_repeats,
+                error_repeat_interval: ms(config.error_repeat_interval),
+            },
+            clock: Clock::new(now),
+            sessions: HashMap::new(),
+            timers: BinaryHeap::new(),
+            repeats: Repeats::default(),
+            next_id: 0,
+            players: 0,
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// Handles one datagram from `from` received at `now`: parses it, applies it, and queues the
+    /// replies in `out`. A malformed datagram is answered with `error:invalid_request`, an
+    /// unknown command not at all.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut Outbox,
+    ) {
+        match wire::parse(datagram) {
+            Ok(request) => self.handle(now, from, &request, out),
+            Err(ParseError::Invalid) => out.push_error(from, ErrorCode::InvalidRequest),
+            Err(ParseError::UnknownCommand) => {}
+        }
+    }
+
+    /// Open sessions (started ones included, until they are forgotten).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Players in all sessions of this shard.
+    pub fn players(&self) -> usize {
+        self.players
+    }
+
+    /// What this shard did so far.
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Deletes a session, keeping the player count right.
+    pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
+        let session = self.sessions.remove(name)?;
+        self.players -= session.players.len();
+        Some(session)
+    }
+}

@@ -7,7 +7,10 @@
 //! - [`runtime`]: sockets, threads, channels and signals around the core; it only moves bytes.
 //! - [`client`]: a client doing the whole flow of the Godot plugin, peer phase included.
 
+pub mod cli;
 pub mod client;
 pub mod core;
+pub mod logging;
 pub mod outbox;
+pub mod runtime;
 pub mod wire;

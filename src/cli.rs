@@ -1,0 +1,272 @@
+//! The command line of the server: every setting is a flag with the protocol's default.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::core::CoreConfig;
+use crate::logging::{LogConfig, LogTarget};
+use crate::runtime::ServerConfig;
+
+/// rabid-punch: a UDP rendezvous server for NAT hole punching, speaking the Rabid hole-punch
+/// protocol. Durations take a unit: 50ms, 5s, 15m, 1h.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// UDP port to listen on (default 7777; 0 picks a free one)
+    #[argh(option, default = "7777")]
+    pub port: u16,
+
+    /// address to listen on (default 0.0.0.0; `::` listens on IPv6 and IPv4 both)
+    #[argh(option, default = "IpAddr::V4(Ipv4Addr::UNSPECIFIED)")]
+    pub bind: IpAddr,
+
+    /// worker threads, each owning a share of the sessions (default: one per core)
+    #[argh(option)]
+    pub workers: Option<usize>,
+
+    /// log every datagram received and sent, like the original's DEBUG mode
+    #[argh(switch)]
+    pub debug: bool,
+
+    /// log file, rotated by size (default rabid-hole-punch.log; `-` logs to standard output only)
+    #[argh(option, default = "String::from(\"rabid-hole-punch.log\")")]
+    pub log_file: String,
+
+    /// size in bytes at which the log file is rotated (default 10000000)
+    #[argh(option, default = "10_000_000")]
+    pub log_max_bytes: usize,
+
+    /// rotated log files kept besides the current one (default 10)
+    #[argh(option, default = "10")]
+    pub log_keep: usize,
+
+    /// a player not heard from for this long is removed (default 5s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(5)",
+        from_str_fn(parse_duration)
+    )]
+    pub player_timeout: Duration,
+
+    /// a session is deleted this long after its creation (default 15m)
+    #[argh(
+        option,
+        default = "Duration::from_secs(900)",
+        from_str_fn(parse_duration)
+    )]
+    pub session_lifetime: Duration,
+
+    /// time between two sends of the start message (default 100ms)
+    #[argh(
+        option,
+        default = "Duration::from_millis(100)",
+        from_str_fn(parse_duration)
+    )]
+    pub start_interval: Duration,
+
+    /// how many times the start message is sent to a player that does not confirm (default 8)
+    #[argh(option, default = "8")]
+    pub start_sends: u8,
+
+    /// how many times player_timeout and session_timeout errors are sent (default 3)
+    #[argh(option, default = "3")]
+    pub error_repeats: u8,
+
+    /// time between two sends of a repeated error (default 50ms)
+    #[argh(
+        option,
+        default = "Duration::from_millis(50)",
+        from_str_fn(parse_duration)
+    )]
+    pub error_repeat_interval: Duration,
+
+    /// batches of datagrams a worker may have waiting before new ones for it are dropped
+    /// (default 1024)
+    #[argh(option, default = "1024")]
+    pub queue_capacity: usize,
+
+    /// time between two stats lines in the log (default 60s)
+    #[argh(
+        option,
+        default = "Duration::from_secs(60)",
+        from_str_fn(parse_duration)
+    )]
+    pub stats_interval: Duration,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+}
+
+/// What the server runs with, checked.
+#[derive(Debug)]
+pub struct Settings {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub stats_interval: Duration,
+}
+
+impl Args {
+    /// Checks the flags together. The error is one line for the user.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let workers = match self.workers {
+            Some(0) => return Err("--workers must be at least 1".into()),
+            Some(n) if n > 1024 => return Err("--workers must be at most 1024".into()),
+            Some(n) => n,
+            None => ServerConfig::default().workers,
+        };
+        if self.start_sends == 0 {
+            return Err("--start-sends must be at least 1".into());
+        }
+        if self.queue_capacity == 0 {
+            return Err("--queue-capacity must be at least 1".into());
+        }
+        if self.log_max_bytes == 0 {
+            return Err("--log-max-bytes must be at least 1".into());
+        }
+        let limit = Duration::from_secs(30 * 24 * 3600);
+        for (flag, value) in [
+            ("--player-timeout", self.player_timeout),
+            ("--session-lifetime", self.session_lifetime),
+            ("--start-interval", self.start_interval),
+            ("--error-repeat-interval", self.error_repeat_interval),
+            ("--stats-interval", self.stats_interval),
+        ] {
+            if value.is_zero() || value > limit {
+                return Err(format!("{flag} must be between 1ms and 30 days"));
+            }
+        }
+        let target = match self.log_file.as_str() {
+            "-" => LogTarget::Stdout,
+            "" => return Err("--log-file must not be empty (use - for standard output)".into()),
+            path => LogTarget::File(PathBuf::from(path)),
+        };
+        Ok(Settings {
+            server: ServerConfig {
+                bind: SocketAddr::new(self.bind, self.port),
+                workers,
+                queue_capacity: self.queue_capacity,
+                core: CoreConfig {
+                    player_timeout: self.player_timeout,
+                    session_lifetime: self.session_lifetime,
+                    start_interval: self.start_interval,
+                    start_sends: self.start_sends,
+                    error_repeats: self.error_repeats,
+                    error_repeat_interval: self.error_repeat_interval,
+                },
+            },
+            log: LogConfig {
+                target,
+                debug: self.debug,
+                max_bytes: self.log_max_bytes,
+                keep: self.log_keep,
+            },
+            stats_interval: self.stats_interval,
+        })
+    }
+}
+
+/// `50ms`, `5s`, `15m`, `1h`, or `1.5s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("`{text}` needs a unit: ms, s, m or h"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms or 5s"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}` has an unknown unit: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        Args::from_args(&["rabid-punch"], list).map_err(|e| e.output)
+    }
+
+    #[test]
+    fn defaults_are_the_protocols() {
+        let settings = args(&[]).unwrap().settings().unwrap();
+        assert_eq!(settings.server.bind, "0.0.0.0:7777".parse().unwrap());
+        assert_eq!(settings.server.core, CoreConfig::default());
+        assert!(settings.server.workers >= 1);
+        assert_eq!(
+            settings.log.target,
+            LogTarget::File(PathBuf::from("rabid-hole-punch.log"))
+        );
+    }
+
+    #[test]
+    fn flags_set_every_setting() {
+        let settings = args(&[
+            "--port",
+            "9000",
+            "--bind",
+            "::",
+            "--workers",
+            "3",
+            "--player-timeout",
+            "2500ms",
+            "--session-lifetime",
+            "1h",
+            "--start-sends",
+            "4",
+            "--log-file",
+            "-",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap();
+        assert_eq!(settings.server.bind, "[::]:9000".parse().unwrap());
+        assert_eq!(settings.server.workers, 3);
+        assert_eq!(
+            settings.server.core.player_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            settings.server.core.session_lifetime,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(settings.server.core.start_sends, 4);
+        assert_eq!(settings.log.target, LogTarget::Stdout);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_message() {
+        assert!(args(&["--port", "70000"]).is_err());
+        assert!(args(&["--bind", "nowhere"]).is_err());
+        assert!(args(&["--player-timeout", "5"])
+            .unwrap_err()
+            .contains("unit"));
+        assert!(args(&["--player-timeout", "5 days"]).is_err());
+        assert!(args(&["--nope"]).is_err());
+        let zero = args(&["--workers", "0"]).unwrap().settings().unwrap_err();
+        assert!(zero.contains("--workers"), "{zero}");
+        let zero = args(&["--player-timeout", "0s"])
+            .unwrap()
+            .settings()
+            .unwrap_err();
+        assert!(zero.contains("--player-timeout"), "{zero}");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e99h").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The runtime: the socket, the threads and the channels around the session core. It only moves
+//! bytes; every protocol rule is in [`crate::core`].
+//!
+//! ```text
+//!                    +-----------+   Batch (crossbeam, bounded)   +----------+
+//!   UDP socket ----> | receiver  | ---- hash(session name) -----> | worker 0 | --+
+//!   (recvmmsg)       |  parses,  | -----------------------------> | worker 1 | --+--> socket clones
+//!                    |  routes   | -----------------------------> | worker N | --+    (sendmmsg)
+//!                    +-----------+                                +----------+
+//!                     answers malformed requests itself             each owns one Shard
+//! ```
+
+mod batch;
+mod datagram;
+mod receiver;
+pub mod socket;
+mod stats;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use log::{debug, log_enabled, Level};
+use socket2::Socket;
+
+use crate::core::CoreConfig;
+use crate::outbox::Outbox;
+pub use stats::{Counters, Totals};
+
+/// Everything the server needs to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Worker threads, each owning a share of the sessions.
+    pub workers: usize,
+    /// Batches a worker may have waiting before the receiver drops what it would add.
+    pub queue_capacity: usize,
+    /// The protocol's durations and counts.
+    pub core: CoreConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 7777)),
+            workers: thread::available_parallelism().map_or(1, |n| n.get()),
+            queue_capacity: 1024,
+            core: CoreConfig::default(),
+        }
+    }
+}
+
+/// A thread of the server that ended: its name, and whether it panicked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadExit {
+    pub thread: String,
+    pub panicked: bool,
+}
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    exits: Receiver<ThreadExit>,
+    counters: Vec<Arc<Counters>>,
+}
+
+impl Server {
+    /// Binds the socket and starts the receiver and the workers.
+    pub fn start(config: ServerConfig) -> io::Result<Server> {
+        let socket = socket::bind(config.bind)?;
+        let local_addr = socket::local_addr(&socket)?;
+        let workers = config.workers.max(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (exit_tx, exits) = crossbeam_channel::unbounded();
+        let mut threads = Vec::new();
+        let mut counters = Vec::new();
+        let mut senders = Vec::new();
+        for index in 0..workers {
+            let (tx, rx) = bounded(config.queue_capacity.max(1));
+            senders.push(tx);
+            let clone = socket.try_clone()?;
+            let core = config.core.clone();
+            let c = Arc::new(Counters::default());
+            counters.push(c.clone());
+            threads.push(spawn_watched(
+                format!("worker-{index}"),
+                exit_tx.clone(),
+                move || worker::run(clone, core, rx, c),
+            )?);
+        }
+        let c = Arc::new(Counters::default());
+        counters.push(c.clone());
+        let router = receiver::Router::new(workers);
+        let receiver_stop = stop.clone();
+        threads.push(spawn_watched("receiver".into(), exit_tx, move || {
+            if let Err(e) = receiver::run(socket, router, senders, receiver_stop, c) {
+                log::error!("receiver: socket error: {e}");
+            }
+        })?);
+        Ok(Server {
+            local_addr,
+            stop,
+            threads,
+            exits,
+            counters,
+        })
+    }
+
+    /// The address the server listens on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Reports each thread that ends. Before [`shutdown`](Self::shutdown), any report means
+    /// the server lost a thread and must not serve on.
+    pub fn exits(&self) -> &Receiver<ThreadExit> {
+        &self.exits
+    }
+
+    /// The sum of all threads' counters now.
+    pub fn totals(&self) -> Totals {
+        Totals::sum(self.counters.iter().map(|c| &**c))
+    }
+
+    /// Stops the receiver, lets the workers finish what they were handed, and waits for all.
+    pub fn shutdown(mut self) -> Totals {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.totals()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Spawns a named thread that reports on `exits` when it ends, however it ends.
+fn spawn_watched(
+    name: String,
+    exits: Sender<ThreadExit>,
+    body: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    struct Watch {
+        name: String,
+        exits: Sender<ThreadExit>,
+    }
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            let _ = self.exits.send(ThreadExit {
+                thread: std::mem::take(&mut self.name),
+                panicked: thread::panicking(),
+            });
+        }
+    }
+    let watch = Watch {
+        name: name.clone(),
+        exits,
+    };
+    thread::Builder::new().name(name).spawn(move || {
+        let _watch = watch;
+        body();
+    })
+}
+
+/// Sends `out` through `socket`, counting what went out. The one place every reply passes: the
+/// abuse budgets apply here.
+fn send(socket: &Socket, out: &Outbox, counters: &Counters) {
+    if log_enabled!(Level::Debug) {
+        for (to, payload) in out.iter() {
+            debug!(
+                "{to} <- {}",
+                String::from_utf8_lossy(payload).escape_debug()
+            );
+        }
+    }
+    let sent = batch::send_all(socket, out);
+    let bytes = out.iter().map(|(_, p)| p.len()).sum();
+    counters.sent(sent, bytes, out.len() - sent);
+}

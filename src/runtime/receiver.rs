@@ -1,0 +1,106 @@
+//! The receiver thread: reads the socket in batches, answers malformed requests itself, and hands
+//! every well-formed request to the worker that owns its session.
+//!
+//! Which worker owns a session is a hash of the session name under a key drawn at start-up
+//! (`RandomState`), so nobody can pick names that all land on one worker.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+use log::{debug, log_enabled, warn, Level};
+use socket2::Socket;
+
+use super::batch::{self, RecvBatch};
+use super::datagram::{Batch, Datagram};
+use super::stats::Counters;
+use crate::outbox::Outbox;
+use crate::wire::{self, ErrorCode, ParseError};
+
+/// Routes session names to workers.
+#[derive(Clone, Debug)]
+pub struct Router {
+    key: RandomState,
+    workers: usize,
+}
+
+impl Router {
+    pub fn new(workers: usize) -> Self {
+        Self {
+            key: RandomState::new(),
+            workers: workers.max(1),
+        }
+    }
+
+    /// The worker that owns session `name`.
+    pub fn worker_of(&self, name: &str) -> usize {
+        (self.key.hash_one(name.as_bytes()) % self.workers as u64) as usize
+    }
+}
+
+/// Runs the receive loop until `stop` is set or every worker is gone.
+pub fn run(
+    socket: Socket,
+    router: Router,
+    workers: Vec<Sender<Batch>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) -> io::Result<()> {
+    let mut recv = RecvBatch::new();
+    let mut batches: Vec<Batch> = workers.iter().map(|_| Vec::new()).collect();
+    let mut out = Outbox::new();
+    while !stop.load(Ordering::Relaxed) {
+        let n = recv.recv(&socket)?;
+        if n == 0 {
+            continue;
+        }
+        for datagram in recv.iter() {
+            counters.received(datagram.data.len());
+            if log_enabled!(Level::Debug) {
+                debug!(
+                    "{} -> {}",
+                    datagram.from,
+                    String::from_utf8_lossy(datagram.data).escape_debug()
+                );
+            }
+            let parsed = if datagram.truncated {
+                Err(ParseError::Invalid)
+            } else {
+                wire::parse(datagram.data)
+            };
+            match parsed {
+                Ok(request) => match Datagram::new(datagram.from, datagram.data) {
+                    Some(d) => batches[router.worker_of(request.session)].push(d),
+                    None => out.push_error(datagram.from, ErrorCode::InvalidRequest),
+                },
+                // No usable session name: answered here, without troubling a worker.
+                Err(ParseError::Invalid) => {
+                    out.push_error(datagram.from, ErrorCode::InvalidRequest)
+                }
+                Err(ParseError::UnknownCommand) => {}
+            }
+        }
+        for (worker, batch) in workers.iter().zip(batches.iter_mut()) {
+            if batch.is_empty() {
+                continue;
+            }
+            let full = std::mem::replace(batch, Vec::with_capacity(batch::BATCH));
+            match worker.try_send(full) {
+                Ok(()) => {}
+                Err(TrySendError::Full(dropped)) => counters.dropped_queue_full(dropped.len()),
+                Err(TrySendError::Disconnected(_)) => {
+                    warn!("a worker is gone; the receiver stops");
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            super::send(&socket, &out, &counters);
+            out.clear();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! A worker thread: owns one [`Shard`] (no lock around it: nobody else touches it), feeds it the
+//! batches the receiver routes here and its own deadlines, and sends what it answers through its
+//! clone of the server socket, so replies leave from the server's port.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use socket2::Socket;
+
+use super::datagram::Batch;
+use super::stats::Counters;
+use crate::core::{CoreConfig, Shard};
+use crate::outbox::Outbox;
+
+/// Runs until the receiver hangs up.
+pub fn run(socket: Socket, config: CoreConfig, batches: Receiver<Batch>, counters: Arc<Counters>) {
+    let mut shard = Shard::new(&config, Instant::now());
+    let mut out = Outbox::new();
+    loop {
+        let received = match shard.next_timeout() {
+            Some(deadline) => batches.recv_deadline(deadline),
+            None => batches.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let now = Instant::now();
+        match received {
+            Ok(batch) => {
+                for datagram in &batch {
+                    shard.handle_datagram(now, datagram.from, datagram.bytes(), &mut out);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        shard.handle_timeout(now, &mut out);
+        if !out.is_empty() {
+            super::send(&socket, &out, &counters);
+            out.clear();
+        }
+        counters.set_shard(shard.sessions(), shard.players(), shard.stats());
+    }
+}

@@ -1,0 +1,230 @@
+//! rabid-flood: load generator for rabid-punch, and for rabid-echo, its yardstick.
+//!
+//! Every simulated player has its own UDP socket (so the server sees as many addresses as
+//! players, spread over many loopback source IPs), and a few threads each own a slice of the
+//! sockets and read them nonblocking, with one `recvmmsg` per socket that has replies due: no
+//! epoll, no thread per player. Two modes:
+//! - `ping`: join S sessions x P players, then ping them (closed or open loop); replies/s, loss,
+//!   latency percentiles, and CPU per reply of the generator and (with `--server-pid`) the server.
+//! - `lifecycle`: whole sessions (host, joins, start, confirmations) as fast as possible;
+//!   lifecycles/s and server CPU per lifecycle.
+//!
+//! Every reply is checked byte for byte; a wrong or missing reply is a failure (exit status 1),
+//! not a number. Runs are bounded in time and count and only aim at loopback addresses unless
+//! `--allow-remote` is given.
+
+mod cli;
+mod lifecycle;
+mod meter;
+mod net;
+mod ping;
+mod proto;
+mod report;
+mod setup;
+
+#[cfg(test)]
+mod fake;
+
+use cli::{LifecycleArgs, Mode, PingArgs, TopLevel};
+use report::{cpu_line, us_per, Json};
+
+fn main() {
+    let top: TopLevel = argh::from_env();
+    let result = match &top.mode {
+        Mode::Ping(args) => ping::run(args).map(|o| print_ping(args, &o)),
+        Mode::Lifecycle(args) => lifecycle::run(args).map(|o| print_lifecycle(args, &o)),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("rabid-flood: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Prints the ping summary; returns whether every reply was right and none was lost.
+fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
+    let window = o.window.unwrap_or_default();
+    let secs = window.wall.as_secs_f64();
+    let per_s = if secs > 0.0 {
+        o.replies as f64 / secs
+    } else {
+        0.0
+    };
+    let (p50, p99, max, mean) = o.latency.summary();
+    let loss = if o.sent > 0 {
+        o.lost as f64 / o.sent as f64 * 100.0
+    } else {
+        0.0
+    };
+    let ok = o.wrong.count == 0 && o.lost == 0 && o.replies > 0;
+    let target_kind = if args.echo {
+        "rabid-echo"
+    } else {
+        "rabid-punch"
+    };
+    let load = match args.rate {
+        Some(r) => format!("open loop at {r} pings/s"),
+        None => format!(
+            "closed loop, {} pings outstanding in total",
+            args.outstanding
+        ),
+    };
+    if args.json {
+        let json = Json::new()
+            .str("mode", "ping")
+            .str("target", &args.target.to_string())
+            .bool("echo", args.echo)
+            .num("sessions", args.sessions as f64)
+            .num("players", args.players as f64)
+            .num("threads", args.threads as f64)
+            .num("outstanding", args.outstanding as f64)
+            .opt("rate", args.rate.map(|r| r as f64))
+            .num("setup_s", o.setup.as_secs_f64())
+            .num("window_s", secs)
+            .num("sent", o.sent as f64)
+            .num("replies", o.replies as f64)
+            .num("replies_per_s", per_s)
+            .num("lost", o.lost as f64)
+            .num("loss_pct", loss)
+            .num("late", o.late as f64)
+            .num("blocked", o.blocked as f64)
+            .num("wrong", o.wrong.count as f64)
+            .num("p50_us", p50 as f64)
+            .num("p99_us", p99 as f64)
+            .num("max_us", max as f64)
+            .num("mean_us", mean)
+            .num("gen_cpu_s", window.own_cpu.as_secs_f64())
+            .opt(
+                "gen_cpu_us_per_reply",
+                us_per(Some(window.own_cpu), o.replies),
+            )
+            .opt("server_cpu_s", window.server_cpu.map(|c| c.as_secs_f64()))
+            .opt(
+                "server_cpu_us_per_reply",
+                us_per(window.server_cpu, o.replies),
+            )
+            .bool("ok", ok)
+            .finish();
+        println!("{json}");
+    } else {
+        println!(
+            "rabid-flood ping -> {} ({target_kind}): {} sessions x {} players = {} sockets, {} \
+             thread(s), {load}",
+            args.target,
+            args.sessions,
+            args.players,
+            args.sessions * args.players,
+            args.threads
+        );
+        if !args.echo {
+            println!(
+                "  setup:    all players joined in {:.2} s",
+                o.setup.as_secs_f64()
+            );
+        }
+        println!(
+            "  window:   {secs:.2} s, {} replies = {per_s:.0} replies/s",
+            o.replies
+        );
+        println!(
+            "  checked:  {} pings sent, {} lost ({loss:.3}%), {} late, {} wrong, {} not sent \
+             (socket buffer full)",
+            o.sent, o.lost, o.late, o.wrong.count, o.blocked
+        );
+        println!("  latency:  p50 {p50} us, p99 {p99} us, max {max} us, mean {mean:.0} us");
+        println!(
+            "  generator CPU: {}",
+            cpu_line(Some(window.own_cpu), window.wall, o.replies, "reply")
+        );
+        println!(
+            "  server CPU:    {}",
+            cpu_line(window.server_cpu, window.wall, o.replies, "reply")
+        );
+    }
+    print_failures(&o.wrong);
+    ok
+}
+
+/// Prints the lifecycle summary; returns whether every lifecycle completed.
+fn print_lifecycle(args: &LifecycleArgs, o: &lifecycle::Outcome) -> bool {
+    let w = o.window;
+    let secs = w.wall.as_secs_f64();
+    let per_s = if secs > 0.0 {
+        o.completed as f64 / secs
+    } else {
+        0.0
+    };
+    let (p50, p99, max, mean) = o.latency.summary();
+    let ok = o.failed.count == 0 && o.completed > 0;
+    if args.json {
+        let json = Json::new()
+            .str("mode", "lifecycle")
+            .str("target", &args.target.to_string())
+            .num("players", args.players as f64)
+            .num("concurrency", args.concurrency as f64)
+            .num("threads", args.threads as f64)
+            .num("window_s", secs)
+            .num("started", o.started as f64)
+            .num("completed", o.completed as f64)
+            .num("failed", o.failed.count as f64)
+            .num("duplicates", o.duplicates as f64)
+            .num("lifecycles_per_s", per_s)
+            .num("p50_us", p50 as f64)
+            .num("p99_us", p99 as f64)
+            .num("max_us", max as f64)
+            .num("mean_us", mean)
+            .num("gen_cpu_s", w.own_cpu.as_secs_f64())
+            .opt(
+                "gen_cpu_us_per_lifecycle",
+                us_per(Some(w.own_cpu), o.completed),
+            )
+            .opt("server_cpu_s", w.server_cpu.map(|c| c.as_secs_f64()))
+            .opt(
+                "server_cpu_us_per_lifecycle",
+                us_per(w.server_cpu, o.completed),
+            )
+            .bool("ok", ok)
+            .finish();
+        println!("{json}");
+    } else {
+        println!(
+            "rabid-flood lifecycle -> {}: {} players per session, {} sessions in flight, {} \
+             thread(s)",
+            args.target, args.players, args.concurrency, args.threads
+        );
+        println!(
+            "  window:   {secs:.2} s, {} started, {} completed = {per_s:.0} lifecycles/s, {} \
+             failed",
+            o.started, o.completed, o.failed.count
+        );
+        println!(
+            "  lifecycle duration: p50 {p50} us, p99 {p99} us, max {max} us, mean {mean:.0} us \
+             ({} duplicate start messages)",
+            o.duplicates
+        );
+        println!(
+            "  generator CPU: {}",
+            cpu_line(Some(w.own_cpu), w.wall, o.completed, "lifecycle")
+        );
+        println!(
+            "  server CPU:    {}",
+            cpu_line(w.server_cpu, w.wall, o.completed, "lifecycle")
+        );
+    }
+    print_failures(&o.failed);
+    ok
+}
+
+/// The first few failures go to stderr, so `--json` output stays one line on stdout.
+fn print_failures(f: &report::Failures) {
+    if f.count == 0 {
+        return;
+    }
+    eprintln!("rabid-flood: {} failure(s); the first ones:", f.count);
+    for s in &f.samples {
+        eprintln!("  {s}");
+    }
+}

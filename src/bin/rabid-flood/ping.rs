@@ -1,0 +1,475 @@
+//! Ping mode: S sessions x P players are joined, then pinged round-robin over all their sockets,
+//! either in a closed loop (`--outstanding` pings in flight in total, split over the threads) or
+//! an open loop (`--rate` pings per second, latency counted from each ping's scheduled time so a
+//! slow server cannot hide its queueing). Every reply must be the exact `i:` list of the player's
+//! session (or, with `--echo`, the ping's own bytes).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::cli::{self, PingArgs, MAX_PLAYERS};
+use crate::meter::{Snapshot, Window};
+use crate::net::{self, Conn, RecvBatch};
+use crate::proto::{self, Names};
+use crate::report::{Failures, Latency};
+use crate::setup;
+
+/// How often pings without a reply are looked for.
+const TIMEOUT_SCAN: Duration = Duration::from_millis(5);
+
+/// What one run (or one thread of it) saw.
+pub struct Outcome {
+    pub latency: Latency,
+    /// Pings sent in the measured window.
+    pub sent: u64,
+    /// Replies received in the measured window (whenever their ping was sent).
+    pub replies: u64,
+    /// Pings sent in the window that got no reply within the timeout.
+    pub lost: u64,
+    /// Right replies that came after their ping had been counted lost.
+    pub late: u64,
+    /// Pings not sent because the socket buffer was full.
+    pub blocked: u64,
+    pub wrong: Failures,
+    pub setup: Duration,
+    /// Set by the thread that reads the clocks.
+    pub window: Option<Window>,
+}
+
+impl Outcome {
+    fn new() -> Self {
+        Self {
+            latency: Latency::new(),
+            sent: 0,
+            replies: 0,
+            lost: 0,
+            late: 0,
+            blocked: 0,
+            wrong: Failures::default(),
+            setup: Duration::ZERO,
+            window: None,
+        }
+    }
+
+    fn merge(&mut self, o: Outcome) {
+        self.latency.merge(&o.latency);
+        self.sent += o.sent;
+        self.replies += o.replies;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.blocked += o.blocked;
+        self.wrong.merge(o.wrong);
+        self.setup = self.setup.max(o.setup);
+        self.window = self.window.or(o.window);
+    }
+}
+
+/// The settings every thread shares.
+struct Plan {
+    target: SocketAddr,
+    sources: Vec<IpAddr>,
+    names: Names,
+    players: usize,
+    echo: bool,
+    warmup: Duration,
+    duration: Duration,
+    timeout: Duration,
+    server_pid: Option<u32>,
+}
+
+/// One thread's share.
+struct Share {
+    thread: usize,
+    first_session: usize,
+    sessions: usize,
+    window: usize,
+    /// Time between two pings of this thread in an open loop.
+    interval: Option<Duration>,
+    max_pings: u64,
+}
+
+pub fn run(args: &PingArgs) -> Result<Outcome, String> {
+    cli::check_target(args.target, args.allow_remote)?;
+    if args.players == 0 || args.players > MAX_PLAYERS {
+        return Err(format!("--players must be 1..={MAX_PLAYERS}"));
+    }
+    if args.sessions == 0 || args.sessions as u64 > proto::MAX_SESSIONS {
+        return Err("--sessions must be at least 1".into());
+    }
+    let threads = args.threads;
+    if threads == 0 || threads > 64 || threads > args.sessions {
+        return Err("--threads must be 1..=64 and at most --sessions".into());
+    }
+    if args.rate.is_none() && (args.outstanding < threads) {
+        return Err("--outstanding must be at least --threads".into());
+    }
+    if args.rate == Some(0) || args.rate.is_some_and(|r| r > 100_000_000) {
+        return Err("--rate must be 1..=100000000 pings per second".into());
+    }
+    if args.timeout_ms == 0 || args.timeout_ms > 60_000 {
+        return Err("--timeout-ms must be 1..=60000".into());
+    }
+    let plan = Plan {
+        target: args.target,
+        sources: cli::sources(args.sources.as_deref(), args.target)?,
+        names: Names::new(),
+        players: args.players,
+        echo: args.echo,
+        warmup: cli::seconds("warmup", args.warmup, true)?,
+        duration: cli::seconds("duration", args.duration, false)?,
+        timeout: Duration::from_millis(args.timeout_ms),
+        server_pid: args.server_pid,
+    };
+    net::ensure_files(args.sessions * args.players)?;
+
+    let shares: Vec<Share> = (0..threads)
+        .map(|t| Share {
+            thread: t,
+            first_session: split_start(args.sessions, threads, t),
+            sessions: split_len(args.sessions, threads, t),
+            window: split_len(args.outstanding, threads, t),
+            interval: args
+                .rate
+                .map(|r| Duration::from_secs_f64(threads as f64 / r as f64)),
+            max_pings: split_len(args.max_pings as usize, threads, t) as u64,
+        })
+        .collect();
+    let barrier = Barrier::new(threads);
+    let t0 = OnceLock::new();
+    let abort = AtomicBool::new(false);
+    let results: Vec<Result<Outcome, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                let (plan, barrier, t0, abort) = (&plan, &barrier, &t0, &abort);
+                scope.spawn(move || thread(plan, share, barrier, t0, abort))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a generator thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut total = Outcome::new();
+    for r in results {
+        total.merge(r?);
+    }
+    Ok(total)
+}
+
+/// Start of part `t` of `n` equal parts of `0..len`.
+fn split_start(len: usize, n: usize, t: usize) -> usize {
+    t * (len / n) + t.min(len % n)
+}
+
+/// Length of part `t` of `n` equal parts of `0..len`.
+fn split_len(len: usize, n: usize, t: usize) -> usize {
+    len / n + usize::from(t < len % n)
+}
+
+fn thread(
+    plan: &Plan,
+    share: &Share,
+    barrier: &Barrier,
+    t0: &OnceLock<Instant>,
+    abort: &AtomicBool,
+) -> Result<Outcome, String> {
+    let mut batch = RecvBatch::new();
+    let began = Instant::now();
+    let prepared = prepare(plan, share, &mut batch);
+    let setup = began.elapsed();
+    // Every thread reaches the barrier, failed or not, so none waits forever.
+    if prepared.is_err() {
+        abort.store(true, Ordering::SeqCst);
+    }
+    barrier.wait();
+    let mut players = prepared?;
+    if abort.load(Ordering::SeqCst) {
+        return Err("stopped: another generator thread failed".into());
+    }
+    let start = *t0.get_or_init(Instant::now);
+    let mut out = flood(plan, share, &mut players, &mut batch, start);
+    out.setup = setup;
+    Ok(out)
+}
+
+/// One simulated player during the flood.
+struct Player {
+    conn: Conn,
+    ping: Vec<u8>,
+    /// Send times of the pings without a reply yet, oldest first, and whether each counts.
+    pending: VecDeque<(Instant, bool)>,
+    active: bool,
+}
+
+fn prepare(plan: &Plan, share: &Share, batch: &mut RecvBatch) -> Result<Vec<Player>, String> {
+    let first_socket = share.first_session * plan.players;
+    let conns = net::open_many(
+        share.sessions * plan.players,
+        first_socket,
+        &plan.sources,
+        plan.target,
+    )
+    .map_err(|e| e.to_string())?;
+    let sessions: Vec<String> = (0..share.sessions)
+        .map(|s| plan.names.session((share.first_session + s) as u64))
+        .collect();
+    if !plan.echo {
+        setup::fill(&conns, &sessions, plan.players, batch)?;
+    }
+    let names = proto::players(plan.players);
+    Ok(conns
+        .into_iter()
+        .enumerate()
+        .map(|(k, conn)| Player {
+            conn,
+            ping: proto::ping(&sessions[k / plan.players], &names[k % plan.players]),
+            pending: VecDeque::new(),
+            active: false,
+        })
+        .collect())
+}
+
+/// The flood itself: warm-up, measured window, then a drain of the last replies.
+fn flood(
+    plan: &Plan,
+    share: &Share,
+    players: &mut [Player],
+    batch: &mut RecvBatch,
+    t0: Instant,
+) -> Outcome {
+    let info = proto::info(&proto::players(plan.players));
+    let mut out = Outcome::new();
+    let mut run = Run {
+        players,
+        active: Vec::new(),
+        cursor: 0,
+        in_flight: 0,
+        measuring: false,
+        echo: plan.echo,
+        info: &info,
+        timeout: plan.timeout,
+    };
+    let warm_end = t0 + plan.warmup;
+    let end = warm_end + plan.duration;
+    let mut first_snap: Option<Snapshot> = None;
+    let mut next_due = t0;
+    let mut total_sent = 0u64;
+    let mut last_scan = t0;
+    loop {
+        let now = Instant::now();
+        if !run.measuring && now >= warm_end {
+            run.measuring = true;
+            if share.thread == 0 {
+                first_snap = Some(Snapshot::take(plan.server_pid));
+            }
+        }
+        if now >= end || total_sent >= share.max_pings {
+            break;
+        }
+        match share.interval {
+            None => {
+                while run.in_flight < share.window && total_sent < share.max_pings {
+                    total_sent += 1;
+                    run.send_next(Instant::now(), &mut out);
+                }
+            }
+            Some(interval) => {
+                while next_due <= now && total_sent < share.max_pings {
+                    total_sent += 1;
+                    run.send_next(next_due, &mut out);
+                    next_due += interval;
+                }
+            }
+        }
+        run.sweep(batch, &mut out, true);
+        if now.duration_since(last_scan) >= TIMEOUT_SCAN {
+            run.expire(now, &mut out);
+            last_scan = now;
+        }
+    }
+    if let Some(first) = first_snap {
+        out.window = Some(Window::between(&first, &Snapshot::take(plan.server_pid)));
+    }
+    // Drain: no new pings; wait for the answers still due, at most one timeout.
+    let drain_end = Instant::now() + plan.timeout;
+    while run.in_flight > 0 {
+        let now = Instant::now();
+        if now >= drain_end {
+            run.expire(now + plan.timeout, &mut out);
+            break;
+        }
+        run.sweep(batch, &mut out, false);
+        run.expire(now, &mut out);
+    }
+    out
+}
+
+/// The mutable state of one thread's flood.
+struct Run<'a> {
+    players: &'a mut [Player],
+    /// Players with pings outstanding: the only sockets worth reading.
+    active: Vec<usize>,
+    cursor: usize,
+    in_flight: usize,
+    measuring: bool,
+    echo: bool,
+    info: &'a [u8],
+    timeout: Duration,
+}
+
+impl Run<'_> {
+    /// Ping the next player in round-robin order (so every player keeps pinging and none
+    /// times out on the server), stamped with `at`.
+    fn send_next(&mut self, at: Instant, out: &mut Outcome) {
+        let p = self.cursor;
+        self.cursor = (self.cursor + 1) % self.players.len();
+        let player = &mut self.players[p];
+        match player.conn.send(&player.ping) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                out.blocked += 1;
+                return;
+            }
+            Err(e) => {
+                let local = player.conn.local;
+                out.wrong
+                    .add(|| format!("{local}: send failed: {}", describe(&e)));
+                return;
+            }
+        }
+        if self.measuring {
+            out.sent += 1;
+        }
+        player.pending.push_back((at, self.measuring));
+        self.in_flight += 1;
+        if !player.active {
+            player.active = true;
+            self.active.push(p);
+        }
+    }
+
+    /// Read every active socket once and check what came.
+    fn sweep(&mut self, batch: &mut RecvBatch, out: &mut Outcome, in_window: bool) {
+        let mut i = 0;
+        while i < self.active.len() {
+            let p = self.active[i];
+            let player = &mut self.players[p];
+            match batch.recv(player.conn.fd()) {
+                Ok(0) => {}
+                Ok(n) => {
+                    let now = Instant::now();
+                    let expected = if self.echo {
+                        &player.ping[..]
+                    } else {
+                        self.info
+                    };
+                    for d in 0..n {
+                        let (data, truncated) = batch.get(d);
+                        let right = data == expected && !truncated;
+                        if in_window && self.measuring {
+                            out.replies += 1;
+                        }
+                        match player.pending.pop_front() {
+                            Some((sent, counted)) => {
+                                self.in_flight -= 1;
+                                if right {
+                                    if counted {
+                                        out.latency.record(now.saturating_duration_since(sent));
+                                    }
+                                } else {
+                                    wrong(out, player, data, expected);
+                                }
+                            }
+                            None if right => out.late += 1,
+                            None => wrong(out, player, data, expected),
+                        }
+                    }
+                }
+                Err(e) => {
+                    let local = player.conn.local;
+                    out.wrong
+                        .add(|| format!("{local}: receive failed: {}", describe(&e)));
+                    // The socket is broken: forget its pings rather than spin on it.
+                    let dropped = player.pending.len();
+                    player.pending.clear();
+                    self.in_flight -= dropped;
+                }
+            }
+            if player.pending.is_empty() {
+                player.active = false;
+                self.active.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Count pings older than the timeout as lost and free their slot.
+    fn expire(&mut self, now: Instant, out: &mut Outcome) {
+        let mut i = 0;
+        while i < self.active.len() {
+            let player = &mut self.players[self.active[i]];
+            while let Some(&(sent, counted)) = player.pending.front() {
+                if now.saturating_duration_since(sent) < self.timeout {
+                    break;
+                }
+                player.pending.pop_front();
+                self.in_flight -= 1;
+                if counted {
+                    out.lost += 1;
+                }
+            }
+            if player.pending.is_empty() {
+                player.active = false;
+                self.active.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn wrong(out: &mut Outcome, player: &Player, data: &[u8], expected: &[u8]) {
+    out.wrong.add(|| {
+        format!(
+            "{} ({}): got {:?}, expected {:?}",
+            player.conn.local,
+            proto::show(&player.ping),
+            proto::show(data),
+            proto::show(expected)
+        )
+    });
+}
+
+fn describe(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        "connection refused (nothing listens at the target)".into()
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_cover_the_range_exactly() {
+        for (len, n) in [(10, 3), (1000, 1), (7, 7), (64, 5)] {
+            let mut next = 0;
+            for t in 0..n {
+                assert_eq!(split_start(len, n, t), next);
+                next += split_len(len, n, t);
+            }
+            assert_eq!(next, len);
+        }
+    }
+}

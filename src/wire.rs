@@ -85,8 +85,11 @@ pub fn parse(datagram: &[u8]) -> Result<Request<'_>, ParseError> {
     let Some((command, rest)) = text.split_once(':') else {
         return Err(ParseError::Invalid);
     };
-    if !matches!(command, "h" | "c" | "p" | "k" | "x" | "s" | "y") {
-        return Err(ParseError::UnknownCommand);
+    match command {
+        "h" | "c" | "p" | "k" | "x" | "s" | "y" => {}
+        // An empty field, like any other.
+        "" => return Err(ParseError::Invalid),
+        _ => return Err(ParseError::UnknownCommand),
     }
     // At most four fields follow the command; a fifth means the datagram is malformed.
     let mut fields = [""; 4];
@@ -420,7 +423,8 @@ mod tests {
     fn unknown_commands_are_silent() {
         assert_eq!(req("z:foo"), Err(ParseError::UnknownCommand));
         assert_eq!(req("hh:R:A:4"), Err(ParseError::UnknownCommand));
-        assert_eq!(req(":R:A"), Err(ParseError::UnknownCommand));
+        assert_eq!(req(":R:A"), Err(ParseError::Invalid));
+        assert_eq!(req(":"), Err(ParseError::Invalid));
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl Server {
                 move || worker::run(clone, core, rx, c),
             )?);
         }
+        // The receiver's counters come last, after the workers'.
         let c = Arc::new(Counters::default());
         counters.push(c.clone());
         let router = receiver::Router::new(workers);
@@ -127,6 +128,15 @@ impl Server {
     /// The sum of all threads' counters now.
     pub fn totals(&self) -> Totals {
         Totals::sum(self.counters.iter().map(|c| &**c))
+    }
+
+    /// Each worker's counters, in worker order: shows how sessions spread over the workers.
+    pub fn worker_totals(&self) -> Vec<Totals> {
+        let workers = self.counters.len().saturating_sub(1);
+        self.counters[..workers]
+            .iter()
+            .map(|c| Totals::sum([&**c]))
+            .collect()
     }
 
     /// Stops the receiver, lets the workers finish what they were handed, and waits for all.
@@ -187,4 +197,33 @@ fn send(socket: &Socket, out: &Outbox, counters: &Counters) {
     let sent = batch::send_all(socket, out);
     let bytes = out.iter().map(|(_, p)| p.len()).sum();
     counters.sent(sent, bytes, out.len() - sent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_panicking_thread_is_reported() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = spawn_watched("doomed".into(), tx, || panic!("on purpose")).unwrap();
+        let exit = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            exit,
+            ThreadExit {
+                thread: "doomed".into(),
+                panicked: true
+            }
+        );
+        assert!(handle.join().is_err());
+    }
+
+    #[test]
+    fn a_thread_that_returns_is_reported_too() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        spawn_watched("short".into(), tx, || {}).unwrap();
+        let exit = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(!exit.panicked);
+    }
 }

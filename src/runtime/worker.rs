@@ -33,10 +33,11 @@ pub fn run(socket: Socket, config: CoreConfig, batches: Receiver<Batch>, counter
             Err(RecvTimeoutError::Disconnected) => break,
         }
         shard.handle_timeout(now, &mut out);
+        // Published before replying, so a client that got its reply sees the figures.
+        counters.set_shard(shard.sessions(), shard.players(), shard.stats());
         if !out.is_empty() {
             super::send(&socket, &out, &counters);
             out.clear();
         }
-        counters.set_shard(shard.sessions(), shard.players(), shard.stats());
     }
 }

@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests: a player on its own UDP socket.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+/// How long a test waits for a datagram before it fails.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A player: one UDP socket on 127.0.0.1 talking to the server.
+pub struct Player {
+    pub socket: UdpSocket,
+    pub server: SocketAddr,
+}
+
+impl Player {
+    pub fn new(server: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a test socket");
+        socket.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        Self { socket, server }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().unwrap().port()
+    }
+
+    pub fn send(&self, text: &str) {
+        self.socket.send_to(text.as_bytes(), self.server).unwrap();
+    }
+
+    pub fn send_bytes(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).unwrap();
+    }
+
+    /// The next datagram from the server; fails the test after [`REPLY_TIMEOUT`].
+    pub fn recv(&self) -> String {
+        let mut buf = [0u8; 2048];
+        loop {
+            let (len, from) = self
+                .socket
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("no datagram for port {}: {e}", self.port()));
+            if from == self.server {
+                return String::from_utf8_lossy(&buf[..len]).into_owned();
+            }
+        }
+    }
+
+    /// The next datagram that is not `skip` (re-sent start messages, say).
+    pub fn recv_skipping(&self, skip: &str) -> String {
+        loop {
+            let got = self.recv();
+            if got != skip {
+                return got;
+            }
+        }
+    }
+
+    /// Sends `text` and returns the first reply.
+    pub fn request(&self, text: &str) -> String {
+        self.send(text);
+        self.recv()
+    }
+
+    /// Whether a datagram arrives within `wait` (used only to check that nothing comes).
+    pub fn quiet_for(&self, wait: Duration) -> bool {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 2048];
+        let quiet = self.socket.recv_from(&mut buf).is_err();
+        self.socket.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        quiet
+    }
+}
+
+/// The start message player `me` of `players` must get: its own port, then the others.
+pub fn start_message(players: &[&Player], me: usize) -> String {
+    let others: Vec<String> = players
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != me)
+        .map(|(i, p)| format!("{}:127.0.0.1:{}", name(i), p.port()))
+        .collect();
+    format!("s:{}:{}", players[me].port(), others.join(";"))
+}
+
+/// Player `i`'s name in a test session: P0, P1, ...
+pub fn name(i: usize) -> String {
+    format!("P{i}")
+}

@@ -15,6 +15,7 @@
 
 mod clock;
 mod config;
+mod invariants;
 mod name;
 mod repeats;
 mod requests;

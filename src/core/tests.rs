@@ -42,6 +42,9 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Sent {
+        if let Err(broken) = self.shard.check_invariants() {
+            panic!("invariant broken: {broken}");
+        }
         let t = self.elapsed_ms();
         let sent = self
             .out

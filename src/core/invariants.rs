@@ -1,0 +1,55 @@
+//! What must hold of a shard after any sequence of requests and timeouts, checked on demand by
+//! tests, property tests and fuzzers (never on the hot path).
+
+use std::cmp::Reverse;
+
+use super::clock::Millis;
+use super::shard::Shard;
+
+impl Shard {
+    /// Checks every invariant of the shard; the error says which one broke, and where.
+    ///
+    /// - a session has at least one player and at most its maximum;
+    /// - player names are unique in a session;
+    /// - the shard's player count is the sum of its sessions';
+    /// - every session has its live timer entry in the heap, at its `timer_at`;
+    /// - nobody banned from a session is in it.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut players = 0;
+        for (name, session) in &self.sessions {
+            let count = session.players.len();
+            if count == 0 {
+                return Err(format!("session {name} has no player"));
+            }
+            if count > usize::from(session.max_players) {
+                return Err(format!(
+                    "session {name} holds {count} players, more than its {}",
+                    session.max_players
+                ));
+            }
+            for (i, player) in session.players.iter().enumerate() {
+                if session.players[..i].iter().any(|p| p.name == player.name) {
+                    return Err(format!("session {name} has {} twice", player.name));
+                }
+                if session.banned.contains(&player.name) {
+                    return Err(format!("session {name} holds banned {}", player.name));
+                }
+            }
+            if session.timer_at == Millis::MAX
+                || !self.timers.iter().any(|Reverse(t)| {
+                    t.name == *name && t.id == session.id && t.at == session.timer_at
+                })
+            {
+                return Err(format!("session {name} has no live timer"));
+            }
+            players += count;
+        }
+        if players != self.players {
+            return Err(format!(
+                "player count {} but sessions hold {players}",
+                self.players
+            ));
+        }
+        Ok(())
+    }
+}

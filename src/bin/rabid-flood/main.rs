@@ -91,6 +91,7 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             .num("loss_pct", loss)
             .num("late", o.late as f64)
             .num("blocked", o.blocked as f64)
+            .num("polls_per_reply", ratio(o.polls, o.replies))
             .num("wrong", o.wrong.count as f64)
             .num("p50_us", p50 as f64)
             .num("p99_us", p99 as f64)
@@ -133,6 +134,10 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             "  checked:  {} pings sent, {} lost ({loss:.3}%), {} late, {} wrong, {} not sent \
              (socket buffer full)",
             o.sent, o.lost, o.late, o.wrong.count, o.blocked
+        );
+        println!(
+            "  generator: {:.2} receive calls per reply",
+            ratio(o.polls, o.replies)
         );
         println!("  latency:  p50 {p50} us, p99 {p99} us, max {max} us, mean {mean:.0} us");
         println!(
@@ -216,6 +221,14 @@ fn print_lifecycle(args: &LifecycleArgs, o: &lifecycle::Outcome) -> bool {
     }
     print_failures(&o.failed);
     ok
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 /// The first few failures go to stderr, so `--json` output stays one line on stdout.

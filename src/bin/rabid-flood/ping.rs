@@ -34,6 +34,9 @@ pub struct Outcome {
     pub late: u64,
     /// Pings not sent because the socket buffer was full.
     pub blocked: u64,
+    /// Receive calls made in the window, most of them finding nothing: the generator's own
+    /// overhead, reported so a generator-bound run can be told from a server-bound one.
+    pub polls: u64,
     pub wrong: Failures,
     pub setup: Duration,
     /// Set by the thread that reads the clocks.
@@ -49,6 +52,7 @@ impl Outcome {
             lost: 0,
             late: 0,
             blocked: 0,
+            polls: 0,
             wrong: Failures::default(),
             setup: Duration::ZERO,
             window: None,
@@ -62,6 +66,7 @@ impl Outcome {
         self.lost += o.lost;
         self.late += o.late;
         self.blocked += o.blocked;
+        self.polls += o.polls;
         self.wrong.merge(o.wrong);
         self.setup = self.setup.max(o.setup);
         self.window = self.window.or(o.window);
@@ -204,9 +209,8 @@ fn thread(
 struct Player {
     conn: Conn,
     ping: Vec<u8>,
-    /// Send times of the pings without a reply yet, oldest first, and whether each counts.
-    pending: VecDeque<(Instant, bool)>,
-    active: bool,
+    /// Pings without a reply yet, oldest first: sequence number, send time, whether it counts.
+    pending: VecDeque<(u64, Instant, bool)>,
 }
 
 fn prepare(plan: &Plan, share: &Share, batch: &mut RecvBatch) -> Result<Vec<Player>, String> {
@@ -232,7 +236,6 @@ fn prepare(plan: &Plan, share: &Share, batch: &mut RecvBatch) -> Result<Vec<Play
             conn,
             ping: proto::ping(&sessions[k / plan.players], &names[k % plan.players]),
             pending: VecDeque::new(),
-            active: false,
         })
         .collect())
 }
@@ -249,7 +252,8 @@ fn flood(
     let mut out = Outcome::new();
     let mut run = Run {
         players,
-        active: Vec::new(),
+        fifo: VecDeque::new(),
+        seq: 0,
         cursor: 0,
         in_flight: 0,
         measuring: false,
@@ -315,8 +319,10 @@ fn flood(
 /// The mutable state of one thread's flood.
 struct Run<'a> {
     players: &'a mut [Player],
-    /// Players with pings outstanding: the only sockets worth reading.
-    active: Vec<usize>,
+    /// Every ping without a reply yet, in send order, as (player, sequence number). Entries
+    /// whose ping was answered stay until they reach the front, and are skipped for free.
+    fifo: VecDeque<(usize, u64)>,
+    seq: u64,
     cursor: usize,
     in_flight: usize,
     measuring: bool,
@@ -324,6 +330,15 @@ struct Run<'a> {
     info: &'a [u8],
     timeout: Duration,
 }
+
+/// A sweep stops after this many sockets in a row had nothing: replies come back roughly in
+/// send order, so the sockets after them are unlikely to have anything either. Reading every
+/// socket with a ping out instead costs about ten empty receive calls per reply, which made the
+/// generator, not the target, the limit.
+const EMPTY_POLLS: u32 = 2;
+/// Pings older than this do not end a sweep when their socket is empty (they are probably lost,
+/// or stuck behind a slow server thread): otherwise they would hide the replies behind them.
+const STALLED: Duration = Duration::from_millis(5);
 
 impl Run<'_> {
     /// Ping the next player in round-robin order (so every player keeps pinging and none
@@ -348,91 +363,129 @@ impl Run<'_> {
         if self.measuring {
             out.sent += 1;
         }
-        player.pending.push_back((at, self.measuring));
+        self.seq += 1;
+        player.pending.push_back((self.seq, at, self.measuring));
+        self.fifo.push_back((p, self.seq));
         self.in_flight += 1;
-        if !player.active {
-            player.active = true;
-            self.active.push(p);
+    }
+
+    /// Whether the ping `seq` of player `p` still waits for its reply.
+    fn waiting(&self, p: usize, seq: u64) -> bool {
+        // A player's pings are answered (or expire) oldest first.
+        self.players[p]
+            .pending
+            .front()
+            .is_some_and(|&(first, _, _)| first <= seq)
+    }
+
+    /// Read the sockets of the oldest pings first and check what came, until a few sockets in a
+    /// row had nothing.
+    fn sweep(&mut self, batch: &mut RecvBatch, out: &mut Outcome, in_window: bool) {
+        let counting = in_window && self.measuring;
+        let mut empty = 0;
+        let mut i = 0;
+        let now = Instant::now();
+        while i < self.fifo.len() && empty < EMPTY_POLLS {
+            let (p, seq) = self.fifo[i];
+            if !self.waiting(p, seq) {
+                if i == 0 {
+                    self.fifo.pop_front();
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            i += 1;
+            if counting {
+                out.polls += 1;
+            }
+            let got = self.read(p, batch, out, counting);
+            if got > 0 {
+                empty = 0;
+            } else if self.players[p]
+                .pending
+                .front()
+                .is_none_or(|&(_, sent, _)| now.saturating_duration_since(sent) < STALLED)
+            {
+                empty += 1;
+            }
         }
     }
 
-    /// Read every active socket once and check what came.
-    fn sweep(&mut self, batch: &mut RecvBatch, out: &mut Outcome, in_window: bool) {
-        let mut i = 0;
-        while i < self.active.len() {
-            let p = self.active[i];
-            let player = &mut self.players[p];
-            match batch.recv(player.conn.fd()) {
-                Ok(0) => {}
-                Ok(n) => {
-                    let now = Instant::now();
-                    let expected = if self.echo {
-                        &player.ping[..]
-                    } else {
-                        self.info
-                    };
-                    for d in 0..n {
-                        let (data, truncated) = batch.get(d);
-                        let right = data == expected && !truncated;
-                        if in_window && self.measuring {
-                            out.replies += 1;
-                        }
-                        match player.pending.pop_front() {
-                            Some((sent, counted)) => {
-                                self.in_flight -= 1;
-                                if right {
-                                    if counted {
-                                        out.latency.record(now.saturating_duration_since(sent));
-                                    }
-                                } else {
-                                    wrong(out, player, data, expected);
+    /// Read what player `p`'s socket holds; returns how many datagrams came.
+    fn read(
+        &mut self,
+        p: usize,
+        batch: &mut RecvBatch,
+        out: &mut Outcome,
+        counting: bool,
+    ) -> usize {
+        let player = &mut self.players[p];
+        match batch.recv(player.conn.fd()) {
+            Ok(0) => 0,
+            Ok(n) => {
+                let now = Instant::now();
+                let expected = if self.echo {
+                    &player.ping[..]
+                } else {
+                    self.info
+                };
+                for d in 0..n {
+                    let (data, truncated) = batch.get(d);
+                    let right = data == expected && !truncated;
+                    if counting {
+                        out.replies += 1;
+                    }
+                    match player.pending.pop_front() {
+                        Some((_, sent, counted)) => {
+                            self.in_flight -= 1;
+                            if right {
+                                if counted {
+                                    out.latency.record(now.saturating_duration_since(sent));
                                 }
+                            } else {
+                                wrong(out, player, data, expected);
                             }
-                            None if right => out.late += 1,
-                            None => wrong(out, player, data, expected),
                         }
+                        None if right => out.late += 1,
+                        None => wrong(out, player, data, expected),
                     }
                 }
-                Err(e) => {
-                    let local = player.conn.local;
-                    out.wrong
-                        .add(|| format!("{local}: receive failed: {}", describe(&e)));
-                    // The socket is broken: forget its pings rather than spin on it.
-                    let dropped = player.pending.len();
-                    player.pending.clear();
-                    self.in_flight -= dropped;
-                }
+                n
             }
-            if player.pending.is_empty() {
-                player.active = false;
-                self.active.swap_remove(i);
-            } else {
-                i += 1;
+            Err(e) => {
+                let local = player.conn.local;
+                out.wrong
+                    .add(|| format!("{local}: receive failed: {}", describe(&e)));
+                // The socket is broken: forget its pings rather than spin on it.
+                let dropped = player.pending.len();
+                player.pending.clear();
+                self.in_flight -= dropped;
+                0
             }
         }
     }
 
-    /// Count pings older than the timeout as lost and free their slot.
+    /// Count pings older than the timeout as lost and free their slot. The fifo is in send
+    /// order, so the walk stops at the first ping young enough.
     fn expire(&mut self, now: Instant, out: &mut Outcome) {
-        let mut i = 0;
-        while i < self.active.len() {
-            let player = &mut self.players[self.active[i]];
-            while let Some(&(sent, counted)) = player.pending.front() {
-                if now.saturating_duration_since(sent) < self.timeout {
-                    break;
+        while let Some(&(p, seq)) = self.fifo.front() {
+            let player = &mut self.players[p];
+            match player.pending.front() {
+                Some(&(first, sent, counted)) if first == seq => {
+                    if now.saturating_duration_since(sent) < self.timeout {
+                        break;
+                    }
+                    player.pending.pop_front();
+                    self.in_flight -= 1;
+                    if counted {
+                        out.lost += 1;
+                    }
                 }
-                player.pending.pop_front();
-                self.in_flight -= 1;
-                if counted {
-                    out.lost += 1;
-                }
+                // Answered already.
+                _ => {}
             }
-            if player.pending.is_empty() {
-                player.active = false;
-                self.active.swap_remove(i);
-            } else {
-                i += 1;
-            }
+            self.fifo.pop_front();
         }
     }
 }

@@ -62,6 +62,9 @@ struct Args {
     /// and report round trip time and the public address the server saw
     #[argh(switch)]
     probe: bool,
+    /// local UDP port to talk to the server from (default: any free port)
+    #[argh(option, default = "0")]
+    local_port: u16,
 }
 
 /// Runs `rabid-punch client` with `args`, the arguments after `client`.
@@ -106,7 +109,7 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     request.password = args.password.clone();
     request.start_when = args.start_when;
     let started = Instant::now();
-    let outcome = run(server, request, deadline, !args.json);
+    let outcome = run(server, request, args.local_port, deadline, !args.json);
     let elapsed = started.elapsed();
     let exchange = match (&outcome, &args.payload) {
         (Ok(connected), Some(text)) => {
@@ -148,11 +151,12 @@ fn resolve(server: &str) -> Result<SocketAddr, String> {
 fn run(
     server: SocketAddr,
     request: Request,
+    local_port: u16,
     deadline: Instant,
     verbose: bool,
 ) -> Result<Connected, Error> {
     let session_name = request.session.clone();
-    let mut session = Session::open(server, request)?;
+    let mut session = Session::open_from(server, request, local_port)?;
     loop {
         match session.next_event(Some(deadline))? {
             Some(LobbyEvent::Joined(players)) => {
@@ -338,7 +342,7 @@ struct ProbeReport {
 fn probe(args: &Args, server: SocketAddr, deadline: Instant) -> ExitCode {
     let session = random_session_name();
     let started = Instant::now();
-    let result = probe_steps(server, &session, deadline);
+    let result = probe_steps(server, &session, args.local_port, deadline);
     let elapsed = started.elapsed();
     let answered = matches!(&result, Ok(_) | Err((true, _)));
     if args.json {
@@ -389,11 +393,12 @@ fn probe(args: &Args, server: SocketAddr, deadline: Instant) -> ExitCode {
 fn probe_steps(
     server: SocketAddr,
     session: &str,
+    local_port: u16,
     deadline: Instant,
 ) -> Result<ProbeReport, (bool, Error)> {
     let first = Instant::now();
-    let mut host =
-        Session::open(server, Request::host(session, "probe", 2)).map_err(|e| (false, e))?;
+    let mut host = Session::open_from(server, Request::host(session, "probe", 2), local_port)
+        .map_err(|e| (false, e))?;
     wait_for(&mut host, deadline, |e| matches!(e, LobbyEvent::Joined(_)))
         .map_err(|e| (false, e))?;
     let rtt = first.elapsed();

@@ -37,8 +37,18 @@ pub struct Session {
 impl Session {
     /// Binds an ephemeral local port and sends the host or join request to `server`.
     pub fn open(server: SocketAddr, request: Request) -> Result<Session, Error> {
+        Session::open_from(server, request, 0)
+    }
+
+    /// As [`Session::open`], from local port `local_port` (0: any). A fixed port helps behind
+    /// firewalls with port rules, and lets the NAT lab see how a NAT maps one port.
+    pub fn open_from(
+        server: SocketAddr,
+        request: Request,
+        local_port: u16,
+    ) -> Result<Session, Error> {
         let lobby = Lobby::new(request, Instant::now())?;
-        let socket = UdpSocket::bind(SocketAddr::new(unspecified(server.ip()), 0))?;
+        let socket = UdpSocket::bind(SocketAddr::new(unspecified(server.ip()), local_port))?;
         let mut session = Session {
             socket,
             server,

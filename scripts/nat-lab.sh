@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# nat-lab.sh: real hole punching through real (Linux nftables) NATs, in network namespaces.
+#
+# Builds, inside network namespaces it creates and always deletes (on success, failure,
+# Ctrl-C or TERM):
+#   - a public network: a bridge in namespace <prefix>-inet, 203.0.113.0/24 (documentation range);
+#   - the rabid-punch server in <prefix>-srv at 203.0.113.7:7777;
+#   - one home per player. Kind `none`: the player sits on the public net itself
+#     (203.0.113.50+k). Kind `cone` or `symmetric`: the player (192.0.2.8k+2/29) sits behind
+#     its own router namespace (WAN 203.0.113.100+k) doing nftables masquerade:
+#       cone       plain `masquerade`: the port is kept when free, the same mapping for every
+#                  destination (endpoint-independent mapping);
+#       symmetric  `masquerade random`: a different port for every destination.
+#     Each router, like a home router, drops new connections arriving on its WAN side, so an
+#     early peer packet cannot leave a conntrack entry that would steal the port.
+# Before the runs it checks each NAT kind in use from one fixed local port against two
+# servers (7777 and 7778): cone must show the same port twice, symmetric two different ones.
+# Then every group runs at once, each its own session: the first player hosts and starts when
+# all are listed, all punch, then exchange a payload peer to peer (`--payload`: clients send,
+# the host echoes). It prints a table, and one machine-readable RESULT line per group.
+#
+# Usage: scripts/nat-lab.sh [--bin PATH] [--timeout SECS] [--keep] [GROUP...]
+#   GROUP    NAT kinds of the players, host first, comma-separated, 2-4 players:
+#            e.g. cone,cone  none,cone,symmetric. Default: the matrix below.
+#   --bin    the rabid-punch binary (default: $RABID_PUNCH_BIN, else the newest of
+#            ${CARGO_TARGET_DIR:-target}/{release,debug}/rabid-punch)
+#   --timeout  bound on each client run, seconds (default 60)
+#   --keep   keep the logs directory (printed at the end)
+# Needs root, iproute2 with `ip netns`, and nft. Installs nothing.
+# Exit: 0 when every group ended as expected (punched unless a player is behind a symmetric
+# NAT), 1 when one did not or the NAT check failed, 2 on bad usage, 3 when a tool is missing.
+
+set -uo pipefail
+
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"; }
+
+BIN="${RABID_PUNCH_BIN:-}"
+TIMEOUT=60
+KEEP=""
+LAB_GROUPS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bin) BIN="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
+        --timeout) TIMEOUT="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        -*) echo "nat-lab: unknown option $1" >&2; usage >&2; exit 2 ;;
+        *) LAB_GROUPS+=("$1"); shift ;;
+    esac
+done
+if [ ${#LAB_GROUPS[@]} -eq 0 ]; then
+    LAB_GROUPS=(none,none none,cone cone,cone cone,cone,cone,cone none,symmetric cone,symmetric symmetric,symmetric)
+fi
+case "$TIMEOUT" in ''|*[!0-9]*) echo "nat-lab: --timeout takes whole seconds" >&2; exit 2 ;; esac
+
+# ---- checks: tools, privileges, groups, binary --------------------------------------------
+if [ "$(id -u)" != 0 ]; then echo "nat-lab: needs root (network namespaces, nftables)" >&2; exit 3; fi
+for tool in ip nft timeout; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        case "$tool" in
+            nft) echo "nat-lab: nft is missing: install nftables (Debian: apt-get install nftables)" >&2 ;;
+            *) echo "nat-lab: $tool is missing" >&2 ;;
+        esac
+        exit 3
+    fi
+done
+if ! ip netns list >/dev/null 2>&1; then echo "nat-lab: 'ip netns' does not work here" >&2; exit 3; fi
+
+players=0
+for group in "${LAB_GROUPS[@]}"; do
+    IFS=, read -r -a kinds <<<"$group"
+    if [ ${#kinds[@]} -lt 2 ] || [ ${#kinds[@]} -gt 4 ]; then
+        echo "nat-lab: group '$group' must have 2 to 4 players" >&2; exit 2
+    fi
+    for kind in "${kinds[@]}"; do
+        case "$kind" in none|cone|symmetric) ;; *) echo "nat-lab: unknown NAT kind '$kind' (none, cone, symmetric)" >&2; exit 2 ;; esac
+    done
+    players=$((players + ${#kinds[@]}))
+done
+if [ "$players" -gt 30 ]; then echo "nat-lab: at most 30 players in all" >&2; exit 2; fi
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "$BIN" ]; then
+    target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    BIN="$(ls -t "$target/release/rabid-punch" "$target/debug/rabid-punch" 2>/dev/null | head -n 1)"
+fi
+if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
+    echo "nat-lab: no rabid-punch binary: build it (cargo build) or pass --bin PATH" >&2; exit 2
+fi
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+
+# ---- lifetime: everything created is recorded and removed on any exit ----------------------
+P="rpl$$"          # unique per run: two runs never share a namespace name
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/nat-lab.XXXXXX")"
+NSS=()
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    if [ -n "$KEEP" ]; then echo "nat-lab: logs kept in $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "nat-lab: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+
+SERVER_IP=203.0.113.7
+INET="$P-inet"
+SRV="$P-srv"
+
+add_ns() {
+    NSS+=("$1")
+    ip netns add "$1" && ip -n "$1" link set lo up
+}
+
+# attach_public NS IP PORTNAME: a veth from the public bridge to NS, where it is called `wan`.
+attach_public() {
+    ip -n "$INET" link add "$3" type veth peer name wan netns "$1" &&
+        ip -n "$INET" link set "$3" master br0 up &&
+        ip -n "$1" addr add "$2/24" dev wan &&
+        ip -n "$1" link set wan up
+}
+
+# add_router NS KIND K: the NAT of home K.
+add_router() {
+    local flag=""
+    [ "$2" = symmetric ] && flag=" random"
+    ip netns exec "$1" sysctl -qw net.ipv4.ip_forward=1 &&
+        ip netns exec "$1" nft -f - <<EOF
+table ip nat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan" masquerade$flag
+    }
+}
+table inet filter {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "wan" ct state new drop
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        iifname "wan" ct state new drop
+    }
+}
+EOF
+}
+
+# add_home K KIND: the namespace a player runs in ($P-h$K), with its router if any.
+add_home() {
+    local k=$1 kind=$2 home="$P-h$1" router="$P-r$1"
+    add_ns "$home" || return 1
+    if [ "$kind" = none ]; then
+        attach_public "$home" "203.0.113.$((50 + k))" "p$k"
+        return
+    fi
+    add_ns "$router" &&
+        attach_public "$router" "203.0.113.$((100 + k))" "p$k" &&
+        ip -n "$router" link add lan type veth peer name eth0 netns "$home" &&
+        ip -n "$router" addr add "192.0.2.$((8 * k + 1))/29" dev lan &&
+        ip -n "$router" link set lan up &&
+        ip -n "$home" addr add "192.0.2.$((8 * k + 2))/29" dev eth0 &&
+        ip -n "$home" link set eth0 up &&
+        ip -n "$home" route add default via "192.0.2.$((8 * k + 1))" &&
+        add_router "$router" "$kind"
+}
+
+fail_setup() { echo "nat-lab: setup failed: $*" >&2; exit 1; }
+
+add_ns "$INET" || fail_setup "namespace $INET"
+ip -n "$INET" link add br0 type bridge && ip -n "$INET" link set br0 up || fail_setup "bridge"
+add_ns "$SRV" && attach_public "$SRV" "$SERVER_IP" srv || fail_setup "server namespace"
+
+# start_server PORT NAME: runs a server in $SRV and waits (bounded) for it to listen.
+start_server() {
+    ip netns exec "$SRV" "$BIN" --port "$1" --bind "$SERVER_IP" --log-file "$TMP/$2.log" \
+        >/dev/null 2>"$TMP/$2.err" </dev/null &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        grep -q "listening on" "$TMP/$2.log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nat-lab: server $2 did not start:" >&2
+    cat "$TMP/$2.err" >&2
+    return 1
+}
+start_server 7777 server || exit 1
+start_server 7778 server2 || exit 1
+
+# Homes: k counts players over all groups; HOME_OF[g,i] is the namespace of player i of group g.
+declare -A HOME_OF KIND_OF
+k=0
+g=0
+for group in "${LAB_GROUPS[@]}"; do
+    g=$((g + 1))
+    IFS=, read -r -a kinds <<<"$group"
+    for i in "${!kinds[@]}"; do
+        k=$((k + 1))
+        add_home "$k" "${kinds[$i]}" || fail_setup "home $k (${kinds[$i]})"
+        HOME_OF[$g,$i]="$P-h$k"
+        KIND_OF[$g,$i]="${kinds[$i]}"
+    done
+done
+
+# json_field FILE NAME: a string or number field of the client's one-line JSON.
+json_field() {
+    sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\)\"\{0,1\}[,}].*/\1/p" "$1" 2>/dev/null | head -n 1
+}
+
+# ---- check that each NAT kind maps as it claims ----------------------------------------------
+nat_ok=1
+for kind in cone symmetric; do
+    home=""
+    for key in "${!KIND_OF[@]}"; do
+        [ "${KIND_OF[$key]}" = "$kind" ] && home="${HOME_OF[$key]}" && break
+    done
+    [ -n "$home" ] || continue
+    ports=()
+    for port in 7777 7778; do
+        out="$TMP/check-$kind-$port.json"
+        ip netns exec "$home" "$BIN" client --server "$SERVER_IP:$port" --probe --json \
+            --local-port 45000 --timeout 10 >"$out" 2>/dev/null </dev/null
+        addr="$(json_field "$out" public_addr)"
+        ports+=("${addr##*:}")
+    done
+    if [ "$kind" = cone ] && [ "${ports[0]}" = 45000 ] && [ "${ports[1]}" = 45000 ]; then
+        echo "NAT check: cone maps local port 45000 to public port 45000 for both destinations"
+    elif [ "$kind" = symmetric ] && [ -n "${ports[0]}" ] && [ -n "${ports[1]}" ] && [ "${ports[0]}" != "${ports[1]}" ]; then
+        echo "NAT check: symmetric maps local port 45000 to public ports ${ports[0]} and ${ports[1]} for two destinations"
+    else
+        echo "NAT check FAILED: $kind maps local port 45000 to '${ports[0]:-?}' and '${ports[1]:-?}'" >&2
+        nat_ok=0
+    fi
+done
+[ "$nat_ok" = 1 ] || exit 1
+
+# ---- run every group at once -------------------------------------------------------------------
+# run_player G I ARGS...: one client in its home, its JSON line to $TMP/gGpI.json.
+run_player() {
+    local g=$1 i=$2
+    shift 2
+    ip netns exec "${HOME_OF[$g,$i]}" timeout $((TIMEOUT + 15)) "$BIN" client \
+        --server "$SERVER_IP:7777" --session "lab$g" --name "g${g}p$i" --json \
+        --payload "hello-from-g${g}p$i" --timeout "$TIMEOUT" "$@" \
+        >"$TMP/g${g}p$i.json" 2>"$TMP/g${g}p$i.err" </dev/null &
+    PIDS+=($!)
+}
+
+g=0
+for group in "${LAB_GROUPS[@]}"; do
+    g=$((g + 1))
+    IFS=, read -r -a kinds <<<"$group"
+    n=${#kinds[@]}
+    run_player "$g" 0 --host --max-players "$n" --start-when "$n"
+    # Clients join once the session exists (a join before it gets session_non_existent).
+    for _ in $(seq 100); do
+        grep -q "session lab$g created" "$TMP/server.log" && break
+        sleep 0.05
+    done
+    for ((i = 1; i < n; i++)); do run_player "$g" "$i"; done
+done
+for pid in "${PIDS[@]:2}"; do wait "$pid" 2>/dev/null; done
+
+# ---- report ---------------------------------------------------------------------------------------
+printf '\n%-5s %-30s %-8s %-8s %-8s %s\n' group "NAT kinds (host first)" punched expected time outcomes
+all_expected=1
+results=()
+g=0
+for group in "${LAB_GROUPS[@]}"; do
+    g=$((g + 1))
+    IFS=, read -r -a kinds <<<"$group"
+    outcomes=() payloads=() heard=()
+    max_ms=0
+    punched=yes
+    ok=0
+    for i in "${!kinds[@]}"; do
+        f="$TMP/g${g}p$i.json"
+        outcome="$(json_field "$f" outcome)"
+        payload="$(json_field "$f" payload)"
+        ms="$(json_field "$f" elapsed_ms)"
+        outcomes+=("${outcome:-none}")
+        payloads+=("${payload:-none}")
+        [ -n "$ms" ] && [ "$ms" -gt "$max_ms" ] && max_ms=$ms
+        if [ "$outcome" = success ] && [ "$payload" = ok ]; then ok=$((ok + 1)); else punched=no; fi
+        if [ "$i" = 0 ]; then
+            heard=($(grep -o '"addr":"[^"]*"' "$f" 2>/dev/null | sed 's/"addr":"\(.*\)"/\1/'))
+        fi
+    done
+    expected=yes
+    [[ ",$group," == *",symmetric,"* ]] && expected=no
+    mark=""
+    if [ "$punched" != "$expected" ]; then mark="  <-- UNEXPECTED"; all_expected=0; fi
+    secs="$(printf '%d.%d s' $((max_ms / 1000)) $(((max_ms % 1000) / 100)))"
+    shown=$punched
+    [ "$punched" = no ] && [ "$ok" -gt 0 ] && shown="no($ok/${#kinds[@]})"
+    printf '%-5s %-30s %-8s %-8s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$secs" \
+        "$(IFS=,; echo "${outcomes[*]}")" "$mark"
+    results+=("RESULT group=$g kinds=$group punched=$punched players_ok=$ok expected=$expected time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$(IFS=,; echo "${heard[*]}")")
+done
+echo
+printf '%s\n' "${results[@]}"
+echo "server: $SERVER_IP:7777; players behind NAT use WAN 203.0.113.(100+k), players on the public net 203.0.113.(50+k)"
+if [ "$all_expected" = 1 ]; then
+    echo "nat-lab: every group ended as expected"
+    exit 0
+fi
+echo "nat-lab: some group did not end as expected; client logs: rerun with --keep" >&2
+exit 1

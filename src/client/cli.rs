@@ -21,6 +21,8 @@ use super::payload;
 /// How long the payload exchange may take after the punch. Clients finish their countdown up
 /// to 3 s after the host, so the host must wait at least that long for them.
 const PAYLOAD_BOUND: Duration = Duration::from_secs(10);
+/// Longest `--payload`: it travels in one datagram with its header.
+const MAX_PAYLOAD: usize = 1000;
 
 #[derive(FromArgs, Debug)]
 /// Host or join a session on a rabid-punch server, punch through NAT to the other players
@@ -96,6 +98,10 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     if args.probe {
         return probe(&args, server, deadline);
+    }
+    if args.payload.as_ref().is_some_and(|p| p.len() > MAX_PAYLOAD) {
+        eprintln!("--payload is limited to {MAX_PAYLOAD} bytes (one datagram)");
+        return ExitCode::from(2);
     }
     let (Some(session), Some(name)) = (&args.session, &args.name) else {
         eprintln!("--session and --name are required (or use --probe)");

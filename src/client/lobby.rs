@@ -101,14 +101,21 @@ impl Request {
                 check_field("password", w, 12)?;
             }
         }
-        if let Role::Host { max_players } = self.role {
-            if !(2..=12).contains(&max_players) {
+        let capacity = match self.role {
+            Role::Host { max_players } if !(2..=12).contains(&max_players) => {
                 return Err(Error::InvalidArgument(format!(
                     "max players must be 2..12, not {max_players}"
                 )));
             }
+            Role::Host { max_players } => usize::from(max_players),
+            Role::Join => 12,
+        };
+        match self.start_when {
+            Some(n) if !(2..=capacity).contains(&n) => Err(Error::InvalidArgument(format!(
+                "start when {n} players: must be 2..{capacity}, the session's capacity"
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn first_datagram(&self) -> String {
@@ -503,6 +510,8 @@ mod tests {
             Request::host("R", "a", 1),
             Request::join("R", "thirteenchars"),
             Request::join("R", "a").password("bad pw"),
+            Request::host("R", "a", 4).start_when(5),
+            Request::host("R", "a", 4).start_when(1),
         ] {
             assert!(matches!(
                 Lobby::new(req, t0),

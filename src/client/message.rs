@@ -117,8 +117,13 @@ pub fn parse_peer(datagram: &[u8]) -> Option<PeerMsg<'_>> {
             Some(PeerMsg::Confirm { from, port })
         }
         "s" => {
-            // Godot writes a float as "3" (or "3.0" in other builds): accept both.
+            // Godot writes a float as "3" (or "3.0" in other builds): accept both. Exactly one
+            // field, so a late copy of the server's start message (`s:<port>:<peers>`) landing
+            // on the peer socket is not misread as a countdown of <port> seconds.
             let seconds: f64 = fields.next()?.trim().parse().ok()?;
+            if fields.next().is_some() {
+                return None;
+            }
             (seconds.is_finite() && seconds >= 0.0).then_some(PeerMsg::StartIn { seconds })
         }
         "y" => {
@@ -254,6 +259,7 @@ mod tests {
             Some(PeerMsg::StartIn { seconds: 3.0 })
         );
         assert_eq!(parse_peer(b"s:-1"), None);
+        assert_eq!(parse_peer(b"s:40002:A:198.51.100.7:40001"), None);
         assert_eq!(parse_peer(b"g:bob:1"), None);
         assert_eq!(parse_peer(b"d:x"), None);
     }

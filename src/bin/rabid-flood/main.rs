@@ -60,6 +60,9 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
         0.0
     };
     let ok = o.wrong.count == 0 && o.lost == 0 && o.replies > 0;
+    let rss = if args.echo { None } else { o.server_rss };
+    let players = (args.sessions * args.players) as f64;
+    let per_player = rss.map(|(a, b)| (b as f64 - a as f64) / players);
     let target_kind = if args.echo {
         "rabid-echo"
     } else {
@@ -107,6 +110,9 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
                 "server_cpu_us_per_reply",
                 us_per(window.server_cpu, o.replies),
             )
+            .opt("server_rss_before", rss.map(|r| r.0 as f64))
+            .opt("server_rss_joined", rss.map(|r| r.1 as f64))
+            .opt("server_bytes_per_player", per_player)
             .bool("ok", ok)
             .finish();
         println!("{json}");
@@ -148,6 +154,14 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             "  server CPU:    {}",
             cpu_line(window.server_cpu, window.wall, o.replies, "reply")
         );
+        if let (Some((a, b)), Some(per)) = (rss, per_player) {
+            println!(
+                "  server memory: {:.1} MB resident before, {:.1} MB with every player joined: \
+                 {per:.0} bytes per player (sockets' buffers and allocator slack included)",
+                a as f64 / 1e6,
+                b as f64 / 1e6
+            );
+        }
     }
     print_failures(&o.wrong);
     ok

@@ -11,6 +11,8 @@ pub struct Snapshot {
     pub at: Instant,
     pub own_cpu: Duration,
     pub server_cpu: Option<Duration>,
+    /// Resident memory of the server, bytes.
+    pub server_rss: Option<u64>,
 }
 
 impl Snapshot {
@@ -19,6 +21,7 @@ impl Snapshot {
             at: Instant::now(),
             own_cpu: own_cpu(),
             server_cpu: server_pid.and_then(process_cpu),
+            server_rss: server_pid.and_then(process_rss),
         }
     }
 }
@@ -69,6 +72,20 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     parse_stat_cpu(&text, if ticks > 0 { ticks as u64 } else { 100 })
 }
 
+/// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`), or `None`.
+pub fn process_rss(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_rss(&text)
+}
+
+/// `VmRSS:   1234 kB` from the text of `/proc/<pid>/status`, in bytes.
+pub fn parse_rss(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line["VmRSS:".len()..].split_ascii_whitespace();
+    let kb: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kb * 1024)
+}
+
 /// utime + stime from the text of `/proc/<pid>/stat`, in `ticks_per_s` clock ticks. The
 /// command name (field 2) may hold spaces and parentheses, so fields are counted after the
 /// last `)`: there, field 3 (state) is the first, so utime (14) and stime (15) are the 12th and
@@ -95,6 +112,17 @@ mod tests {
         assert_eq!(parse_stat_cpu(line, 100), Some(Duration::from_secs(2)));
         assert_eq!(parse_stat_cpu("garbage", 100), None);
         assert_eq!(parse_stat_cpu("1 (x) S 1 2", 100), None);
+    }
+
+    #[test]
+    fn rss_is_read_in_bytes() {
+        assert_eq!(
+            parse_rss("Name:\tx\nVmRSS:\t    2048 kB\nVmData: 1 kB\n"),
+            Some(2 << 20)
+        );
+        assert_eq!(parse_rss("VmRSS: lots\n"), None);
+        assert_eq!(parse_rss(""), None);
+        assert!(process_rss(std::process::id()).is_some_and(|b| b > 0));
     }
 
     #[test]

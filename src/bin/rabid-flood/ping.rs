@@ -41,6 +41,11 @@ pub struct Outcome {
     pub setup: Duration,
     /// Set by the thread that reads the clocks.
     pub window: Option<Window>,
+    /// The server's resident memory before the sockets were opened and after every player
+    /// joined (read with `--server-pid`): its cost per player over real sockets.
+    pub server_rss: Option<(u64, u64)>,
+    /// The server's resident memory when measuring began (read by thread 0).
+    joined_rss: Option<u64>,
 }
 
 impl Outcome {
@@ -56,6 +61,8 @@ impl Outcome {
             wrong: Failures::default(),
             setup: Duration::ZERO,
             window: None,
+            server_rss: None,
+            joined_rss: None,
         }
     }
 
@@ -70,6 +77,7 @@ impl Outcome {
         self.wrong.merge(o.wrong);
         self.setup = self.setup.max(o.setup);
         self.window = self.window.or(o.window);
+        self.joined_rss = self.joined_rss.or(o.joined_rss);
     }
 }
 
@@ -143,6 +151,7 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
             max_pings: split_len(args.max_pings as usize, threads, t) as u64,
         })
         .collect();
+    let before = Snapshot::take(plan.server_pid);
     let barrier = Barrier::new(threads);
     let t0 = OnceLock::new();
     let abort = AtomicBool::new(false);
@@ -165,6 +174,9 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
+    }
+    if let (Some(a), Some(b)) = (before.server_rss, total.joined_rss) {
+        total.server_rss = Some((a, b));
     }
     Ok(total)
 }
@@ -300,6 +312,7 @@ fn flood(
         }
     }
     if let Some(first) = first_snap {
+        out.joined_rss = first.server_rss;
         out.window = Some(Window::between(&first, &Snapshot::take(plan.server_pid)));
     }
     // Drain: no new pings; wait for the answers still due, at most one timeout.

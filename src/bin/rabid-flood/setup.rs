@@ -15,6 +15,8 @@ const WINDOW: usize = 256;
 const RETRY: Duration = Duration::from_millis(500);
 /// A step with players still missing their list after this long fails the run.
 const GIVE_UP: Duration = Duration::from_secs(10);
+/// Joined players not heard for this long are pinged while the set-up goes on.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// Host and join every session. `conns` holds the players session by session
 /// (`conns[s * players + j]` is player `j` of `sessions[s]`).
@@ -25,31 +27,62 @@ pub fn fill(
     batch: &mut RecvBatch,
 ) -> Result<(), String> {
     let names = proto::players(players);
+    // Sessions filled so far, and when their players were last heard by the server.
+    let mut filled: Vec<(std::ops::Range<usize>, Instant)> = Vec::new();
     let mut first = 0;
     while first < sessions.len() {
         let last = (first + WINDOW).min(sessions.len());
         for j in 0..players {
-            step(conns, sessions, &names, first..last, j, batch)?;
+            step(conns, sessions, &names, first..last, j, Action::Join, batch)?;
         }
+        filled.push((first..last, Instant::now()));
         first = last;
+        // A long set-up (thousands of sockets on a busy machine) would let the first players
+        // time out on the server (5 s by default) before the flood pings them: ping them.
+        for (range, heard) in &mut filled {
+            if heard.elapsed() >= KEEP_ALIVE {
+                step(
+                    conns,
+                    sessions,
+                    &names,
+                    range.clone(),
+                    players - 1,
+                    Action::Ping,
+                    batch,
+                )?;
+                *heard = Instant::now();
+            }
+        }
     }
     Ok(())
 }
 
-/// Player `j` of every session in `range` joins (hosts when `j == 0`); returns once players
-/// `0..=j` of each session all received the list of `j + 1` names.
+/// What a step's players send.
+#[derive(Clone, Copy, PartialEq)]
+enum Action {
+    /// Player `j` hosts or joins; the others wait for the new list (pinging on retries).
+    Join,
+    /// Every player pings and waits for the list: keeps them alive on the server.
+    Ping,
+}
+
+/// With [`Action::Join`], player `j` of every session in `range` joins (hosts when `j == 0`);
+/// with [`Action::Ping`], players `0..=j` ping. Returns once players `0..=j` of each session
+/// all received the list of `j + 1` names.
 fn step(
     conns: &[Conn],
     sessions: &[String],
     names: &[String],
     range: std::ops::Range<usize>,
     j: usize,
+    action: Action,
     batch: &mut RecvBatch,
 ) -> Result<(), String> {
     let players = names.len();
     let expected = proto::info(&names[..=j]);
     let request = |s: usize, k: usize| -> Vec<u8> {
         match k {
+            _ if action == Action::Ping => proto::ping(&sessions[s], &names[k]),
             0 if j == 0 => proto::host(&sessions[s], &names[0], players),
             _ if k == j => proto::join(&sessions[s], &names[k]),
             _ => proto::ping(&sessions[s], &names[k]),
@@ -61,7 +94,10 @@ fn step(
             .map_err(|e| io_failure(&e, &sessions[s], &names[k]))
     };
     for s in range.clone() {
-        send(s, j)?;
+        match action {
+            Action::Join => send(s, j)?,
+            Action::Ping => (0..=j).try_for_each(|k| send(s, k))?,
+        }
     }
     // (session, player) still waiting for `expected`.
     let mut waiting: Vec<(usize, usize)> =

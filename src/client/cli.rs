@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
-use super::driver::{Connected, Session};
+use super::driver::{run_session, Connected, Session};
 use super::error::Error;
 use super::lobby::{LobbyEvent, Request};
 use super::payload;
@@ -162,46 +162,37 @@ fn run(
     verbose: bool,
 ) -> Result<Connected, Error> {
     let session_name = request.session.clone();
-    let mut session = Session::open_from(server, request, local_port)?;
-    loop {
-        match session.next_event(Some(deadline))? {
-            Some(LobbyEvent::Joined(players)) => {
-                if verbose {
-                    eprintln!(
-                        "in session {session_name} ({}): {}",
-                        if session.lobby().is_host() {
-                            "host"
-                        } else {
-                            "client"
-                        },
-                        players.join(", ")
-                    );
-                }
-            }
-            Some(LobbyEvent::Players(players)) => {
-                if verbose {
-                    eprintln!("players: {}", players.join(", "));
-                }
-            }
-            Some(LobbyEvent::Started(info)) => {
-                if verbose {
-                    let peers: Vec<String> = info
-                        .peers
-                        .iter()
-                        .map(|p| format!("{} {}", p.name, p.addr))
-                        .collect();
-                    eprintln!(
-                        "started: the server sees us on port {}; peers: {}; punching (about 15 s)",
-                        info.own_port,
-                        peers.join(", ")
-                    );
-                }
-                return session.punch(Some(deadline));
-            }
-            Some(LobbyEvent::Failed(e)) => return Err(e),
-            None => return Err(Error::Deadline),
+    let session = Session::open_from(server, request, local_port)?;
+    run_session(session, Some(deadline), |session, event| {
+        if !verbose {
+            return;
         }
-    }
+        match event {
+            LobbyEvent::Joined(players) => eprintln!(
+                "in session {session_name} ({}): {}",
+                if session.lobby().is_host() {
+                    "host"
+                } else {
+                    "client"
+                },
+                players.join(", ")
+            ),
+            LobbyEvent::Players(players) => eprintln!("players: {}", players.join(", ")),
+            LobbyEvent::Started(info) => {
+                let peers: Vec<String> = info
+                    .peers
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.addr))
+                    .collect();
+                eprintln!(
+                    "started: the server sees us on port {}; peers: {}; punching (about 15 s)",
+                    info.own_port,
+                    peers.join(", ")
+                );
+            }
+            LobbyEvent::Failed(_) => {}
+        }
+    })
 }
 
 fn text_summary(

@@ -159,11 +159,24 @@ pub fn punch(
     timeout: Option<Duration>,
 ) -> Result<Connected, Error> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let mut session = Session::open(server, request)?;
+    run_session(Session::open(server, request)?, deadline, |_, _| {})
+}
+
+/// Drives an opened session to its start, showing every lobby event to `on_event` (to print
+/// progress, or to call [`Session::kick`] and the like), then punches. Bounded by `deadline`.
+pub fn run_session(
+    mut session: Session,
+    deadline: Option<Instant>,
+    mut on_event: impl FnMut(&mut Session, &LobbyEvent),
+) -> Result<Connected, Error> {
     loop {
         match session.next_event(deadline)? {
-            Some(LobbyEvent::Started(_)) => return session.punch(deadline),
-            Some(_) => {}
+            Some(event) => {
+                on_event(&mut session, &event);
+                if matches!(event, LobbyEvent::Started(_)) {
+                    return session.punch(deadline);
+                }
+            }
             None => return Err(Error::Deadline),
         }
     }

@@ -46,7 +46,7 @@ pub mod payload;
 pub mod peer;
 
 pub use cli::run_cli;
-pub use driver::{punch, Connected, Session};
+pub use driver::{punch, run_session, Connected, Session};
 pub use error::{Error, ServerError};
 pub use lobby::{Lobby, LobbyEvent, Request, Role};
 pub use message::{PeerAddr, StartInfo};

@@ -2,7 +2,7 @@
 //!
 //! Every simulated player has its own UDP socket (so the server sees as many addresses as
 //! players, spread over many loopback source IPs), and a few threads each own a slice of the
-//! sockets and read them nonblocking, with one `recvmmsg` per socket that has replies due: no
+//! sockets and read them nonblocking (`recv`, or `recvmmsg` where several replies are due): no
 //! epoll, no thread per player. Two modes:
 //! - `ping`: join S sessions x P players, then ping them (closed or open loop); replies/s, loss,
 //!   latency percentiles, and CPU per reply of the generator and (with `--server-pid`) the server.

@@ -434,7 +434,7 @@ impl Run<'_> {
         counting: bool,
     ) -> usize {
         let player = &mut self.players[p];
-        match batch.recv(player.conn.fd()) {
+        match batch.recv_one(player.conn.fd()) {
             Ok(0) => 0,
             Ok(n) => {
                 let now = Instant::now();

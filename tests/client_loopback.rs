@@ -28,6 +28,10 @@ impl Drop for TempDir {
 
 impl Server {
     fn start() -> Server {
+        Server::start_on("127.0.0.1")
+    }
+
+    fn start_on(bind: &str) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "rabid-client-test-{}-{:?}",
             std::process::id(),
@@ -36,7 +40,7 @@ impl Server {
         std::fs::create_dir_all(&dir).unwrap();
         let dir = TempDir(dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_rabid-punch"))
-            .args(["--port", "0", "--bind", "127.0.0.1", "--log-file"])
+            .args(["--port", "0", "--bind", bind, "--log-file"])
             .arg(dir.0.join("server.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -154,7 +158,7 @@ fn run_player(
     (connected.punched, exchange)
 }
 
-fn check_group(results: &[(client::Punched, payload::Exchange)]) {
+fn check_group(server: SocketAddr, results: &[(client::Punched, payload::Exchange)]) {
     let (host, host_exchange) = &results[0];
     assert_eq!(host.host, None);
     assert!(
@@ -165,10 +169,7 @@ fn check_group(results: &[(client::Punched, payload::Exchange)]) {
     assert_eq!(host_exchange.heard.len(), results.len() - 1);
     for (i, (punched, exchange)) in results.iter().enumerate().skip(1) {
         let host_addr = punched.host.expect("a client knows the host");
-        assert_eq!(
-            host_addr,
-            SocketAddr::from(([127, 0, 0, 1], host.self_port))
-        );
+        assert_eq!(host_addr, SocketAddr::new(server.ip(), host.self_port));
         assert!(exchange.complete, "client {i} got no echo");
         // The echo came from the host's punched address, not from the server.
         assert_eq!(exchange.heard["host"].0, host_addr);
@@ -184,14 +185,26 @@ fn check_group(results: &[(client::Punched, payload::Exchange)]) {
 fn two_players_punch_on_loopback() {
     let server = Server::start();
     let results = punch_group(server.addr, "Two", 2);
-    check_group(&results);
+    check_group(server.addr, &results);
 }
 
 #[test]
 fn three_players_punch_on_loopback() {
     let server = Server::start();
     let results = punch_group(server.addr, "Three", 3);
-    check_group(&results);
+    check_group(server.addr, &results);
+}
+
+#[test]
+fn two_players_punch_over_ipv6_loopback() {
+    // The Godot plugin needs IPv4, but the Rust client reads bracketed IPv6 peers too.
+    if UdpSocket::bind("[::1]:0").is_err() {
+        println!("SKIPPED: no IPv6 loopback here");
+        return;
+    }
+    let server = Server::start_on("::1");
+    let results = punch_group(server.addr, "Six", 2);
+    check_group(server.addr, &results);
 }
 
 #[test]

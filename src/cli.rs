@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::core::CoreConfig;
+use crate::budget::BudgetConfig;
+use crate::core::{CapsConfig, CoreConfig};
 use crate::logging::{LogConfig, LogTarget};
 use crate::runtime::ServerConfig;
 
@@ -87,6 +88,34 @@ pub struct Args {
     #[argh(option, default = "1024")]
     pub queue_capacity: usize,
 
+    /// open sessions at most, in total; further hosts are dropped (default 100000)
+    #[argh(option, default = "CapsConfig::default().max_sessions")]
+    pub max_sessions: usize,
+
+    /// open sessions at most per host IPv4 address or IPv6 /64 (default 256)
+    #[argh(option, default = "CapsConfig::default().max_sessions_per_ip")]
+    pub max_sessions_per_ip: usize,
+
+    /// players at most, in total; further joins get session_full (default 400000)
+    #[argh(option, default = "CapsConfig::default().max_players")]
+    pub max_players: usize,
+
+    /// bytes the server may send to one IP at once: the send budget's burst (default 65536)
+    #[argh(option, default = "BudgetConfig::default().burst")]
+    pub budget_burst: u64,
+
+    /// bytes per second an IP's send budget refills by (default 4096)
+    #[argh(option, default = "BudgetConfig::default().refill_per_sec")]
+    pub budget_refill: u64,
+
+    /// budget bytes an IP earns per byte received from it (default 3)
+    #[argh(option, default = "BudgetConfig::default().earn_factor")]
+    pub budget_earn_factor: u64,
+
+    /// IPs whose send budget is tracked at most; past it, new IPs get no reply (default 1000000)
+    #[argh(option, default = "BudgetConfig::default().max_tracked")]
+    pub budget_max_tracked: usize,
+
     /// time between two stats lines in the log (default 60s)
     #[argh(
         option,
@@ -155,6 +184,17 @@ impl Args {
                     start_sends: self.start_sends,
                     error_repeats: self.error_repeats,
                     error_repeat_interval: self.error_repeat_interval,
+                    caps: CapsConfig {
+                        max_sessions: self.max_sessions,
+                        max_players: self.max_players,
+                        max_sessions_per_ip: self.max_sessions_per_ip,
+                    },
+                },
+                budget: BudgetConfig {
+                    burst: self.budget_burst,
+                    refill_per_sec: self.budget_refill,
+                    earn_factor: self.budget_earn_factor,
+                    max_tracked: self.budget_max_tracked,
                 },
             },
             log: LogConfig {

@@ -7,9 +7,11 @@
 //! - [`runtime`]: sockets, threads, channels and signals around the core; it only moves bytes.
 //! - [`client`]: a client doing the whole flow of the Godot plugin, peer phase included.
 
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod core;
+pub mod ip_key;
 pub mod logging;
 pub mod outbox;
 pub mod runtime;

@@ -66,8 +66,15 @@ fn start(args: &[&str]) -> Running {
         .spawn()
         .expect("run rabid-punch");
     let (tx, stderr) = mpsc::channel();
-    let pipe = child.stderr.take().unwrap();
+    let pipe = child.stderr.take();
+    // From here on, dropping `running` kills and reaps the child, panics included.
+    let mut running = Running {
+        child: Some(child),
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        _stderr: stderr,
+    };
     std::thread::spawn(move || {
+        let Some(pipe) = pipe else { return };
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
@@ -75,16 +82,13 @@ fn start(args: &[&str]) -> Running {
         }
     });
     loop {
-        let line = stderr
+        let line = running
+            ._stderr
             .recv_timeout(Duration::from_secs(10))
             .expect("server printed no `listening on` line");
         if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-            return Running {
-                child: Some(child),
-                addr,
-                _stderr: stderr,
-            };
+            running.addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return running;
         }
     }
 }
@@ -125,7 +129,7 @@ fn serves_then_stops_on_sigterm_with_exit_0_and_a_flushed_log() {
     ]);
     let host = Player::new(server.addr);
     assert_eq!(host.request("h:Cli:Host:4"), "i:Host");
-    assert_eq!(host.request("bogus"), "error:invalid_request");
+    assert_eq!(host.request("bogus request"), "error:invalid_request");
 
     let status = server.stop();
     assert_eq!(status.code(), Some(0));
@@ -163,7 +167,7 @@ fn a_second_rabid_punch_cannot_share_the_port_of_a_running_one() {
     assert!(stderr.contains("already in use"), "{stderr}");
     // The first one still answers.
     assert_eq!(
-        Player::new(first.addr).request("x"),
+        Player::new(first.addr).request("not a request"),
         "error:invalid_request"
     );
     assert_eq!(first.stop().code(), Some(0));

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::caps::CapsConfig;
+
 /// Settings of the session core. The defaults are those of the original server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
@@ -18,6 +20,8 @@ pub struct CoreConfig {
     pub error_repeats: u8,
     /// Time between two sends of a repeated error.
     pub error_repeat_interval: Duration,
+    /// Caps on sessions and players (abuse resistance).
+    pub caps: CapsConfig,
 }
 
 impl Default for CoreConfig {
@@ -29,6 +33,7 @@ impl Default for CoreConfig {
             start_sends: 8,
             error_repeats: 3,
             error_repeat_interval: Duration::from_millis(50),
+            caps: CapsConfig::default(),
         }
     }
 }

@@ -11,8 +11,10 @@
 //!   the "heard from" rule;
 //! - [`timers`]: start re-sends, the player timeout and the session lifetime;
 //! - [`session`]: what one session holds, and the `i:` and `s:` messages built from it;
-//! - [`repeats`]: errors sent several times (`player_timeout`, `session_timeout`).
+//! - [`repeats`]: errors sent several times (`player_timeout`, `session_timeout`);
+//! - [`caps`]: caps on sessions and players across shards (abuse resistance).
 
+mod caps;
 mod clock;
 mod config;
 mod invariants;
@@ -23,6 +25,7 @@ mod session;
 mod shard;
 mod timers;
 
+pub use caps::{CapHit, Caps, CapsConfig};
 pub use config::CoreConfig;
 pub use name::{Password, PlayerName, SessionName, ShortName};
 pub use shard::{Shard, ShardStats};

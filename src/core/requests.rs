@@ -10,12 +10,13 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::info;
+use log::{debug, info};
 
 use super::clock::Millis;
 use super::name::{Password, PlayerName, SessionName};
 use super::session::{Player, Session, Start};
 use super::shard::Shard;
+use crate::ip_key::IpKey;
 use crate::outbox::Outbox;
 use crate::wire::{ErrorCode, Kind, Request};
 
@@ -88,11 +89,20 @@ impl Shard {
             session.send_info(from, out);
             return Ok(());
         }
+        let owner = IpKey::from(from.ip());
+        if let Err(cap) = self.caps.try_open_session(owner) {
+            // Dropped unanswered: the client retries, then reports the server silent. No reply
+            // also means nothing to reflect at a forged address.
+            self.stats.hosts_refused_by_cap += 1;
+            debug!("host of session {name} from {from} dropped: {cap:?} cap reached");
+            return Ok(());
+        }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let session = Session {
             id,
             created: now,
+            owner,
             timer_at: Millis::MAX,
             max_players,
             password: password.and_then(Password::new),
@@ -152,6 +162,13 @@ impl Shard {
             Some(_) => return Err(ErrorCode::PlayerNameInUse),
             None => {}
         }
+        if self.caps.try_add_player().is_err() {
+            self.stats.joins_refused_by_cap += 1;
+            return Err(ErrorCode::SessionFull);
+        }
+        let Some(session) = self.sessions.get_mut(&name) else {
+            return Err(ErrorCode::SessionNonExistent);
+        };
         session.players.push(Player {
             name: player,
             addr: from,
@@ -226,7 +243,7 @@ impl Shard {
             "player {player} at {} kicked from session {name}",
             kicked.addr
         );
-        self.players -= 1;
+        self.players_left(1);
         self.stats.players_kicked += 1;
         if empty {
             self.remove_session(&name);
@@ -255,7 +272,7 @@ impl Shard {
         out.push_error(from, ErrorCode::PlayerExitedSession);
         let empty = session.players.is_empty();
         info!("player {player} at {from} exited session {name}");
-        self.players -= 1;
+        self.players_left(1);
         self.stats.players_exited += 1;
         if empty {
             self.remove_session(&name);

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use super::clock::Millis;
 use super::name::{Password, PlayerName};
+use crate::ip_key::IpKey;
 use crate::outbox::Outbox;
 use crate::wire;
 
@@ -13,6 +14,8 @@ pub(crate) struct Session {
     /// Tells this session apart from an earlier one of the same name, for timers.
     pub(crate) id: u32,
     pub(crate) created: Millis,
+    /// The address it was created from, which the per-IP session cap counts it against.
+    pub(crate) owner: IpKey,
     /// When this session's one live timer entry fires; other entries for it are stale.
     pub(crate) timer_at: Millis,
     pub(crate) max_players: u8,

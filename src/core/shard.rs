@@ -3,8 +3,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::caps::Caps;
 use super::clock::{ms, Clock, Millis};
 use super::config::CoreConfig;
 use super::name::SessionName;
@@ -25,6 +27,7 @@ pub struct Shard {
     pub(crate) repeats: Repeats,
     pub(crate) next_id: u32,
     pub(crate) players: usize,
+    pub(crate) caps: Arc<Caps>,
     pub(crate) stats: ShardStats,
 }
 
@@ -49,11 +52,21 @@ pub struct ShardStats {
     pub players_timed_out: u64,
     pub players_kicked: u64,
     pub players_exited: u64,
+    /// Host requests dropped, unanswered, at a session cap.
+    pub hosts_refused_by_cap: u64,
+    /// Joins answered `error:session_full` because of the total players cap.
+    pub joins_refused_by_cap: u64,
 }
 
 impl Shard {
-    /// An empty shard whose clock starts at `now`.
+    /// An empty shard whose clock starts at `now`, with caps of its own.
     pub fn new(config: &CoreConfig, now: Instant) -> Self {
+        Self::with_caps(config, Arc::new(Caps::new(config.caps)), now)
+    }
+
+    /// An empty shard counting its sessions and players against `caps`, shared with other
+    /// shards.
+    pub fn with_caps(config: &CoreConfig, caps: Arc<Caps>, now: Instant) -> Self {
         Self {
             config: Settings {
                 player_timeout: ms(config.player_timeout),
@@ -69,6 +82,7 @@ impl Shard {
             repeats: Repeats::default(),
             next_id: 0,
             players: 0,
+            caps,
             stats: ShardStats::default(),
         }
     }
@@ -105,10 +119,17 @@ impl Shard {
         self.stats
     }
 
-    /// Deletes a session, keeping the player count right.
+    /// Deletes a session, keeping the counts right.
     pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
         let session = self.sessions.remove(name)?;
-        self.players -= session.players.len();
+        self.players_left(session.players.len());
+        self.caps.close_session(session.owner);
         Some(session)
+    }
+
+    /// Counts `n` players gone from their session.
+    pub(crate) fn players_left(&mut self, n: usize) {
+        self.players -= n;
+        self.caps.remove_players(n);
     }
 }

@@ -714,3 +714,40 @@ fn ipv4_mapped_peers_are_listed_as_dotted_quads_and_ipv6_peers_in_brackets() {
     assert_eq!(sent[0], (mapped, "s:5000:B:[2001:db8::2]:6000".into()));
     assert_eq!(sent[1], (v6, "s:6000:A:203.0.113.9:5000".into()));
 }
+
+// ---------------------------------------------------------------- caps
+
+#[test]
+fn caps_limit_sessions_per_ip_in_total_and_players() {
+    use super::CapsConfig;
+    let mut h = Harness::with(CoreConfig {
+        caps: CapsConfig {
+            max_sessions: 5,
+            max_players: 7,
+            max_sessions_per_ip: 3,
+        },
+        ..CoreConfig::default()
+    });
+    let ip_a = |port: u16| SocketAddr::from(([198, 51, 100, 1], port));
+    let ip_b = |port: u16| SocketAddr::from(([198, 51, 100, 2], port));
+    for s in 0..3 {
+        assert_eq!(h.send_from(ip_a(s), &format!("h:A{s}:H:4")).len(), 1);
+    }
+    // A fourth session from the same address is dropped, unanswered.
+    assert!(h.send_from(ip_a(9), "h:A3:H:4").is_empty());
+    assert_eq!(h.shard.stats().hosts_refused_by_cap, 1);
+    // Another address may host, up to the total of 5.
+    assert_eq!(h.send_from(ip_b(1), "h:B1:H:4").len(), 1);
+    assert_eq!(h.send_from(ip_b(2), "h:B2:H:4").len(), 1);
+    assert!(h.send_from(ip_b(3), "h:B3:H:4").is_empty());
+    // 5 players so far; 2 more may join, then joins get session_full.
+    assert_eq!(h.send_from(ip_b(4), "c:B1:J1").len(), 2);
+    assert_eq!(h.send_from(ip_b(5), "c:B1:J2").len(), 3);
+    assert_eq!(
+        h.send_from(ip_b(6), "c:B1:J3"),
+        vec![(ip_b(6), "error:session_full".to_string())]
+    );
+    // Closing a session frees its places.
+    h.send_from(ip_a(0), "x:A0:H");
+    assert_eq!(h.send_from(ip_a(9), "h:A3:H:4").len(), 1);
+}

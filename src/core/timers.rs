@@ -174,13 +174,15 @@ impl Shard {
         if removed == 0 {
             return;
         }
-        self.players -= removed;
+        let empty = session.players.is_empty();
+        if !empty {
+            session.broadcast_info(out);
+        }
+        self.players_left(removed);
         self.stats.players_timed_out += removed as u64;
-        if session.players.is_empty() {
+        if empty {
             self.remove_session(&name);
             info!("session {name} deleted: no players left");
-        } else {
-            session.broadcast_info(out);
         }
     }
 }

@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 
 use socket2::{SockAddr, Socket};
 
-use crate::outbox::Outbox;
-
 /// Datagrams per receive call.
 pub const BATCH: usize = 32;
 
@@ -138,20 +136,28 @@ fn ignore_timeout(e: io::Error) -> io::Result<usize> {
     }
 }
 
-/// Sends every datagram of `out`, in batches. Returns how many were sent; a datagram the kernel
-/// refuses (an unreachable destination, a full buffer) is skipped, never retried.
+/// Sends every datagram of `items`, in batches. Returns how many were sent, their bytes, and
+/// how many failed: a datagram the kernel refuses (an unreachable destination, a full buffer)
+/// is skipped, never retried.
 #[cfg(target_os = "linux")]
-pub fn send_all(socket: &Socket, out: &Outbox) -> usize {
+pub fn send_all<'a>(
+    socket: &Socket,
+    items: impl Iterator<Item = (SocketAddr, &'a [u8])>,
+) -> (usize, usize, usize) {
     use std::os::fd::AsRawFd;
     let mut sent = 0;
+    let mut bytes = 0;
+    let mut failed = 0;
     let mut addrs: [MaybeUninit<SockAddr>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
-    let mut pending = out.iter().peekable();
+    let mut pending = items.peekable();
     while pending.peek().is_some() {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let mut n = 0;
+        let mut lens = [0usize; BATCH];
         for (to, payload) in pending.by_ref().take(BATCH) {
+            lens[n] = payload.len();
             let addr = addrs[n].write(SockAddr::from(to));
             iov[n].iov_base = payload.as_ptr() as *mut libc::c_void;
             iov[n].iov_len = payload.len();
@@ -180,19 +186,32 @@ pub fn send_all(socket: &Socket, out: &Outbox) -> usize {
                 }
                 // The datagram at `first` was refused: skip it.
                 first += 1;
+                failed += 1;
             } else {
-                first += done as usize;
-                sent += done as usize;
+                let done = done as usize;
+                bytes += lens[first..first + done].iter().sum::<usize>();
+                first += done;
+                sent += done;
             }
         }
     }
-    sent
+    (sent, bytes, failed)
 }
 
 /// Portable fallback: one datagram per call.
 #[cfg(not(target_os = "linux"))]
-pub fn send_all(socket: &Socket, out: &Outbox) -> usize {
-    out.iter()
-        .filter(|(to, payload)| socket.send_to(payload, &SockAddr::from(*to)).is_ok())
-        .count()
+pub fn send_all<'a>(
+    socket: &Socket,
+    items: impl Iterator<Item = (SocketAddr, &'a [u8])>,
+) -> (usize, usize, usize) {
+    let (mut sent, mut bytes, mut failed) = (0, 0, 0);
+    for (to, payload) in items {
+        if socket.send_to(payload, &SockAddr::from(to)).is_ok() {
+            sent += 1;
+            bytes += payload.len();
+        } else {
+            failed += 1;
+        }
+    }
+    (sent, bytes, failed)
 }

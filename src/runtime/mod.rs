@@ -22,12 +22,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
-use crate::core::CoreConfig;
+use crate::budget::{BudgetConfig, SendBudgets};
+use crate::core::{Caps, CoreConfig, Shard};
 use crate::outbox::Outbox;
 pub use stats::{Counters, Totals};
 
@@ -40,8 +42,10 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Batches a worker may have waiting before the receiver drops what it would add.
     pub queue_capacity: usize,
-    /// The protocol's durations and counts.
+    /// The protocol's durations and counts, and the caps on sessions and players.
     pub core: CoreConfig,
+    /// The per-IP send budgets.
+    pub budget: BudgetConfig,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
             queue_capacity: 1024,
             core: CoreConfig::default(),
+            budget: BudgetConfig::default(),
         }
     }
 }
@@ -78,6 +83,9 @@ impl Server {
         let local_addr = socket::local_addr(&socket)?;
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
+        let now = Instant::now();
+        let budgets = Arc::new(SendBudgets::new(config.budget, now));
+        let caps = Arc::new(Caps::new(config.core.caps));
         let (exit_tx, exits) = crossbeam_channel::unbounded();
         let mut threads = Vec::new();
         let mut counters = Vec::new();
@@ -86,22 +94,30 @@ impl Server {
             let (tx, rx) = bounded(config.queue_capacity.max(1));
             senders.push(tx);
             let clone = socket.try_clone()?;
-            let core = config.core.clone();
-            let c = Arc::new(Counters::default());
-            counters.push(c.clone());
+            let shard = Shard::with_caps(&config.core, caps.clone(), now);
+            let gate = Gate {
+                socket: clone,
+                budgets: budgets.clone(),
+                counters: Arc::new(Counters::default()),
+            };
+            counters.push(gate.counters.clone());
             threads.push(spawn_watched(
                 format!("worker-{index}"),
                 exit_tx.clone(),
-                move || worker::run(clone, core, rx, c),
+                move || worker::run(shard, rx, gate),
             )?);
         }
         // The receiver's counters come last, after the workers'.
-        let c = Arc::new(Counters::default());
-        counters.push(c.clone());
+        let gate = Gate {
+            socket,
+            budgets,
+            counters: Arc::new(Counters::default()),
+        };
+        counters.push(gate.counters.clone());
         let router = receiver::Router::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched("receiver".into(), exit_tx, move || {
-            if let Err(e) = receiver::run(socket, router, senders, receiver_stop, c) {
+            if let Err(e) = receiver::run(gate, router, senders, receiver_stop) {
                 log::error!("receiver: socket error: {e}");
             }
         })?);
@@ -183,20 +199,44 @@ fn spawn_watched(
     })
 }
 
-/// Sends `out` through `socket`, counting what went out. The one place every reply passes: the
-/// abuse budgets apply here.
-fn send(socket: &Socket, out: &Outbox, counters: &Counters) {
-    if log_enabled!(Level::Debug) {
-        for (to, payload) in out.iter() {
-            debug!(
-                "{to} <- {}",
-                String::from_utf8_lossy(payload).escape_debug()
-            );
-        }
+/// The way out of the server: a thread's clone of the socket, with the send budgets every
+/// datagram is charged to, and the thread's counters. Every reply passes here.
+pub(crate) struct Gate {
+    pub(crate) socket: Socket,
+    pub(crate) budgets: Arc<SendBudgets>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Gate {
+    /// Sends what `out` holds and the budgets allow, in batches; counts the rest as dropped.
+    pub(crate) fn send(&self, out: &Outbox, now: Instant) {
+        let debug = log_enabled!(Level::Debug);
+        let allowed = out.iter().filter(|(to, payload)| {
+            match self.budgets.try_spend(to.ip(), payload.len(), now) {
+                Ok(()) => {
+                    if debug {
+                        debug!(
+                            "{to} <- {}",
+                            String::from_utf8_lossy(payload).escape_debug()
+                        );
+                    }
+                    true
+                }
+                Err(refusal) => {
+                    self.counters.dropped_by_budget(refusal);
+                    if debug {
+                        debug!(
+                            "{to} <- dropped ({refusal:?}): {}",
+                            String::from_utf8_lossy(payload).escape_debug()
+                        );
+                    }
+                    false
+                }
+            }
+        });
+        let (sent, bytes, failed) = batch::send_all(&self.socket, allowed);
+        self.counters.sent(sent, bytes, failed);
     }
-    let sent = batch::send_all(socket, out);
-    let bytes = out.iter().map(|(_, p)| p.len()).sum();
-    counters.sent(sent, bytes, out.len() - sent);
 }
 
 #[cfg(test)]

@@ -9,14 +9,14 @@ use std::hash::BuildHasher;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, log_enabled, warn, Level};
-use socket2::Socket;
 
 use super::batch::{self, RecvBatch};
 use super::datagram::{Batch, Datagram};
-use super::stats::Counters;
+use super::Gate;
 use crate::outbox::Outbox;
 use crate::wire::{self, ErrorCode, ParseError};
 
@@ -41,24 +41,39 @@ impl Router {
     }
 }
 
+/// Malformed datagrams shorter than this get no `error:invalid_request` (21 bytes): a reply more
+/// than three times the size of what caused it would make garbage an amplifier.
+pub const MIN_ANSWERED_GARBAGE: usize = 7;
+
+/// How often the send budgets are swept of buckets that refilled.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs the receive loop until `stop` is set or every worker is gone.
 pub fn run(
-    socket: Socket,
+    gate: Gate,
     router: Router,
     workers: Vec<Sender<Batch>>,
     stop: Arc<AtomicBool>,
-    counters: Arc<Counters>,
 ) -> io::Result<()> {
+    let counters = &gate.counters;
     let mut recv = RecvBatch::new();
     let mut batches: Vec<Batch> = workers.iter().map(|_| Vec::new()).collect();
     let mut out = Outbox::new();
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
     while !stop.load(Ordering::Relaxed) {
-        let n = recv.recv(&socket)?;
+        let n = recv.recv(&gate.socket)?;
+        let now = Instant::now();
+        if now >= next_sweep {
+            gate.budgets.sweep(now);
+            next_sweep = now + SWEEP_EVERY;
+        }
         if n == 0 {
             continue;
         }
         for datagram in recv.iter() {
             counters.received(datagram.data.len());
+            gate.budgets
+                .on_received(datagram.from.ip(), datagram.data.len(), now);
             if log_enabled!(Level::Debug) {
                 debug!(
                     "{} -> {}",
@@ -78,9 +93,12 @@ pub fn run(
                 },
                 // No usable session name: answered here, without troubling a worker.
                 Err(ParseError::Invalid) => {
-                    out.push_error(datagram.from, ErrorCode::InvalidRequest)
+                    counters.malformed();
+                    if datagram.data.len() >= MIN_ANSWERED_GARBAGE {
+                        out.push_error(datagram.from, ErrorCode::InvalidRequest);
+                    }
                 }
-                Err(ParseError::UnknownCommand) => {}
+                Err(ParseError::UnknownCommand) => counters.unknown_command(),
             }
         }
         for (worker, batch) in workers.iter().zip(batches.iter_mut()) {
@@ -98,7 +116,7 @@ pub fn run(
             }
         }
         if !out.is_empty() {
-            super::send(&socket, &out, &counters);
+            gate.send(&out, now);
             out.clear();
         }
     }

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::budget::Refusal;
 use crate::core::ShardStats;
 
 /// One thread's counters. Aligned so that two threads' counters never share a cache line.
@@ -18,6 +19,12 @@ pub struct Counters {
     bytes_out: AtomicU64,
     send_errors: AtomicU64,
     dropped_queue_full: AtomicU64,
+    dropped_budget: AtomicU64,
+    dropped_table_full: AtomicU64,
+    malformed: AtomicU64,
+    unknown_command: AtomicU64,
+    hosts_refused_by_cap: AtomicU64,
+    joins_refused_by_cap: AtomicU64,
     sessions: AtomicU64,
     players: AtomicU64,
     sessions_created: AtomicU64,
@@ -47,6 +54,21 @@ impl Counters {
         bump(&self.dropped_queue_full, datagrams as u64);
     }
 
+    pub fn dropped_by_budget(&self, refusal: Refusal) {
+        match refusal {
+            Refusal::Budget => bump(&self.dropped_budget, 1),
+            Refusal::TableFull => bump(&self.dropped_table_full, 1),
+        }
+    }
+
+    pub fn malformed(&self) {
+        bump(&self.malformed, 1);
+    }
+
+    pub fn unknown_command(&self) {
+        bump(&self.unknown_command, 1);
+    }
+
     /// Publishes a worker's shard figures.
     pub fn set_shard(&self, sessions: usize, players: usize, stats: ShardStats) {
         self.sessions.store(sessions as u64, Relaxed);
@@ -57,6 +79,10 @@ impl Counters {
             .store(stats.sessions_timed_out, Relaxed);
         self.players_timed_out
             .store(stats.players_timed_out, Relaxed);
+        self.hosts_refused_by_cap
+            .store(stats.hosts_refused_by_cap, Relaxed);
+        self.joins_refused_by_cap
+            .store(stats.joins_refused_by_cap, Relaxed);
     }
 }
 
@@ -69,6 +95,12 @@ pub struct Totals {
     pub bytes_out: u64,
     pub send_errors: u64,
     pub dropped_queue_full: u64,
+    pub dropped_budget: u64,
+    pub dropped_table_full: u64,
+    pub malformed: u64,
+    pub unknown_command: u64,
+    pub hosts_refused_by_cap: u64,
+    pub joins_refused_by_cap: u64,
     pub sessions: u64,
     pub players: u64,
     pub sessions_created: u64,
@@ -87,6 +119,12 @@ impl Totals {
             t.bytes_out += c.bytes_out.load(Relaxed);
             t.send_errors += c.send_errors.load(Relaxed);
             t.dropped_queue_full += c.dropped_queue_full.load(Relaxed);
+            t.dropped_budget += c.dropped_budget.load(Relaxed);
+            t.dropped_table_full += c.dropped_table_full.load(Relaxed);
+            t.malformed += c.malformed.load(Relaxed);
+            t.unknown_command += c.unknown_command.load(Relaxed);
+            t.hosts_refused_by_cap += c.hosts_refused_by_cap.load(Relaxed);
+            t.joins_refused_by_cap += c.joins_refused_by_cap.load(Relaxed);
             t.sessions += c.sessions.load(Relaxed);
             t.players += c.players.load(Relaxed);
             t.sessions_created += c.sessions_created.load(Relaxed);
@@ -103,7 +141,9 @@ impl std::fmt::Display for Totals {
         write!(
             f,
             "sessions={} players={} in={}dg/{}B out={}dg/{}B created={} started={} \
-             session_timeouts={} player_timeouts={} drops: queue_full={} send_error={}",
+             session_timeouts={} player_timeouts={} malformed={} unknown={} drops: \
+             budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
+             send_error={}",
             self.sessions,
             self.players,
             self.datagrams_in,
@@ -114,7 +154,13 @@ impl std::fmt::Display for Totals {
             self.sessions_started,
             self.sessions_timed_out,
             self.players_timed_out,
+            self.malformed,
+            self.unknown_command,
+            self.dropped_budget,
+            self.dropped_table_full,
             self.dropped_queue_full,
+            self.hosts_refused_by_cap,
+            self.joins_refused_by_cap,
             self.send_errors,
         )
     }

@@ -2,20 +2,17 @@
 //! batches the receiver routes here and its own deadlines, and sends what it answers through its
 //! clone of the server socket, so replies leave from the server's port.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use socket2::Socket;
 
 use super::datagram::Batch;
-use super::stats::Counters;
-use crate::core::{CoreConfig, Shard};
+use super::Gate;
+use crate::core::Shard;
 use crate::outbox::Outbox;
 
 /// Runs until the receiver hangs up.
-pub fn run(socket: Socket, config: CoreConfig, batches: Receiver<Batch>, counters: Arc<Counters>) {
-    let mut shard = Shard::new(&config, Instant::now());
+pub fn run(mut shard: Shard, batches: Receiver<Batch>, gate: Gate) {
     let mut out = Outbox::new();
     loop {
         let received = match shard.next_timeout() {
@@ -34,9 +31,10 @@ pub fn run(socket: Socket, config: CoreConfig, batches: Receiver<Batch>, counter
         }
         shard.handle_timeout(now, &mut out);
         // Published before replying, so a client that got its reply sees the figures.
-        counters.set_shard(shard.sessions(), shard.players(), shard.stats());
+        gate.counters
+            .set_shard(shard.sessions(), shard.players(), shard.stats());
         if !out.is_empty() {
-            super::send(&socket, &out, &counters);
+            gate.send(&out, now);
             out.clear();
         }
     }

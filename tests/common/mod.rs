@@ -56,6 +56,39 @@ impl Player {
         }
     }
 
+    /// The next datagram that is not an `i:` list (broadcasts a test does not care about).
+    pub fn recv_skipping_info(&self) -> String {
+        loop {
+            let got = self.recv();
+            if !got.starts_with("i:") {
+                return got;
+            }
+        }
+    }
+
+    /// Sends `text` every 0.5 s, as the Godot client does, until a reply passes `accept`
+    /// (at most 30 tries); returns that reply.
+    pub fn retry(&self, text: &str, accept: impl Fn(&str) -> bool) -> String {
+        let mut buf = [0u8; 2048];
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        for _ in 0..30 {
+            self.send(text);
+            let deadline = std::time::Instant::now() + Duration::from_millis(500);
+            while std::time::Instant::now() < deadline {
+                if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
+                    let got = String::from_utf8_lossy(&buf[..len]).into_owned();
+                    if from == self.server && accept(&got) {
+                        self.socket.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+                        return got;
+                    }
+                }
+            }
+        }
+        panic!("no acceptable reply to {text:?} after 30 tries");
+    }
+
     /// Sends `text` and returns the first reply.
     pub fn request(&self, text: &str) -> String {
         self.send(text);

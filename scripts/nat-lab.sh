@@ -11,8 +11,12 @@
 #       cone       plain `masquerade`: the port is kept when free, the same mapping for every
 #                  destination (endpoint-independent mapping);
 #       symmetric  `masquerade random`: a different port for every destination.
-#     Each router, like a home router, drops new connections arriving on its WAN side, so an
-#     early peer packet cannot leave a conntrack entry that would steal the port.
+#     Each router, like a home router's firewall, drops new connections arriving on its WAN
+#     side. Without that, a peer's greeting that reaches the router before our own first
+#     packet to that peer is accepted for the router itself and leaves a conntrack entry;
+#     masquerade then sees the port as taken and maps our greetings to that peer to another
+#     port, and two cone NATs fail with unreachable_self (measured: remove the rule and
+#     cone,cone fails every time).
 # Before the runs it checks each NAT kind in use from one fixed local port against two
 # servers (7777 and 7778): cone must show the same port twice, symmetric two different ones.
 # Then every group runs at once, each its own session: the first player hosts and starts when
@@ -21,7 +25,8 @@
 #
 # Usage: scripts/nat-lab.sh [--bin PATH] [--timeout SECS] [--keep] [GROUP...]
 #   GROUP    NAT kinds of the players, host first, comma-separated, 2-4 players:
-#            e.g. cone,cone  none,cone,symmetric. Default: the matrix below.
+#            e.g. cone,cone  none,cone,symmetric. Default: none,none none,cone cone,cone
+#            cone,cone,cone,cone none,symmetric cone,symmetric symmetric,symmetric
 #   --bin    the rabid-punch binary (default: $RABID_PUNCH_BIN, else the newest of
 #            ${CARGO_TARGET_DIR:-target}/{release,debug}/rabid-punch)
 #   --timeout  bound on each client run, seconds (default 60)

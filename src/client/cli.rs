@@ -47,7 +47,8 @@ struct Args {
     /// session password (1-12 letters or digits)
     #[argh(option)]
     password: Option<String>,
-    /// while host, start the session once this many players are listed
+    /// while host, start the session once this many players are listed (default for a host:
+    /// --max-players)
     #[argh(option)]
     start_when: Option<usize>,
     /// bound on the whole run, in seconds (default 60)
@@ -113,7 +114,10 @@ pub fn run_cli(args: &[String]) -> ExitCode {
         Request::join(session, name)
     };
     request.password = args.password.clone();
-    request.start_when = args.start_when;
+    // A host must start at some point, and the CLI has no prompt: by default, when full.
+    request.start_when = args
+        .start_when
+        .or(args.host.then_some(usize::from(args.max_players)));
     let started = Instant::now();
     let outcome = run(server, request, args.local_port, deadline, !args.json);
     let elapsed = started.elapsed();

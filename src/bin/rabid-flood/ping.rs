@@ -292,7 +292,14 @@ fn flood(
         }
         match share.interval {
             None => {
-                while run.in_flight < share.window && total_sent < share.max_pings {
+                // At most one window of attempts per round, so sends that keep failing (and
+                // so never count as in flight) cannot hold the loop past its end time.
+                let mut tries = 0;
+                while run.in_flight < share.window
+                    && total_sent < share.max_pings
+                    && tries < share.window
+                {
+                    tries += 1;
                     total_sent += 1;
                     run.send_next(Instant::now(), &mut out);
                 }

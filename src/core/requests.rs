@@ -124,7 +124,7 @@ impl Shard {
             }
         );
         session.send_info(from, out);
-        self.sessions.insert(name, session);
+        self.sessions.insert(name, Box::new(session));
         self.players += 1;
         self.stats.sessions_created += 1;
         self.schedule(name);

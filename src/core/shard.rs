@@ -21,7 +21,9 @@ use crate::wire::{self, ErrorCode, ParseError};
 pub struct Shard {
     pub(crate) config: Settings,
     pub(crate) clock: Clock,
-    pub(crate) sessions: HashMap<SessionName, Session>,
+    /// Boxed so that a bucket of the map is one pointer: a map sized for growth is up to half
+    /// empty, and empty buckets of inline sessions would cost their full size.
+    pub(crate) sessions: HashMap<SessionName, Box<Session>>,
     /// One live entry per session (see `Session::timer_at`), plus stale ones skipped when popped.
     pub(crate) timers: BinaryHeap<Reverse<Timer>>,
     pub(crate) repeats: Repeats,
@@ -120,7 +122,7 @@ impl Shard {
     }
 
     /// Deletes a session, keeping the counts right.
-    pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
+    pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Box<Session>> {
         let session = self.sessions.remove(name)?;
         self.players_left(session.players.len());
         self.caps.close_session(session.owner);

@@ -1,0 +1,43 @@
+//! Helpers shared by the benches: addresses and filled shards.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rabid_punch::core::{CapsConfig, CoreConfig, Shard};
+use rabid_punch::outbox::Outbox;
+
+/// A distinct address for player `i`.
+pub fn addr(i: u32) -> SocketAddr {
+    let ip = 0x0a00_0000 | (i >> 8);
+    SocketAddr::from((ip.to_be_bytes(), 1024 + (i & 0xff) as u16))
+}
+
+/// Caps out of the way: the benches measure the core, not its limits.
+pub fn uncapped() -> CoreConfig {
+    CoreConfig {
+        caps: CapsConfig {
+            max_sessions: usize::MAX,
+            max_players: usize::MAX,
+            max_sessions_per_ip: usize::MAX,
+        },
+        ..CoreConfig::default()
+    }
+}
+
+/// A shard holding `sessions` sessions of `players` players each, named `S<n>` with players
+/// `P0`.. at addresses `addr(n * players + i)`.
+pub fn filled_shard(sessions: u32, players: u32, now: Instant) -> Shard {
+    let mut shard = Shard::new(&uncapped(), now);
+    let mut out = Outbox::new();
+    for s in 0..sessions {
+        let host = format!("h:S{s}:P0:12");
+        shard.handle_datagram(now, addr(s * players), host.as_bytes(), &mut out);
+        for p in 1..players {
+            let join = format!("c:S{s}:P{p}");
+            shard.handle_datagram(now, addr(s * players + p), join.as_bytes(), &mut out);
+        }
+        out.clear();
+    }
+    shard
+}

@@ -1,0 +1,94 @@
+//! The session core: a ping in shards of 1, 10 000 and 1 000 000 sessions (the cost must not grow
+//! with the number of sessions), a 12-player start, and a whole 4-player lifecycle.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{addr, filled_shard, uncapped};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use rabid_punch::core::Shard;
+use rabid_punch::outbox::Outbox;
+
+fn ping(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ping");
+    let now = Instant::now();
+    for sessions in [1u32, 10_000, 1_000_000] {
+        let mut shard = filled_shard(sessions, 1, now);
+        // Pings to sessions spread over the whole shard, as real traffic is, in a fixed order.
+        let mut seed = 0x9e37_79b9_u32;
+        let pings: Vec<(std::net::SocketAddr, Vec<u8>)> = (0..4096)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let s = seed % sessions;
+                (addr(s), format!("p:S{s}:P0").into_bytes())
+            })
+            .collect();
+        let mut out = Outbox::new();
+        let mut i = 0;
+        group.bench_function(format!("{sessions}_sessions"), |b| {
+            b.iter(|| {
+                let (from, datagram) = &pings[i % pings.len()];
+                i += 1;
+                shard.handle_datagram(now, *from, datagram, &mut out);
+                out.clear();
+            })
+        });
+    }
+    group.finish();
+}
+
+fn start_12_players(c: &mut Criterion) {
+    let now = Instant::now();
+    c.bench_function("start_12_players", |b| {
+        b.iter_batched(
+            || (filled_shard(1, 12, now), Outbox::new()),
+            |(mut shard, mut out)| {
+                shard.handle_datagram(now, addr(0), b"s:S0:P0", &mut out);
+                black_box(out.len());
+                (shard, out)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn lifecycle_4_players(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let mut shard = Shard::new(&uncapped(), t0);
+    let mut out = Outbox::new();
+    let mut n = 0u32;
+    c.bench_function("lifecycle_4_players", |b| {
+        b.iter(|| {
+            // Host, 3 joins, a ping each, start, 3 confirmations, then time runs until the
+            // start re-sends are over and the session is forgotten.
+            let now = t0 + Duration::from_secs(u64::from(n));
+            let s = format!("L{n}");
+            let base = n * 4;
+            n += 1;
+            shard.handle_datagram(now, addr(base), format!("h:{s}:P0:4").as_bytes(), &mut out);
+            for p in 1..4 {
+                let join = format!("c:{s}:P{p}");
+                shard.handle_datagram(now, addr(base + p), join.as_bytes(), &mut out);
+            }
+            for p in 0..4 {
+                let ping = format!("p:{s}:P{p}");
+                shard.handle_datagram(now, addr(base + p), ping.as_bytes(), &mut out);
+            }
+            shard.handle_datagram(now, addr(base), format!("s:{s}:P0").as_bytes(), &mut out);
+            for p in 1..4 {
+                let confirm = format!("y:{s}:P{p}");
+                shard.handle_datagram(now, addr(base + p), confirm.as_bytes(), &mut out);
+            }
+            shard.handle_timeout(now + Duration::from_millis(900), &mut out);
+            black_box(out.len());
+            out.clear();
+        })
+    });
+}
+
+criterion_group!(benches, ping, start_12_players, lifecycle_4_players);
+criterion_main!(benches);

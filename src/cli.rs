@@ -124,6 +124,11 @@ pub struct Args {
     )]
     pub stats_interval: Duration,
 
+    /// serve Prometheus metrics over HTTP at http://ADDR/metrics, e.g. 127.0.0.1:9477
+    /// (default: off; keep it off the internet)
+    #[argh(option)]
+    pub metrics: Option<String>,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -135,6 +140,8 @@ pub struct Settings {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub stats_interval: Duration,
+    /// Where to serve metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Args {
@@ -167,6 +174,14 @@ impl Args {
                 return Err(format!("{flag} must be between 1ms and 30 days"));
             }
         }
+        let metrics = match &self.metrics {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "--metrics needs an IP address and port such as 127.0.0.1:9477, not `{text}`"
+                )
+            })?),
+        };
         let target = match self.log_file.as_str() {
             "-" => LogTarget::Stdout,
             "" => return Err("--log-file must not be empty (use - for standard output)".into()),
@@ -204,6 +219,7 @@ impl Args {
                 keep: self.log_keep,
             },
             stats_interval: self.stats_interval,
+            metrics,
         })
     }
 }
@@ -280,6 +296,25 @@ mod tests {
         );
         assert_eq!(settings.server.core.start_sends, 4);
         assert_eq!(settings.log.target, LogTarget::Stdout);
+        assert_eq!(settings.metrics, None);
+    }
+
+    #[test]
+    fn metrics_take_an_ip_and_port() {
+        let on = args(&["--metrics", "127.0.0.1:9477"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(on.metrics, Some("127.0.0.1:9477".parse().unwrap()));
+        let v6 = args(&["--metrics", "[::1]:9477"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(v6.metrics, Some("[::1]:9477".parse().unwrap()));
+        for bad in ["9477", "localhost:9477", "127.0.0.1", "127.0.0.1:99999", ""] {
+            let error = args(&["--metrics", bad]).unwrap().settings().unwrap_err();
+            assert!(error.starts_with("--metrics needs"), "{bad}: {error}");
+        }
     }
 
     #[test]

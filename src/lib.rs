@@ -13,6 +13,7 @@ pub mod client;
 pub mod core;
 pub mod ip_key;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod runtime;
 pub mod wire;

@@ -11,6 +11,7 @@ use signal_hook::iterator::Signals;
 
 use rabid_punch::cli::Args;
 use rabid_punch::logging;
+use rabid_punch::metrics;
 use rabid_punch::runtime::Server;
 
 /// Exit code when a thread of the server died: the process must not serve on with a shard gone.
@@ -68,6 +69,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
+    // Bound before the UDP socket, so that a bad address stops the start before anything serves.
+    let metrics = settings.metrics.map(metrics::Endpoint::bind).transpose()?;
     let bind = settings.server.bind;
     let workers = settings.server.workers;
     let server = Server::start(settings.server).map_err(|e| match e.kind() {
@@ -76,6 +79,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         }
         _ => format!("cannot listen on {bind}: {e}"),
     })?;
+    let _metrics = match metrics {
+        Some(endpoint) => {
+            let serving = endpoint
+                .serve(server.probe())
+                .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+            info!(
+                "metrics at http://{}{}",
+                serving.local_addr(),
+                metrics::PATH
+            );
+            Some(serving)
+        }
+        None => None,
+    };
     info!(
         "rabid-punch {} listening on {} with {workers} workers",
         env!("CARGO_PKG_VERSION"),

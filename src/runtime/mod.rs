@@ -31,7 +31,9 @@ use socket2::Socket;
 use crate::budget::{BudgetConfig, SendBudgets};
 use crate::core::{Caps, CoreConfig, Shard};
 use crate::outbox::Outbox;
-pub use stats::{Counters, Totals};
+pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
+
+use datagram::Batch;
 
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
@@ -73,7 +75,41 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     exits: Receiver<ThreadExit>,
+    probe: Probe,
+}
+
+/// A read-only view of a running server's figures, for a metrics scrape on another thread.
+///
+/// It holds each thread's [`Counters`] and a clone of each worker's queue *receiving* end:
+/// `Receiver::len` tells the queue depth, and a receiving end (unlike a sending one) does not
+/// keep a worker alive when the receiver thread hangs up at shutdown. Reading it takes no lock
+/// and never makes a worker wait.
+#[derive(Clone)]
+pub struct Probe {
+    /// The workers' counters in worker order, then the receiver's.
     counters: Vec<Arc<Counters>>,
+    queues: Vec<Receiver<Batch>>,
+}
+
+impl Probe {
+    /// The sum of all threads' counters now.
+    pub fn totals(&self) -> Totals {
+        Totals::sum(self.counters.iter().map(|c| &**c))
+    }
+
+    /// Each worker's counters, in worker order.
+    pub fn worker_totals(&self) -> Vec<Totals> {
+        let workers = self.counters.len().saturating_sub(1);
+        self.counters[..workers]
+            .iter()
+            .map(|c| Totals::sum([&**c]))
+            .collect()
+    }
+
+    /// Batches (of up to 32 datagrams each) waiting in each worker's queue, in worker order.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.queues.iter().map(Receiver::len).collect()
+    }
 }
 
 impl Server {
@@ -90,9 +126,11 @@ impl Server {
         let mut threads = Vec::new();
         let mut counters = Vec::new();
         let mut senders = Vec::new();
+        let mut queues = Vec::new();
         for index in 0..workers {
             let (tx, rx) = bounded(config.queue_capacity.max(1));
             senders.push(tx);
+            queues.push(rx.clone());
             let clone = socket.try_clone()?;
             let shard = Shard::with_caps(&config.core, caps.clone(), now);
             let gate = Gate {
@@ -126,7 +164,7 @@ impl Server {
             stop,
             threads,
             exits,
-            counters,
+            probe: Probe { counters, queues },
         })
     }
 
@@ -143,16 +181,17 @@ impl Server {
 
     /// The sum of all threads' counters now.
     pub fn totals(&self) -> Totals {
-        Totals::sum(self.counters.iter().map(|c| &**c))
+        self.probe.totals()
     }
 
     /// Each worker's counters, in worker order: shows how sessions spread over the workers.
     pub fn worker_totals(&self) -> Vec<Totals> {
-        let workers = self.counters.len().saturating_sub(1);
-        self.counters[..workers]
-            .iter()
-            .map(|c| Totals::sum([&**c]))
-            .collect()
+        self.probe.worker_totals()
+    }
+
+    /// A view of the figures for another thread (the metrics endpoint).
+    pub fn probe(&self) -> Probe {
+        self.probe.clone()
     }
 
     /// Stops the receiver, lets the workers finish what they were handed, and waits for all.
@@ -214,6 +253,7 @@ impl Gate {
         let allowed = out.iter().filter(|(to, payload)| {
             match self.budgets.try_spend(to.ip(), payload.len(), now) {
                 Ok(()) => {
+                    self.counters.reply(payload);
                     if debug {
                         debug!(
                             "{to} <- {}",

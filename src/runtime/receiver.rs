@@ -65,6 +65,7 @@ pub fn run(
         let now = Instant::now();
         if now >= next_sweep {
             gate.budgets.sweep(now);
+            counters.set_budget_tracked_ips(gate.budgets.tracked());
             next_sweep = now + SWEEP_EVERY;
         }
         if n == 0 {
@@ -87,10 +88,14 @@ pub fn run(
                 wire::parse(datagram.data)
             };
             match parsed {
-                Ok(request) => match Datagram::new(datagram.from, datagram.data) {
-                    Some(d) => batches[router.worker_of(request.session)].push(d),
-                    None => out.push_error(datagram.from, ErrorCode::InvalidRequest),
-                },
+                Ok(request) => {
+                    // Counted here, before a full queue may drop it: what clients asked.
+                    counters.request(&request.kind);
+                    match Datagram::new(datagram.from, datagram.data) {
+                        Some(d) => batches[router.worker_of(request.session)].push(d),
+                        None => out.push_error(datagram.from, ErrorCode::InvalidRequest),
+                    }
+                }
                 // No usable session name: answered here, without troubling a worker.
                 Err(ParseError::Invalid) => {
                     counters.malformed();

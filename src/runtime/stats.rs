@@ -1,13 +1,33 @@
-//! Counters of what the threads did, for the periodic stats line (and metrics).
+//! Counters of what the threads did, for the periodic stats line and the metrics endpoint.
 //!
-//! Each thread owns one [`Counters`] and is its only writer, on a cache line of its own, so
-//! counting costs a plain store on the per-datagram path; readers add all threads' counters up
-//! when they need a figure.
+//! Each thread owns one [`Counters`] and is its only writer, on cache lines of its own, so
+//! counting costs a plain load and store on the per-datagram path: no lock, no read-modify-write
+//! instruction, no cache line another thread writes. Readers (the stats line, a metrics scrape)
+//! add all threads' counters up when they need a figure, and never make a writer wait.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use crate::budget::Refusal;
 use crate::core::ShardStats;
+use crate::wire::{ErrorCode, Kind};
+
+/// The command letters, in the order of [`Totals::requests`].
+pub const COMMANDS: [&str; 7] = ["h", "c", "p", "k", "x", "s", "y"];
+
+/// The kinds of reply, in the order of [`Totals::replies`]: `i:`, `s:` and `error:` datagrams.
+pub const REPLY_KINDS: [&str; 3] = ["info", "start", "error"];
+
+/// Upper bounds, in nanoseconds, of the buckets of the request handling time histogram; one more
+/// bucket past the last holds everything slower. A request costs a worker about a microsecond
+/// plus its share of a `sendmmsg`, so the buckets are finest there.
+pub const HANDLING_BUCKETS_NS: [u64; 12] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000,
+    25_000_000,
+];
+
+const BUCKETS: usize = HANDLING_BUCKETS_NS.len() + 1;
+const ERRORS: usize = ErrorCode::ALL.len();
 
 /// One thread's counters. Aligned so that two threads' counters never share a cache line.
 #[derive(Debug, Default)]
@@ -31,6 +51,12 @@ pub struct Counters {
     sessions_started: AtomicU64,
     sessions_timed_out: AtomicU64,
     players_timed_out: AtomicU64,
+    budget_tracked_ips: AtomicU64,
+    requests: [AtomicU64; COMMANDS.len()],
+    replies: [AtomicU64; REPLY_KINDS.len()],
+    errors: [AtomicU64; ERRORS],
+    handling: [AtomicU64; BUCKETS],
+    handling_sum_ns: AtomicU64,
 }
 
 /// Adds `n` to a counter only this thread writes.
@@ -38,10 +64,55 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed) + n, Relaxed);
 }
 
+/// Where a command letter counts in [`Totals::requests`].
+fn command_index(kind: &Kind<'_>) -> usize {
+    match kind {
+        Kind::Host { .. } => 0,
+        Kind::Connect { .. } => 1,
+        Kind::Ping => 2,
+        Kind::Kick => 3,
+        Kind::Exit => 4,
+        Kind::Start => 5,
+        Kind::Confirm => 6,
+    }
+}
+
+/// The handling time bucket of one request that took `ns` nanoseconds.
+fn bucket_of(ns: u64) -> usize {
+    HANDLING_BUCKETS_NS
+        .iter()
+        .position(|&bound| ns <= bound)
+        .unwrap_or(HANDLING_BUCKETS_NS.len())
+}
+
 impl Counters {
     pub fn received(&self, bytes: usize) {
         bump(&self.datagrams_in, 1);
         bump(&self.bytes_in, bytes as u64);
+    }
+
+    /// A well-formed request, counted by its command.
+    pub fn request(&self, kind: &Kind<'_>) {
+        bump(&self.requests[command_index(kind)], 1);
+    }
+
+    /// A reply the send budget let through, counted by its kind and, for errors, by its string.
+    pub fn reply(&self, payload: &[u8]) {
+        match payload.first() {
+            Some(b'i') => bump(&self.replies[0], 1),
+            Some(b's') => bump(&self.replies[1], 1),
+            Some(b'e') => {
+                bump(&self.replies[2], 1);
+                // Slice equality compares lengths first: at most a couple of short memcmps.
+                if let Some(i) = ErrorCode::ALL
+                    .iter()
+                    .position(|code| code.as_str().as_bytes() == payload)
+                {
+                    bump(&self.errors[i], 1);
+                }
+            }
+            _ => {}
+        }
     }
 
     pub fn sent(&self, datagrams: usize, bytes: usize, errors: usize) {
@@ -67,6 +138,25 @@ impl Counters {
 
     pub fn unknown_command(&self) {
         bump(&self.unknown_command, 1);
+    }
+
+    /// A worker spent `elapsed` on a batch of `requests`: each request is counted in the
+    /// histogram with an equal share. Timing the batch rather than each request keeps the clock
+    /// reads to two per batch, and the batch time includes the `sendmmsg` of its replies, which
+    /// is most of what a request costs.
+    pub fn handled(&self, requests: usize, elapsed: Duration) {
+        if requests == 0 {
+            return;
+        }
+        let total = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let each = total / requests as u64;
+        bump(&self.handling[bucket_of(each)], requests as u64);
+        bump(&self.handling_sum_ns, total);
+    }
+
+    /// Publishes how many IPs the send budgets track (the receiver, after each sweep).
+    pub fn set_budget_tracked_ips(&self, ips: usize) {
+        self.budget_tracked_ips.store(ips as u64, Relaxed);
     }
 
     /// Publishes a worker's shard figures.
@@ -97,6 +187,7 @@ pub struct Totals {
     pub dropped_queue_full: u64,
     pub dropped_budget: u64,
     pub dropped_table_full: u64,
+    /// Malformed datagrams: long ones answered `error:invalid_request`, short ones not at all.
     pub malformed: u64,
     pub unknown_command: u64,
     pub hosts_refused_by_cap: u64,
@@ -107,6 +198,24 @@ pub struct Totals {
     pub sessions_started: u64,
     pub sessions_timed_out: u64,
     pub players_timed_out: u64,
+    /// IPs with a send budget bucket, as of the receiver's last sweep (every 5 s).
+    pub budget_tracked_ips: u64,
+    /// Well-formed requests by command, in the order of [`COMMANDS`].
+    pub requests: [u64; COMMANDS.len()],
+    /// Replies let through by the send budgets, in the order of [`REPLY_KINDS`].
+    pub replies: [u64; REPLY_KINDS.len()],
+    /// Error replies let through, in the order of [`ErrorCode::ALL`].
+    pub errors: [u64; ERRORS],
+    /// Requests per handling time bucket (not cumulative): [`HANDLING_BUCKETS_NS`], then the
+    /// slower ones.
+    pub handling: [u64; BUCKETS],
+    pub handling_sum_ns: u64,
+}
+
+fn add_all<const N: usize>(sum: &mut [u64; N], counters: &[AtomicU64; N]) {
+    for (s, c) in sum.iter_mut().zip(counters) {
+        *s += c.load(Relaxed);
+    }
 }
 
 impl Totals {
@@ -131,8 +240,27 @@ impl Totals {
             t.sessions_started += c.sessions_started.load(Relaxed);
             t.sessions_timed_out += c.sessions_timed_out.load(Relaxed);
             t.players_timed_out += c.players_timed_out.load(Relaxed);
+            t.budget_tracked_ips += c.budget_tracked_ips.load(Relaxed);
+            add_all(&mut t.requests, &c.requests);
+            add_all(&mut t.replies, &c.replies);
+            add_all(&mut t.errors, &c.errors);
+            add_all(&mut t.handling, &c.handling);
+            t.handling_sum_ns += c.handling_sum_ns.load(Relaxed);
         }
         t
+    }
+
+    /// Requests timed by the handling time histogram.
+    pub fn handled(&self) -> u64 {
+        self.handling.iter().sum()
+    }
+
+    /// Mean handling time per request, in microseconds (0 before any request).
+    pub fn mean_handling_us(&self) -> f64 {
+        match self.handled() {
+            0 => 0.0,
+            n => self.handling_sum_ns as f64 / n as f64 / 1000.0,
+        }
     }
 }
 
@@ -143,7 +271,7 @@ impl std::fmt::Display for Totals {
             "sessions={} players={} in={}dg/{}B out={}dg/{}B created={} started={} \
              session_timeouts={} player_timeouts={} malformed={} unknown={} drops: \
              budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
-             send_error={}",
+             send_error={} budget_ips={} handling={:.1}us/request",
             self.sessions,
             self.players,
             self.datagrams_in,
@@ -162,6 +290,65 @@ impl std::fmt::Display for Totals {
             self.hosts_refused_by_cap,
             self.joins_refused_by_cap,
             self.send_errors,
+            self.budget_tracked_ips,
+            self.mean_handling_us(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_counted_by_kind_and_error_string() {
+        let c = Counters::default();
+        c.reply(b"i:A:B");
+        c.reply(b"s:4000:A:127.0.0.1:4001");
+        c.reply(b"error:session_full");
+        c.reply(b"error:session_full");
+        c.reply(b"error:player_timeout");
+        let t = Totals::sum([&c]);
+        assert_eq!(t.replies, [1, 1, 3]);
+        let full = ErrorCode::ALL
+            .iter()
+            .position(|&e| e == ErrorCode::SessionFull)
+            .unwrap();
+        let timeout = ErrorCode::ALL
+            .iter()
+            .position(|&e| e == ErrorCode::PlayerTimeout)
+            .unwrap();
+        assert_eq!(t.errors[full], 2);
+        assert_eq!(t.errors[timeout], 1);
+        assert_eq!(t.errors.iter().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn a_batch_is_shared_evenly_among_its_requests() {
+        let c = Counters::default();
+        // 4 requests in 8 us: 2 us each, in the 2.5 us bucket.
+        c.handled(4, Duration::from_micros(8));
+        // One very slow request lands past the last bound.
+        c.handled(1, Duration::from_secs(1));
+        c.handled(0, Duration::from_secs(1));
+        let t = Totals::sum([&c]);
+        assert_eq!(t.handling[1], 4);
+        assert_eq!(t.handling[HANDLING_BUCKETS_NS.len()], 1);
+        assert_eq!(t.handled(), 5);
+        assert_eq!(t.handling_sum_ns, 8_000 + 1_000_000_000);
+    }
+
+    #[test]
+    fn requests_are_counted_by_command_across_threads() {
+        let a = Counters::default();
+        let b = Counters::default();
+        a.request(&Kind::Ping);
+        b.request(&Kind::Ping);
+        b.request(&Kind::Host {
+            max_players: 2,
+            password: None,
+        });
+        let t = Totals::sum([&a, &b]);
+        assert_eq!(t.requests, [1, 0, 2, 0, 0, 0, 0]);
     }
 }

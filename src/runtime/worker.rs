@@ -20,15 +20,16 @@ pub fn run(mut shard: Shard, batches: Receiver<Batch>, gate: Gate) {
             None => batches.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let now = Instant::now();
-        match received {
+        let requests = match received {
             Ok(batch) => {
                 for datagram in &batch {
                     shard.handle_datagram(now, datagram.from, datagram.bytes(), &mut out);
                 }
+                batch.len()
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => 0,
             Err(RecvTimeoutError::Disconnected) => break,
-        }
+        };
         shard.handle_timeout(now, &mut out);
         // Published before replying, so a client that got its reply sees the figures.
         gate.counters
@@ -36,6 +37,12 @@ pub fn run(mut shard: Shard, batches: Receiver<Batch>, gate: Gate) {
         if !out.is_empty() {
             gate.send(&out, now);
             out.clear();
+        }
+        if requests > 0 {
+            // The batch from taking it to its replies sent, shared among its requests (see
+            // `Counters::handled`). Counted after the replies left: a client that has its reply
+            // may scrape before this, which only matters to the histogram, not to the counters.
+            gate.counters.handled(requests, now.elapsed());
         }
     }
 }

@@ -1,0 +1,457 @@
+//! The metrics endpoint (`--metrics ADDR`): Prometheus text at `/metrics`, 404 elsewhere.
+//!
+//! Nothing here is on the datagram path. The threads count in their own
+//! [`Counters`](crate::runtime::Counters); a scrape takes a [`Snapshot`] of them through a
+//! [`Probe`] (plain atomic loads, no lock, so a scrape never makes a worker wait), builds a fresh
+//! `prometheus-client` registry around that snapshot and encodes it. The HTTP side is
+//! `tiny_http` on a thread of its own: blocking, small, one scrape at a time, which is all
+//! Prometheus needs. It is not meant to face the internet (see the README's Monitoring section).
+//!
+//! Every metric name starts with `rabid_punch_`; `contrib/prometheus/rabid-punch.rules.yml`
+//! alerts on them, so a rename must update it too.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::runtime::{Probe, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
+use crate::wire::ErrorCode;
+
+/// The path Prometheus scrapes.
+pub const PATH: &str = "/metrics";
+
+/// What one scrape reports: every thread's counters added up, and the worker queues' depths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub totals: Totals,
+    /// Batches waiting per worker, in worker order.
+    pub queue_depths: Vec<usize>,
+}
+
+impl Snapshot {
+    /// Reads the running server's figures now.
+    pub fn take(probe: &Probe) -> Self {
+        Self {
+            totals: probe.totals(),
+            queue_depths: probe.queue_depths(),
+        }
+    }
+
+    /// The snapshot in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        let mut text = String::new();
+        // Writing into a String cannot fail, and our collector returns no error of its own.
+        let _ = prometheus_text::encode(&mut text, &registry);
+        text
+    }
+}
+
+/// Writes one metric without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, kind)?;
+    write_value(metric, kind, value)
+}
+
+/// Writes one metric with one series per `(label value, value)`.
+fn family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    label: &str,
+    series: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (value_of_label, value) in series {
+        let labels = [(label, value_of_label)];
+        write_value(metric.encode_family(&labels)?, kind, value)?;
+    }
+    Ok(())
+}
+
+fn write_value(mut metric: MetricEncoder, kind: MetricType, value: u64) -> std::fmt::Result {
+    match kind {
+        MetricType::Counter => metric.encode_counter::<NoLabelSet, _, u64>(&value, None),
+        _ => metric.encode_gauge(&value),
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let t = &self.totals;
+        let e = &mut e;
+        single(
+            e,
+            "rabid_punch_datagrams_in",
+            "Datagrams received.",
+            Counter,
+            t.datagrams_in,
+        )?;
+        single(
+            e,
+            "rabid_punch_bytes_in",
+            "Bytes received, in UDP payloads.",
+            Counter,
+            t.bytes_in,
+        )?;
+        single(
+            e,
+            "rabid_punch_datagrams_out",
+            "Datagrams sent.",
+            Counter,
+            t.datagrams_out,
+        )?;
+        single(
+            e,
+            "rabid_punch_bytes_out",
+            "Bytes sent, in UDP payloads.",
+            Counter,
+            t.bytes_out,
+        )?;
+        family(
+            e,
+            "rabid_punch_requests",
+            "Well-formed requests received, by command letter.",
+            Counter,
+            "command",
+            COMMANDS.iter().copied().zip(t.requests),
+        )?;
+        family(
+            e,
+            "rabid_punch_replies",
+            "Replies handed to the kernel (sent or send_error), by kind: i: info, s: start, error.",
+            Counter,
+            "kind",
+            REPLY_KINDS.iter().copied().zip(t.replies),
+        )?;
+        family(
+            e,
+            "rabid_punch_error_replies",
+            "Error replies handed to the kernel, by error string (error:session_full is \
+             error=\"session_full\").",
+            Counter,
+            "error",
+            ErrorCode::ALL
+                .iter()
+                .map(|code| code.as_str().trim_start_matches("error:"))
+                .zip(t.errors),
+        )?;
+        family(
+            e,
+            "rabid_punch_drops",
+            "Datagrams not handled or not sent, by reason. Incoming: queue_full (a worker's queue \
+             was full), malformed (garbage; answered invalid_request when long enough, else not), \
+             unknown_command (silently ignored), session_cap (host request dropped at a session \
+             cap), player_cap (join answered session_full at the total players cap). Outgoing: \
+             budget (reply withheld, the destination's anti-amplification budget is spent), \
+             budget_table_full (reply withheld, too many IPs tracked), send_error (the kernel \
+             refused the datagram).",
+            Counter,
+            "reason",
+            [
+                ("queue_full", t.dropped_queue_full),
+                ("malformed", t.malformed),
+                ("unknown_command", t.unknown_command),
+                ("session_cap", t.hosts_refused_by_cap),
+                ("player_cap", t.joins_refused_by_cap),
+                ("budget", t.dropped_budget),
+                ("budget_table_full", t.dropped_table_full),
+                ("send_error", t.send_errors),
+            ],
+        )?;
+        single(
+            e,
+            "rabid_punch_sessions_created",
+            "Sessions created.",
+            Counter,
+            t.sessions_created,
+        )?;
+        single(
+            e,
+            "rabid_punch_sessions_started",
+            "Sessions started.",
+            Counter,
+            t.sessions_started,
+        )?;
+        single(
+            e,
+            "rabid_punch_sessions_timed_out",
+            "Sessions deleted at the end of their lifetime.",
+            Counter,
+            t.sessions_timed_out,
+        )?;
+        single(
+            e,
+            "rabid_punch_players_timed_out",
+            "Players removed because they were not heard from in time.",
+            Counter,
+            t.players_timed_out,
+        )?;
+        single(
+            e,
+            "rabid_punch_sessions_open",
+            "Open sessions, started ones included until they are forgotten.",
+            Gauge,
+            t.sessions,
+        )?;
+        single(
+            e,
+            "rabid_punch_players",
+            "Players in open sessions.",
+            Gauge,
+            t.players,
+        )?;
+        let workers: Vec<String> = (0..self.queue_depths.len())
+            .map(|w| w.to_string())
+            .collect();
+        family(
+            e,
+            "rabid_punch_queue_depth",
+            "Batches (up to 32 datagrams each) waiting in a worker's queue; at --queue-capacity \
+             new ones are dropped (reason queue_full).",
+            Gauge,
+            "worker",
+            workers
+                .iter()
+                .map(String::as_str)
+                .zip(self.queue_depths.iter().map(|&d| d as u64)),
+        )?;
+        single(
+            e,
+            "rabid_punch_budget_tracked_ips",
+            "IPs with a send budget being tracked, as of the last sweep (every 5 s).",
+            Gauge,
+            t.budget_tracked_ips,
+        )?;
+        // Per-bucket counts, not cumulative: the encoder adds them up into `le` buckets.
+        let buckets: Vec<(f64, u64)> = HANDLING_BUCKETS_NS
+            .iter()
+            .map(|&ns| ns as f64 / 1e9)
+            .chain([f64::INFINITY])
+            .zip(t.handling)
+            .collect();
+        let mut histogram = e.encode_descriptor(
+            "rabid_punch_request_duration_seconds",
+            "Time a worker spends per request: each batch, from taking it off the queue to its \
+             replies sent, divided evenly among its requests.",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<NoLabelSet>(
+            t.handling_sum_ns as f64 / 1e9,
+            t.handled(),
+            &buckets,
+            None,
+        )?;
+        family(
+            e,
+            "rabid_punch_build_info",
+            "Always 1; the version label tells which rabid-punch runs.",
+            Gauge,
+            "version",
+            [(env!("CARGO_PKG_VERSION"), 1)],
+        )
+    }
+}
+
+/// The metrics endpoint, bound but not yet serving.
+pub struct Endpoint {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Endpoint {
+    /// Binds `addr`. The error is one line for the user.
+    pub fn bind(addr: SocketAddr) -> Result<Self, String> {
+        let fail = |e: io::Error| match e.kind() {
+            io::ErrorKind::AddrInUse => {
+                format!("cannot serve metrics on {addr}: the port is already in use")
+            }
+            io::ErrorKind::AddrNotAvailable => format!(
+                "cannot serve metrics on {addr}: no network interface of this machine has that \
+                 address"
+            ),
+            io::ErrorKind::PermissionDenied => {
+                format!("cannot serve metrics on {addr}: permission denied (a port below 1024?)")
+            }
+            _ => format!("cannot serve metrics on {addr}: {e}"),
+        };
+        let listener = TcpListener::bind(addr).map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        Ok(Self { listener, addr })
+    }
+
+    /// The address bound (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves scrapes of `probe` on a thread of its own until [`Serving::stop`].
+    pub fn serve(self, probe: Probe) -> io::Result<Serving> {
+        let http = tiny_http::Server::from_listener(self.listener, None)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let http = Arc::new(http);
+        let server = http.clone();
+        let thread = thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for request in server.incoming_requests() {
+                    answer(request, &probe);
+                }
+            })?;
+        Ok(Serving {
+            http,
+            addr: self.addr,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Answers one HTTP request: the metrics at [`PATH`], 404 anywhere else, 405 for a method
+/// other than GET or HEAD.
+fn answer(request: tiny_http::Request, probe: &Probe) {
+    let path = request.url().split('?').next().unwrap_or_default();
+    let response = if path != PATH {
+        tiny_http::Response::from_string("not found: metrics are at /metrics\n")
+            .with_status_code(404)
+    } else if !matches!(
+        request.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    ) {
+        tiny_http::Response::from_string("only GET\n").with_status_code(405)
+    } else {
+        let response = tiny_http::Response::from_string(Snapshot::take(probe).encode());
+        match tiny_http::Header::from_bytes("Content-Type", prometheus_text::CONTENT_TYPE) {
+            Ok(header) => response.with_header(header),
+            Err(()) => response,
+        }
+    };
+    // A scraper that hung up is its own problem.
+    let _ = request.respond(response);
+}
+
+/// The metrics endpoint, serving. Dropping it leaves the thread serving until the process
+/// ends, as the server binary wants; [`stop`](Self::stop) ends it.
+pub struct Serving {
+    http: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Serving {
+    /// The address served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and waits for the thread.
+    pub fn stop(mut self) {
+        self.http.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+    }
+
+    #[test]
+    fn every_figure_is_exported_under_its_name_and_labels() {
+        let mut totals = Totals {
+            datagrams_in: 7,
+            bytes_out: 99,
+            dropped_table_full: 3,
+            hosts_refused_by_cap: 2,
+            sessions: 4,
+            handling_sum_ns: 3_000,
+            ..Totals::default()
+        };
+        totals.requests[1] = 5;
+        totals.replies[2] = 6;
+        let full = ErrorCode::ALL
+            .iter()
+            .position(|&c| c == ErrorCode::SessionFull)
+            .unwrap();
+        totals.errors[full] = 2;
+        totals.handling[0] = 1;
+        totals.handling[2] = 2;
+        let text = Snapshot {
+            totals,
+            queue_depths: vec![0, 12],
+        }
+        .encode();
+        for (series, value) in [
+            ("rabid_punch_datagrams_in_total", "7"),
+            ("rabid_punch_bytes_out_total", "99"),
+            ("rabid_punch_requests_total{command=\"c\"}", "5"),
+            ("rabid_punch_requests_total{command=\"h\"}", "0"),
+            ("rabid_punch_replies_total{kind=\"error\"}", "6"),
+            (
+                "rabid_punch_error_replies_total{error=\"session_full\"}",
+                "2",
+            ),
+            (
+                "rabid_punch_error_replies_total{error=\"player_timeout\"}",
+                "0",
+            ),
+            ("rabid_punch_drops_total{reason=\"budget_table_full\"}", "3"),
+            ("rabid_punch_drops_total{reason=\"session_cap\"}", "2"),
+            ("rabid_punch_sessions_open", "4"),
+            ("rabid_punch_queue_depth{worker=\"1\"}", "12"),
+            (
+                "rabid_punch_request_duration_seconds_bucket{le=\"1e-06\"}",
+                "1",
+            ),
+            (
+                "rabid_punch_request_duration_seconds_bucket{le=\"2.5e-06\"}",
+                "1",
+            ),
+            (
+                "rabid_punch_request_duration_seconds_bucket{le=\"5e-06\"}",
+                "3",
+            ),
+            (
+                "rabid_punch_request_duration_seconds_bucket{le=\"+Inf\"}",
+                "3",
+            ),
+            ("rabid_punch_request_duration_seconds_count", "3"),
+            ("rabid_punch_request_duration_seconds_sum", "0.000003"),
+        ] {
+            let found = line(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+            assert_eq!(found, format!("{series} {value}"), "{text}");
+        }
+        assert!(
+            text.contains("# TYPE rabid_punch_drops_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE rabid_punch_players gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE rabid_punch_request_duration_seconds histogram"),
+            "{text}"
+        );
+    }
+}

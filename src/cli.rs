@@ -124,7 +124,7 @@ pub struct Args {
     )]
     pub stats_interval: Duration,
 
-    /// serve Prometheus metrics over HTTP at http://ADDR/metrics, e.g. 127.0.0.1:9477
+    /// serve Prometheus metrics over HTTP at http://ADDR/metrics, e.g. 127.0.0.1:9777
     /// (default: off; keep it off the internet)
     #[argh(option)]
     pub metrics: Option<String>,
@@ -178,7 +178,7 @@ impl Args {
             None => None,
             Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
                 format!(
-                    "--metrics needs an IP address and port such as 127.0.0.1:9477, not `{text}`"
+                    "--metrics needs an IP address and port such as 127.0.0.1:9777, not `{text}`"
                 )
             })?),
         };
@@ -301,17 +301,17 @@ mod tests {
 
     #[test]
     fn metrics_take_an_ip_and_port() {
-        let on = args(&["--metrics", "127.0.0.1:9477"])
+        let on = args(&["--metrics", "127.0.0.1:9777"])
             .unwrap()
             .settings()
             .unwrap();
-        assert_eq!(on.metrics, Some("127.0.0.1:9477".parse().unwrap()));
-        let v6 = args(&["--metrics", "[::1]:9477"])
+        assert_eq!(on.metrics, Some("127.0.0.1:9777".parse().unwrap()));
+        let v6 = args(&["--metrics", "[::1]:9777"])
             .unwrap()
             .settings()
             .unwrap();
-        assert_eq!(v6.metrics, Some("[::1]:9477".parse().unwrap()));
-        for bad in ["9477", "localhost:9477", "127.0.0.1", "127.0.0.1:99999", ""] {
+        assert_eq!(v6.metrics, Some("[::1]:9777".parse().unwrap()));
+        for bad in ["9777", "localhost:9777", "127.0.0.1", "127.0.0.1:99999", ""] {
             let error = args(&["--metrics", bad]).unwrap().settings().unwrap_err();
             assert!(error.starts_with("--metrics needs"), "{bad}: {error}");
         }

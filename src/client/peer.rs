@@ -9,10 +9,9 @@
 //!    re-sending the start message within about 0.8 s), then [`Action::Bind`] `own_port`.
 //! 2. **Greetings.** Each peer has a window of 17 ports to try: its port first, then port-8 ..
 //!    port+8 except the port itself, ascending. A 50 ms tick sends every peer
-//!    `g:<me>:<own_port>:<target_port>` at its current window port; after 5 sends the next tick
-//!    moves to the next port instead of sending (the plugin's cadence: 6 ticks, 0.3 s, per port,
-//!    so 5.1 s for the window; the protocol page rounds this to 17 x 5 x 50 ms = 4.25 s). Then
-//!    wait 5.25 s more (`1 + 85 x 0.05`). Every greeting received counts its last field: the port
+//!    `g:<me>:<own_port>:<target_port>` at its current window port; after 5 sends to a port the
+//!    next tick greets the next port (17 ports x 5 sends x 50 ms = 4.25 s, as protocol.md has
+//!    it). Then wait 5.25 s more (`1 + 85 x 0.05`). Every greeting received counts its last field: the port
 //!    the sender aimed at, which is our public port as that peer sees it. No greeting at all:
 //!    [`Error::UnreachableSelf`]. Otherwise our port is the most frequent one (for punchable
 //!    NATs all are equal); if it is not `own_port`, [`Action::Bind`] it.
@@ -308,14 +307,15 @@ impl PeerPhase {
             return;
         };
         if *sends >= GREETINGS_PER_PORT {
+            // The next port is greeted in this same tick: 17 ports x 5 sends x 50 ms = 4.25 s.
             *sends = 0;
             *port_index += 1;
             if *port_index == WINDOW_LEN {
                 self.stage = Stage::GreetWait {
                     until: tick + GREETINGS_WAIT,
                 };
+                return;
             }
-            return;
         }
         *sends += 1;
         let index = *port_index;

@@ -115,8 +115,8 @@ impl<F: FnMut(usize, usize, &str) -> bool> Net<F> {
     }
 }
 
-/// Entering confirmations: 2 s wait + 102 ticks of greetings + 5.25 s.
-const CONFIRMING_AT: Duration = Duration::from_millis(2000 + 102 * 50 + 5250);
+/// Entering confirmations: 2 s wait + 86 ticks of greetings (85 sends, then the end of the window) + 5.25 s.
+const CONFIRMING_AT: Duration = Duration::from_millis(2000 + 86 * 50 + 5250);
 
 #[test]
 fn two_players_punch_with_godot_timings() {
@@ -162,8 +162,8 @@ fn greetings_sweep_the_window_five_times_per_port() {
         let slot = k / 5;
         assert_eq!(to.port(), expected_ports[slot], "greeting {k}");
         assert_eq!(text, &format!("g:bob:40100:{}", expected_ports[slot]));
-        // Tick n (1-based) of the phase; a sixth, silent tick moves to the next port.
-        let tick = (slot * 6 + k % 5 + 1) as u32;
+        // Tick n (1-based) of the phase: one greeting per tick, 5 per port, no gap.
+        let tick = (k + 1) as u32;
         assert_eq!(*t, SERVER_FINISH_WAIT + TICK * tick, "greeting {k}");
     }
 }

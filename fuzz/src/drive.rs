@@ -1,5 +1,7 @@
 //! Runs a [`Scenario`] against a `Shard`, checking after every operation:
-//! - the shard's own invariants hold (`check_invariants`);
+//! - the shard's own invariants hold (`check_invariants`), and the shared counts behind the caps
+//!   equal what the shard holds (a leak there would shut the server out, or let memory grow);
+//!   the caps themselves are never exceeded;
 //! - every reply is at most [`MAX_REPLY`] bytes, is an `i:`, an `s:` or one of the protocol's
 //!   errors, and goes to an address that sent the shard something (the server is no cannon);
 //! - after handling its timeouts, the shard's next deadline lies in the future (no busy loop).
@@ -8,9 +10,10 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rabid_punch::core::Shard;
+use rabid_punch::core::{Caps, Shard};
 use rabid_punch::outbox::Outbox;
 use rabid_punch::wire::ErrorCode;
 
@@ -24,7 +27,9 @@ pub const MAX_REPLY: usize = 512;
 pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8])) {
     let sources = sources();
     let mut now = Instant::now();
-    let mut shard = Shard::new(&scenario.config.core(), now);
+    let config = scenario.config.core();
+    let caps = Arc::new(Caps::new(config.caps));
+    let mut shard = Shard::with_caps(&config, Arc::clone(&caps), now);
     let mut out = Outbox::new();
     let mut heard: HashSet<SocketAddr> = HashSet::new();
     for (step, op) in scenario.ops.iter().enumerate() {
@@ -54,6 +59,16 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
         if let Err(broken) = shard.check_invariants() {
             panic!("step {step} ({op:?}): invariant broken: {broken}");
         }
+        assert_eq!(
+            (caps.sessions(), caps.players()),
+            (shard.sessions(), shard.players()),
+            "step {step} ({op:?}): cap counts (sessions, players) differ from the shard's"
+        );
+        assert!(
+            shard.sessions() <= config.caps.max_sessions
+                && shard.players() <= config.caps.max_players,
+            "step {step} ({op:?}): over a cap"
+        );
         for (to, payload) in out.iter() {
             assert!(
                 payload.len() <= MAX_REPLY,

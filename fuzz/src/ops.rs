@@ -8,7 +8,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use rabid_punch::core::CoreConfig;
+use rabid_punch::core::{CapsConfig, CoreConfig};
 use rabid_punch::wire::{Kind, Request};
 
 use crate::format::format_request;
@@ -57,7 +57,8 @@ pub struct Scenario {
 }
 
 /// Server settings: the defaults, or small made-up ones so that player timeouts, session
-/// lifetimes and the end of start re-sends are reached within a few operations.
+/// lifetimes, the end of start re-sends and the caps on sessions and players are reached within a
+/// few operations.
 #[derive(Debug, Arbitrary)]
 pub enum FuzzConfig {
     Default,
@@ -68,6 +69,9 @@ pub enum FuzzConfig {
         start_sends: u8,
         error_repeats: u8,
         error_repeat_interval_ms: u8,
+        max_sessions: u8,
+        max_players: u8,
+        max_sessions_per_ip: u8,
     },
 }
 
@@ -84,6 +88,9 @@ impl FuzzConfig {
                 start_sends,
                 error_repeats,
                 error_repeat_interval_ms,
+                max_sessions,
+                max_players,
+                max_sessions_per_ip,
             } => CoreConfig {
                 player_timeout: Duration::from_millis(player_timeout_ms.into()),
                 session_lifetime: Duration::from_millis(session_lifetime_ms.into()),
@@ -91,7 +98,11 @@ impl FuzzConfig {
                 start_sends: start_sends % 16,
                 error_repeats: error_repeats % 8,
                 error_repeat_interval: Duration::from_millis(error_repeat_interval_ms.into()),
-                ..CoreConfig::default()
+                caps: CapsConfig {
+                    max_sessions: usize::from(max_sessions % 8),
+                    max_players: usize::from(max_players % 32),
+                    max_sessions_per_ip: usize::from(max_sessions_per_ip % 4),
+                },
             },
         }
     }

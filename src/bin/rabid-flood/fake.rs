@@ -276,6 +276,24 @@ mod tests {
     }
 
     #[test]
+    fn echo_flood_stops_when_nothing_listens() {
+        let addr = {
+            let fake = Fake::start(Fault::Echo);
+            fake.addr
+        };
+        let mut args = ping_args(addr);
+        args.echo = true;
+        args.duration = 30.0;
+        let began = std::time::Instant::now();
+        let err = ping::run(&args).err().expect("must fail");
+        assert!(err.contains("refused"), "{err}");
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "stopped early, not at the end"
+        );
+    }
+
+    #[test]
     fn lifecycles_complete_and_start_messages_are_checked() {
         let fake = Fake::start(Fault::None);
         let o = lifecycle::run(&lifecycle_args(fake.addr)).unwrap();

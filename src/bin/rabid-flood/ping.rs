@@ -212,7 +212,7 @@ fn thread(
         return Err("stopped: another generator thread failed".into());
     }
     let start = *t0.get_or_init(Instant::now);
-    let mut out = flood(plan, share, &mut players, &mut batch, start);
+    let mut out = flood(plan, share, &mut players, &mut batch, start, abort)?;
     out.setup = setup;
     Ok(out)
 }
@@ -259,7 +259,8 @@ fn flood(
     players: &mut [Player],
     batch: &mut RecvBatch,
     t0: Instant,
-) -> Outcome {
+    abort: &AtomicBool,
+) -> Result<Outcome, String> {
     let info = proto::info(&proto::players(plan.players));
     let mut out = Outcome::new();
     let mut run = Run {
@@ -272,6 +273,7 @@ fn flood(
         echo: plan.echo,
         info: &info,
         timeout: plan.timeout,
+        refused: None,
     };
     let warm_end = t0 + plan.warmup;
     let end = warm_end + plan.duration;
@@ -289,6 +291,15 @@ fn flood(
         }
         if now >= end || total_sent >= share.max_pings {
             break;
+        }
+        // Nothing listens at the target (or another thread found so): flooding a closed port
+        // measures nothing.
+        if let Some(why) = run.refused.take() {
+            abort.store(true, Ordering::SeqCst);
+            return Err(why);
+        }
+        if abort.load(Ordering::Relaxed) {
+            return Err("stopped: another generator thread failed".into());
         }
         match share.interval {
             None => {
@@ -333,7 +344,7 @@ fn flood(
         run.sweep(batch, &mut out, false);
         run.expire(now, &mut out);
     }
-    out
+    Ok(out)
 }
 
 /// The mutable state of one thread's flood.
@@ -349,6 +360,8 @@ struct Run<'a> {
     echo: bool,
     info: &'a [u8],
     timeout: Duration,
+    /// Set when the target refused a datagram (ICMP port unreachable).
+    refused: Option<String>,
 }
 
 /// A sweep stops after this many sockets in a row had nothing: replies come back roughly in
@@ -375,8 +388,12 @@ impl Run<'_> {
             }
             Err(e) => {
                 let local = player.conn.local;
-                out.wrong
-                    .add(|| format!("{local}: send failed: {}", describe(&e)));
+                let why = format!("{local}: send failed: {}", describe(&e));
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    self.refused = Some(why);
+                } else {
+                    out.wrong.add(|| why);
+                }
                 return;
             }
         }
@@ -475,8 +492,12 @@ impl Run<'_> {
             }
             Err(e) => {
                 let local = player.conn.local;
-                out.wrong
-                    .add(|| format!("{local}: receive failed: {}", describe(&e)));
+                let why = format!("{local}: receive failed: {}", describe(&e));
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    self.refused = Some(why);
+                } else {
+                    out.wrong.add(|| why);
+                }
                 // The socket is broken: forget its pings rather than spin on it.
                 let dropped = player.pending.len();
                 player.pending.clear();

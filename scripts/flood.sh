@@ -112,8 +112,8 @@ start() {
     pid=$!
     started+=("$pid")
     port=
-    local i
-    for i in $(seq 1 100); do
+    local tries
+    for tries in $(seq 1 100); do
         port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$tmp/$name.err" | head -n 1)
         [[ -n $port ]] && break
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -124,6 +124,7 @@ start() {
         sleep 0.1
     done
     if [[ -z $port ]]; then
+        echo "flood.sh: gave up after $tries checks" >&2
         echo "flood.sh: $name did not say 'listening on 127.0.0.1:PORT' within 10 s" >&2
         exit 1
     fi

@@ -79,55 +79,45 @@ pub enum ParseError {
 /// Parses one datagram.
 ///
 /// A single trailing `\n` or `\r\n` is ignored, so that people can test with `echo | nc -u`.
-pub fn parse(datagram: &[u8]) -> Result<Request<'_>, ParseError> {
+pub fn parse<'a>(datagram: &'a [u8]) -> Result<Request<'a>, ParseError> {
     let body = strip_newline(datagram);
-    let text = std::str::from_utf8(body).map_err(|_| ParseError::Invalid)?;
-    let Some((command, rest)) = text.split_once(':') else {
-        return Err(ParseError::Invalid);
+    let (command, rest) = match body {
+        [c @ (b'h' | b'c' | b'p' | b'k' | b'x' | b's' | b'y'), b':', rest @ ..] => (*c, rest),
+        _ => return Err(classify_non_request(body)),
     };
-    match command {
-        "h" | "c" | "p" | "k" | "x" | "s" | "y" => {}
-        // An empty field, like any other.
-        "" => return Err(ParseError::Invalid),
-        _ => return Err(ParseError::UnknownCommand),
-    }
-    // At most four fields follow the command; a fifth means the datagram is malformed.
-    let mut fields = [""; 4];
+    // At most four fields follow the command; a fifth means the datagram is malformed. Fields
+    // are checked as ASCII letters and digits, so a request is valid UTF-8 without a separate
+    // pass over it.
+    let mut fields: [&[u8]; 4] = [&[]; 4];
     let mut count = 0;
-    for field in rest.split(':') {
+    for field in rest.split(|&b| b == b':') {
         if count == fields.len() {
             return Err(ParseError::Invalid);
         }
         fields[count] = field;
         count += 1;
     }
-    let fields = &fields[..count];
-    let (session, player) = match fields {
-        [session, player, ..]
-            if is_name(session, MAX_SESSION_LEN) && is_name(player, MAX_PLAYER_LEN) =>
-        {
-            (*session, *player)
-        }
-        _ => return Err(ParseError::Invalid),
-    };
-    let kind = match (command, &fields[2..]) {
-        ("h", [max]) => Kind::Host {
-            max_players: parse_max_players(max)?,
+    let session = name(fields[0], MAX_SESSION_LEN)?;
+    let player = name(fields[1], MAX_PLAYER_LEN)?;
+    let optional = |field: &'a [u8]| name(field, MAX_PLAYER_LEN).map(Some);
+    let kind = match (command, count) {
+        (b'h', 3) => Kind::Host {
+            max_players: parse_max_players(fields[2])?,
             password: None,
         },
-        ("h", [max, password]) => Kind::Host {
-            max_players: parse_max_players(max)?,
-            password: Some(parse_password(password)?),
+        (b'h', 4) => Kind::Host {
+            max_players: parse_max_players(fields[2])?,
+            password: optional(fields[3])?,
         },
-        ("c", []) => Kind::Connect { password: None },
-        ("c", [password]) => Kind::Connect {
-            password: Some(parse_password(password)?),
+        (b'c', 2) => Kind::Connect { password: None },
+        (b'c', 3) => Kind::Connect {
+            password: optional(fields[2])?,
         },
-        ("p", []) => Kind::Ping,
-        ("k", []) => Kind::Kick,
-        ("x", []) => Kind::Exit,
-        ("s", []) => Kind::Start,
-        ("y", []) => Kind::Confirm,
+        (b'p', 2) => Kind::Ping,
+        (b'k', 2) => Kind::Kick,
+        (b'x', 2) => Kind::Exit,
+        (b's', 2) => Kind::Start,
+        (b'y', 2) => Kind::Confirm,
         _ => return Err(ParseError::Invalid),
     };
     Ok(Request {
@@ -137,6 +127,33 @@ pub fn parse(datagram: &[u8]) -> Result<Request<'_>, ParseError> {
     })
 }
 
+/// Why a datagram that does not start with a known command letter and `:` is no request:
+/// invalid when it is not UTF-8, has no `:`, or an empty command field; otherwise an unknown
+/// command, which is not answered.
+fn classify_non_request(body: &[u8]) -> ParseError {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return ParseError::Invalid;
+    };
+    match text.split_once(':') {
+        Some((command, _)) if !command.is_empty() => {
+            // A known letter followed by more letters (`hh:`) is an unknown command too; a
+            // known letter alone before `:` cannot get here.
+            ParseError::UnknownCommand
+        }
+        _ => ParseError::Invalid,
+    }
+}
+
+/// 1 to `max` ASCII letters or digits, as text.
+fn name(field: &[u8], max: usize) -> Result<&str, ParseError> {
+    if (1..=max).contains(&field.len()) && field.iter().all(u8::is_ascii_alphanumeric) {
+        // ASCII, hence UTF-8: this cannot fail.
+        std::str::from_utf8(field).map_err(|_| ParseError::Invalid)
+    } else {
+        Err(ParseError::Invalid)
+    }
+}
+
 fn strip_newline(datagram: &[u8]) -> &[u8] {
     datagram
         .strip_suffix(b"\r\n")
@@ -144,23 +161,9 @@ fn strip_newline(datagram: &[u8]) -> &[u8] {
         .unwrap_or(datagram)
 }
 
-/// 1 to `max` ASCII letters or digits.
-fn is_name(field: &str, max: usize) -> bool {
-    (1..=max).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-fn parse_password(field: &str) -> Result<&str, ParseError> {
-    if is_name(field, MAX_PLAYER_LEN) {
-        Ok(field)
-    } else {
-        Err(ParseError::Invalid)
-    }
-}
-
 /// `2`..`9`, `10`, `11`, `12`: no sign, no leading zero.
-fn parse_max_players(field: &str) -> Result<u8, ParseError> {
-    let bytes = field.as_bytes();
-    let value = match bytes {
+fn parse_max_players(field: &[u8]) -> Result<u8, ParseError> {
+    let value = match field {
         [d @ b'2'..=b'9'] => d - b'0',
         [b'1', d @ b'0'..=b'2'] => 10 + (d - b'0'),
         _ => return Err(ParseError::Invalid),

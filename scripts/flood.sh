@@ -28,6 +28,8 @@ CONCURRENCY=${CONCURRENCY:-64}
 ECHO_THREADS=${ECHO_THREADS:-}
 GEN_THREADS=${GEN_THREADS:-1}
 BUILD=${BUILD:-1}
+# Extra flags for rabid-punch only, split on spaces, e.g. SERVER_EXTRA_ARGS="--metrics 127.0.0.1:0".
+SERVER_EXTRA_ARGS=${SERVER_EXTRA_ARGS:-}
 
 usage() {
     cat <<EOF
@@ -43,6 +45,7 @@ usage: scripts/flood.sh [options]        (each option also reads the environment
   --echo-threads N        rabid-echo threads (ECHO_THREADS, default: same as --workers)
   --gen-threads N         rabid-flood threads (GEN_THREADS, default $GEN_THREADS)
   --no-build              use the binaries already built (BUILD=0)
+Environment only: SERVER_EXTRA_ARGS, extra rabid-punch flags (e.g. "--metrics 127.0.0.1:0").
 The binaries are taken from \${CARGO_TARGET_DIR:-target}/release.
 EOF
 }
@@ -162,8 +165,10 @@ field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
 ping_load=(--sessions "$SESSIONS" --players "$PLAYERS" --outstanding "$OUTSTANDING"
     --duration "$DURATION" --warmup "$WARMUP")
 
-echo "rabid-punch: --workers $WORKERS"
-start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" --log-file "$tmp/punch.log"
+read -r -a server_extra <<<"$SERVER_EXTRA_ARGS"
+echo "rabid-punch: --workers $WORKERS $SERVER_EXTRA_ARGS"
+start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" --log-file "$tmp/punch.log" \
+    "${server_extra[@]}"
 punch_pid=$pid
 if [[ $LIFECYCLE_DURATION != 0 ]]; then
     echo "  lifecycle run: $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"

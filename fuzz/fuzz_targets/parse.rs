@@ -1,16 +1,40 @@
-//! Arbitrary bytes into `wire::parse`: it must never panic, and a request it accepts must be
-//! exactly the text its fields spell (the trailing newline aside), so writing the request back
-//! and parsing it again gives the same request.
+//! Arbitrary bytes into `wire::parse`: it must never panic, and
+//! - a request it accepts is exactly the text its fields spell (the trailing newline aside), so
+//!   writing the request back and parsing it again gives the same request;
+//! - a datagram it refuses is classified as `docs/protocol.md` says: an unknown command (no reply)
+//!   is valid UTF-8 with a non-empty first field that is not a command letter; anything else is
+//!   invalid (`error:invalid_request`).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rabid_punch::wire::{parse, Kind, MAX_REQUEST_LEN};
+use rabid_punch::wire::{parse, Kind, ParseError, MAX_REQUEST_LEN};
 use rabid_punch_fuzz::format_request;
 
+/// The command letters of the protocol.
+const COMMANDS: [&str; 7] = ["h", "c", "p", "k", "x", "s", "y"];
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(request) = parse(data) else {
-        return;
+    let body = data
+        .strip_suffix(b"\r\n")
+        .or_else(|| data.strip_suffix(b"\n"))
+        .unwrap_or(data);
+    let request = match parse(data) {
+        Ok(request) => request,
+        Err(error) => {
+            // The protocol's rule, stated on its own: an unknown command letter is silent.
+            let unknown_command = std::str::from_utf8(body)
+                .ok()
+                .and_then(|text| text.split_once(':'))
+                .is_some_and(|(command, _)| !command.is_empty() && !COMMANDS.contains(&command));
+            let expected = if unknown_command {
+                ParseError::UnknownCommand
+            } else {
+                ParseError::Invalid
+            };
+            assert_eq!(error, expected, "classification of {data:?}");
+            return;
+        }
     };
     assert!(
         data.len() <= MAX_REQUEST_LEN,
@@ -21,10 +45,6 @@ fuzz_target!(|data: &[u8]| {
         assert!((2..=12).contains(&max_players), "max players {max_players}");
     }
     let text = format_request(&request);
-    let body = data
-        .strip_suffix(b"\r\n")
-        .or_else(|| data.strip_suffix(b"\n"))
-        .unwrap_or(data);
     assert_eq!(
         text.as_bytes(),
         body,

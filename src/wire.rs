@@ -229,6 +229,17 @@ impl ErrorCode {
         }
     }
 
+    /// The code alone, after `error:`, e.g. `session_full`.
+    pub fn code(self) -> &'static str {
+        let text = self.as_str();
+        text.strip_prefix("error:").unwrap_or(text)
+    }
+
+    /// The error whose code (after `error:`) is `code`.
+    pub fn from_code(code: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+
     /// The error a datagram names, if it is one of ours (for clients and tests).
     pub fn from_datagram(datagram: &[u8]) -> Option<ErrorCode> {
         Self::ALL

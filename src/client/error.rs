@@ -3,92 +3,18 @@
 
 use std::fmt;
 
-/// An error the server sent (`error:<code>`), one variant per code of the protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerError {
-    /// `error:invalid_request`
-    InvalidRequest,
-    /// `error:session_exists`
-    SessionExists,
-    /// `error:session_non_existent`
-    SessionNonExistent,
-    /// `error:password_mismatch`
-    PasswordMismatch,
-    /// `error:only_one_player_in_session`
-    OnlyOnePlayerInSession,
-    /// `error:session_full`
-    SessionFull,
-    /// `error:player_name_in_use`
-    PlayerNameInUse,
-    /// `error:non_existent_player`
-    NonExistentPlayer,
-    /// `error:non_host_player`
-    NonHostPlayer,
-    /// `error:kicked_by_host`
-    KickedByHost,
-    /// `error:player_exited_session`: the answer to our own exit request.
-    PlayerExitedSession,
-    /// `error:session_not_started`
-    SessionNotStarted,
-    /// `error:session_timeout`
-    SessionTimeout,
-    /// `error:player_timeout`
-    PlayerTimeout,
-    /// A code this client does not know (a newer server); kept verbatim.
-    Other(String),
-}
-
-impl ServerError {
-    /// Maps the code after `error:` to its variant.
-    pub fn from_code(code: &str) -> ServerError {
-        use ServerError::*;
-        match code {
-            "invalid_request" => InvalidRequest,
-            "session_exists" => SessionExists,
-            "session_non_existent" => SessionNonExistent,
-            "password_mismatch" => PasswordMismatch,
-            "only_one_player_in_session" => OnlyOnePlayerInSession,
-            "session_full" => SessionFull,
-            "player_name_in_use" => PlayerNameInUse,
-            "non_existent_player" => NonExistentPlayer,
-            "non_host_player" => NonHostPlayer,
-            "kicked_by_host" => KickedByHost,
-            "player_exited_session" => PlayerExitedSession,
-            "session_not_started" => SessionNotStarted,
-            "session_timeout" => SessionTimeout,
-            "player_timeout" => PlayerTimeout,
-            other => Other(other.to_string()),
-        }
-    }
-
-    /// The code as the server writes it after `error:`.
-    pub fn code(&self) -> &str {
-        use ServerError::*;
-        match self {
-            InvalidRequest => "invalid_request",
-            SessionExists => "session_exists",
-            SessionNonExistent => "session_non_existent",
-            PasswordMismatch => "password_mismatch",
-            OnlyOnePlayerInSession => "only_one_player_in_session",
-            SessionFull => "session_full",
-            PlayerNameInUse => "player_name_in_use",
-            NonExistentPlayer => "non_existent_player",
-            NonHostPlayer => "non_host_player",
-            KickedByHost => "kicked_by_host",
-            PlayerExitedSession => "player_exited_session",
-            SessionNotStarted => "session_not_started",
-            SessionTimeout => "session_timeout",
-            PlayerTimeout => "player_timeout",
-            Other(code) => code,
-        }
-    }
-}
+/// An error the server sent (`error:<code>`): the server's own [`ErrorCode`](crate::wire::ErrorCode),
+/// one variant per code of the protocol.
+pub use crate::wire::ErrorCode as ServerError;
 
 /// Why a session or a punch failed.
 #[derive(Debug)]
 pub enum Error {
     /// The server answered with an error.
     Server(ServerError),
+    /// The server answered with an error code this client does not know (a newer server);
+    /// kept verbatim.
+    UnknownServerError(String),
     /// The server stayed silent for 15 s (`server_timeout`).
     ServerTimeout,
     /// No peer's greeting reached us during the greetings phase (`unreachable_self`).
@@ -110,6 +36,7 @@ impl Error {
     pub fn code(&self) -> &str {
         match self {
             Error::Server(e) => e.code(),
+            Error::UnknownServerError(code) => code,
             Error::ServerTimeout => "server_timeout",
             Error::UnreachableSelf => "unreachable_self",
             Error::HostNotConfirmed => "host_not_confirmed",
@@ -123,7 +50,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Server(e) => write!(f, "server answered error:{}", e.code()),
+            Error::Server(e) => write!(f, "server answered {}", e.as_str()),
+            Error::UnknownServerError(code) => write!(f, "server answered error:{code}"),
             Error::ServerTimeout => f.write_str("the server did not answer for 15 s"),
             Error::UnreachableSelf => {
                 f.write_str("no peer greeting reached us: our NAT blocks them (unreachable_self)")
@@ -158,27 +86,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_server_code_round_trips() {
-        for code in [
-            "invalid_request",
-            "session_exists",
-            "session_non_existent",
-            "password_mismatch",
-            "only_one_player_in_session",
-            "session_full",
-            "player_name_in_use",
-            "non_existent_player",
-            "non_host_player",
-            "kicked_by_host",
-            "player_exited_session",
-            "session_not_started",
-            "session_timeout",
-            "player_timeout",
-        ] {
-            let e = ServerError::from_code(code);
-            assert!(!matches!(e, ServerError::Other(_)), "{code}");
-            assert_eq!(e.code(), code);
-        }
-        assert_eq!(ServerError::from_code("new_thing").code(), "new_thing");
+    fn codes_of_known_and_unknown_server_errors() {
+        assert_eq!(
+            Error::Server(ServerError::SessionFull).code(),
+            "session_full"
+        );
+        assert_eq!(
+            Error::UnknownServerError("new_thing".into()).code(),
+            "new_thing"
+        );
+        assert_eq!(Error::ServerTimeout.code(), "server_timeout");
     }
 }

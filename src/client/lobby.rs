@@ -228,7 +228,11 @@ impl Lobby {
             self.server_deadline = now + SERVER_TIMEOUT;
         }
         match message::parse_reply(datagram) {
-            Some(Reply::Error(code)) => self.on_error(ServerError::from_code(code)),
+            Some(Reply::Error(code)) => match ServerError::from_code(code) {
+                Some(error) => self.on_error(error),
+                // Unknown to us: like every error but two, it ends the session.
+                None => self.fail(Error::UnknownServerError(code.to_string())),
+            },
             Some(Reply::Info(names)) => self.on_info(now, names),
             Some(Reply::Start(info)) if self.stage == Stage::InSession => {
                 self.stage = Stage::Done;

@@ -235,20 +235,13 @@ impl Shard {
         let kicked = session.players.remove(index);
         out.push_error(kicked.addr, ErrorCode::KickedByHost);
         session.banned.push(player);
-        let empty = session.players.is_empty();
-        if !empty {
-            session.broadcast_info(out);
-        }
+        session.broadcast_info(out);
         info!(
             "player {player} at {} kicked from session {name}",
             kicked.addr
         );
-        self.players_left(1);
         self.stats.players_kicked += 1;
-        if empty {
-            self.remove_session(&name);
-            info!("session {name} deleted: no players left");
-        }
+        self.players_removed(&name, 1);
         Ok(())
     }
 
@@ -270,14 +263,9 @@ impl Shard {
         session.players.remove(index);
         // As the original: no `i:` to the others; they see the change on their next ping.
         out.push_error(from, ErrorCode::PlayerExitedSession);
-        let empty = session.players.is_empty();
         info!("player {player} at {from} exited session {name}");
-        self.players_left(1);
         self.stats.players_exited += 1;
-        if empty {
-            self.remove_session(&name);
-            info!("session {name} deleted: no players left");
-        }
+        self.players_removed(&name, 1);
         Ok(())
     }
 

@@ -130,8 +130,22 @@ impl Shard {
     }
 
     /// Counts `n` players gone from their session.
-    pub(crate) fn players_left(&mut self, n: usize) {
+    fn players_left(&mut self, n: usize) {
         self.players -= n;
         self.caps.remove_players(n);
+    }
+
+    /// Counts `n` players just removed from session `name` (kicked, exited, timed out), and
+    /// deletes the session if nobody is left.
+    pub(crate) fn players_removed(&mut self, name: &SessionName, n: usize) {
+        self.players_left(n);
+        if self
+            .sessions
+            .get(name)
+            .is_some_and(|s| s.players.is_empty())
+        {
+            self.remove_session(name);
+            log::info!("session {name} deleted: no players left");
+        }
     }
 }

@@ -174,15 +174,8 @@ impl Shard {
         if removed == 0 {
             return;
         }
-        let empty = session.players.is_empty();
-        if !empty {
-            session.broadcast_info(out);
-        }
-        self.players_left(removed);
+        session.broadcast_info(out);
         self.stats.players_timed_out += removed as u64;
-        if empty {
-            self.remove_session(&name);
-            info!("session {name} deleted: no players left");
-        }
+        self.players_removed(&name, removed);
     }
 }

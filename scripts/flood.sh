@@ -6,7 +6,7 @@
 # rabid-echo (the yardstick: a batched echo responder, the most any UDP server can answer here),
 # and prints a table. The generator is pinned to core 0 and the server (or echo) to core 1 when
 # taskset is available and there are two cores or more. Everything it starts is stopped by PID
-# on exit. Bounded: about a minute with the defaults (plus the build).
+# on exit. Bounded: about a minute with the defaults (plus the build), times --runs.
 #
 # Server CPU is read from /proc/<pid>/stat (utime+stime, all threads) by rabid-flood itself at
 # the edges of its measured window (--server-pid), so set-up and warm-up are not counted; the
@@ -28,6 +28,8 @@ CONCURRENCY=${CONCURRENCY:-64}
 ECHO_THREADS=${ECHO_THREADS:-}
 GEN_THREADS=${GEN_THREADS:-1}
 BUILD=${BUILD:-1}
+RUNS=${RUNS:-1}
+NICE=${NICE:-0}
 # Extra flags for rabid-punch only, split on spaces, e.g. SERVER_EXTRA_ARGS="--metrics 127.0.0.1:0".
 SERVER_EXTRA_ARGS=${SERVER_EXTRA_ARGS:-}
 
@@ -44,6 +46,9 @@ usage: scripts/flood.sh [options]        (each option also reads the environment
   --concurrency N         sessions in flight in the lifecycle run (CONCURRENCY, default $CONCURRENCY)
   --echo-threads N        rabid-echo threads (ECHO_THREADS, default: same as --workers)
   --gen-threads N         rabid-flood threads (GEN_THREADS, default $GEN_THREADS)
+  --runs N                repeat everything N times and print medians too (RUNS, default $RUNS)
+  --nice N                run generator, server and echo at this nice value, e.g. -10 on a
+                          machine busy with other work (needs root for < 0) (NICE, default $NICE)
   --no-build              use the binaries already built (BUILD=0)
 Environment only: SERVER_EXTRA_ARGS, extra rabid-punch flags (e.g. "--metrics 127.0.0.1:0").
 The binaries are taken from \${CARGO_TARGET_DIR:-target}/release.
@@ -62,12 +67,19 @@ while [[ $# -gt 0 ]]; do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --echo-threads) ECHO_THREADS=$2; shift 2 ;;
         --gen-threads) GEN_THREADS=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --nice) NICE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "flood.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
 done
 ECHO_THREADS=${ECHO_THREADS:-$WORKERS}
+[[ $RUNS =~ ^[1-9][0-9]?$ ]] || { echo "flood.sh: --runs must be 1..99" >&2; exit 2; }
+if ! [[ $NICE =~ ^-?[0-9]+$ ]] || ((NICE < -20 || NICE > 19)); then
+    echo "flood.sh: --nice must be -20..19" >&2
+    exit 2
+fi
 
 cd "$(dirname "$0")/.."
 if [[ $BUILD == 1 ]]; then
@@ -100,6 +112,11 @@ else
     gen_pin=()
     srv_pin=()
     echo "pinning: not pinned (taskset missing or fewer than 2 cores); figures are noisier"
+fi
+if [[ $NICE != 0 ]]; then
+    gen_pin=(nice -n "$NICE" "${gen_pin[@]}")
+    srv_pin=(nice -n "$NICE" "${srv_pin[@]}")
+    echo "priority: nice $NICE for the generator, the server and the echo"
 fi
 
 # CPU time (clock ticks) of a process and all its threads: utime + stime, fields 14 and 15 of
@@ -166,55 +183,106 @@ ping_load=(--sessions "$SESSIONS" --players "$PLAYERS" --outstanding "$OUTSTANDI
     --duration "$DURATION" --warmup "$WARMUP")
 
 read -r -a server_extra <<<"$SERVER_EXTRA_ARGS"
-echo "rabid-punch: --workers $WORKERS $SERVER_EXTRA_ARGS"
-start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" --log-file "$tmp/punch.log" \
-    "${server_extra[@]}"
-punch_pid=$pid
-if [[ $LIFECYCLE_DURATION != 0 ]]; then
-    echo "  lifecycle run: $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"
-    flood "$tmp/life.json" lifecycle --target "127.0.0.1:$port" --players "$PLAYERS" \
-        --concurrency "$CONCURRENCY" --duration "$LIFECYCLE_DURATION" --server-pid "$punch_pid"
-fi
-echo "  ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${DURATION} s"
-flood "$tmp/punch.json" ping --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$punch_pid"
-punch_cpu=$(( $(cpu_ticks "$punch_pid") - cpu_start ))
-stop "$punch_pid"
 
-echo "rabid-echo: --threads $ECHO_THREADS"
-bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
-start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
-echo_pid=$pid
-echo "  ping flood (--echo): same load"
-flood "$tmp/echo.json" ping --echo --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$echo_pid"
-echo_cpu=$(( $(cpu_ticks "$echo_pid") - cpu_start ))
-stop "$echo_pid"
+# one_run N: the lifecycle run and the ping flood against a fresh rabid-punch, then the same
+# ping flood against a fresh rabid-echo; results in $tmp/{life,punch,echo}-N.json.
+punch_ticks=0
+echo_ticks=0
+one_run() {
+    local n=$1
+    echo "run $n of $RUNS"
+    echo "  rabid-punch --workers $WORKERS $SERVER_EXTRA_ARGS"
+    start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
+        --log-file "$tmp/punch.log" "${server_extra[@]}"
+    local punch_pid=$pid
+    if [[ $LIFECYCLE_DURATION != 0 ]]; then
+        echo "    lifecycle run: $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"
+        flood "$tmp/life-$n.json" lifecycle --target "127.0.0.1:$port" --players "$PLAYERS" \
+            --concurrency "$CONCURRENCY" --duration "$LIFECYCLE_DURATION" --server-pid "$punch_pid"
+    fi
+    echo "    ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${DURATION} s"
+    flood "$tmp/punch-$n.json" ping --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$punch_pid"
+    punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
+    stop "$punch_pid"
+
+    echo "  rabid-echo --threads $ECHO_THREADS"
+    local bound
+    bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
+    start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
+    local echo_pid=$pid
+    echo "    ping flood (--echo): same load"
+    flood "$tmp/echo-$n.json" ping --echo --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$echo_pid"
+    echo_ticks=$((echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
+    stop "$echo_pid"
+}
+for n in $(seq 1 "$RUNS"); do
+    one_run "$n"
+done
+
+# values NAME PREFIX: field NAME of every run's PREFIX-N.json, one a line.
+values() {
+    local n
+    for n in $(seq 1 "$RUNS"); do
+        field "$tmp/$2-$n.json" "$1"
+    done
+}
+# median: of the numbers on standard input.
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# ratio A B FORMAT SCALE: A / B * SCALE, or n/a.
+ratio() { awk -v a="$1" -v b="$2" -v f="$3" -v k="$4" 'BEGIN { if (b > 0) printf f, k * a / b; else print "n/a" }'; }
 
 echo
-printf '%-12s %12s %9s %9s %9s %8s %7s %14s %10s\n' target replies/s p50_us p99_us max_us lost wrong server_us/reply "vs echo"
+fmt='%-16s %11s %8s %8s %9s %6s %6s %12s %9s %10s\n'
+# shellcheck disable=SC2059 # the format is the constant above
+printf "$fmt" target replies/s p50_us p99_us max_us lost wrong srv_us/reply vs_echo srv_cpu_x
 row() {
-    local name=$1 f=$2 ratio=$3
-    printf '%-12s %12.0f %9s %9s %9s %8s %7s %14s %10s\n' "$name" \
-        "$(field "$f" replies_per_s)" "$(field "$f" p50_us)" "$(field "$f" p99_us)" \
-        "$(field "$f" max_us)" "$(field "$f" lost)" "$(field "$f" wrong)" \
-        "$(field "$f" server_cpu_us_per_reply)" "$ratio"
+    local name=$1 f=$2 vs=$3 cpu_x=$4
+    # shellcheck disable=SC2059
+    printf "$fmt" "$name" "$(printf '%.0f' "$(field "$f" replies_per_s)")" "$(field "$f" p50_us)" \
+        "$(field "$f" p99_us)" "$(field "$f" max_us)" "$(field "$f" lost)" "$(field "$f" wrong)" \
+        "$(field "$f" server_cpu_us_per_reply)" "$vs" "$cpu_x"
 }
-ratio=$(awk -v a="$(field "$tmp/punch.json" replies_per_s)" -v b="$(field "$tmp/echo.json" replies_per_s)" \
-    'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else print "n/a" }')
-cpu_ratio=$(awk -v a="$(field "$tmp/punch.json" server_cpu_us_per_reply)" \
-    -v b="$(field "$tmp/echo.json" server_cpu_us_per_reply)" \
-    'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }')
-row rabid-punch "$tmp/punch.json" "$ratio"
-row rabid-echo "$tmp/echo.json" "100%"
-echo "server CPU per reply, rabid-punch / rabid-echo: $cpu_ratio"
-if [[ -s $tmp/life.json ]]; then
-    printf 'lifecycles: %.0f/s (%s completed, %s failed), p50 %s us, p99 %s us, server CPU %s us per lifecycle\n' \
-        "$(field "$tmp/life.json" lifecycles_per_s)" "$(field "$tmp/life.json" completed)" \
-        "$(field "$tmp/life.json" failed)" "$(field "$tmp/life.json" p50_us)" \
-        "$(field "$tmp/life.json" p99_us)" "$(field "$tmp/life.json" server_cpu_us_per_lifecycle)"
+for n in $(seq 1 "$RUNS"); do
+    p="$tmp/punch-$n.json"
+    e="$tmp/echo-$n.json"
+    row "rabid-punch #$n" "$p" \
+        "$(ratio "$(field "$p" replies_per_s)" "$(field "$e" replies_per_s)" '%.1f%%' 100)" \
+        "$(ratio "$(field "$p" server_cpu_us_per_reply)" "$(field "$e" server_cpu_us_per_reply)" '%.2fx' 1)"
+    row "rabid-echo #$n" "$e" "100%" "1x"
+done
+if [[ $RUNS -gt 1 ]]; then
+    for t in punch echo; do
+        # shellcheck disable=SC2059
+        printf "$fmt" "median $t" "$(printf '%.0f' "$(values replies_per_s "$t" | median)")" \
+            "$(values p50_us "$t" | median)" "$(values p99_us "$t" | median)" \
+            "$(values max_us "$t" | median)" "$(values lost "$t" | awk '{ s += $1 } END { print s }')" \
+            "$(values wrong "$t" | awk '{ s += $1 } END { print s }')" \
+            "$(values server_cpu_us_per_reply "$t" | median)" "" ""
+    done
+    echo "median of the runs' ratios: replies/s $(for n in $(seq 1 "$RUNS"); do
+        ratio "$(field "$tmp/punch-$n.json" replies_per_s)" "$(field "$tmp/echo-$n.json" replies_per_s)" '%.2f\n' 100
+    done | median)% of the echo's, server CPU per reply $(for n in $(seq 1 "$RUNS"); do
+        ratio "$(field "$tmp/punch-$n.json" server_cpu_us_per_reply)" "$(field "$tmp/echo-$n.json" server_cpu_us_per_reply)" '%.3f\n' 1
+    done | median)x the echo's"
 fi
-awk -v p="$punch_cpu" -v e="$echo_cpu" -v hz="$tick_hz" 'BEGIN {
+if [[ $LIFECYCLE_DURATION != 0 ]]; then
+    for n in $(seq 1 "$RUNS"); do
+        l="$tmp/life-$n.json"
+        printf 'lifecycles #%s: %.0f/s (%s completed, %s failed), p50 %s us, p99 %s us, server CPU %s us per lifecycle\n' \
+            "$n" "$(field "$l" lifecycles_per_s)" "$(field "$l" completed)" "$(field "$l" failed)" \
+            "$(field "$l" p50_us)" "$(field "$l" p99_us)" "$(field "$l" server_cpu_us_per_lifecycle)"
+    done
+    if [[ $RUNS -gt 1 ]]; then
+        printf 'lifecycles median: %.0f/s, server CPU %s us per lifecycle\n' \
+            "$(values lifecycles_per_s life | median)" "$(values server_cpu_us_per_lifecycle life | median)"
+    fi
+fi
+awk -v p="$punch_ticks" -v e="$echo_ticks" -v hz="$tick_hz" 'BEGIN {
     printf "whole-life server CPU (set-up and warm-up included): rabid-punch %.2f s, rabid-echo %.2f s\n", p / hz, e / hz }'
-echo "generator: $GEN_THREADS thread(s); its CPU per reply: rabid-punch run $(field "$tmp/punch.json" gen_cpu_us_per_reply) us, echo run $(field "$tmp/echo.json" gen_cpu_us_per_reply) us"
+echo "generator ($GEN_THREADS thread(s)) CPU per reply, median: rabid-punch runs $(values gen_cpu_us_per_reply punch | median) us, echo runs $(values gen_cpu_us_per_reply echo | median) us (busy-polling included)"
 if [[ $failed != 0 ]]; then
     echo "flood.sh: some replies were wrong or missing (see above)" >&2
     exit 1

@@ -48,6 +48,12 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
                 shard.handle_timeout(now, &mut out);
                 timed_out = true;
             }
+            Op::Crowd { sends } => {
+                for (from, text) in sends {
+                    heard.insert(sources[*from]);
+                    shard.handle_datagram(now, sources[*from], text.as_bytes(), &mut out);
+                }
+            }
             Op::Wake => {
                 if let Some(deadline) = shard.next_timeout() {
                     now = now.max(deadline);

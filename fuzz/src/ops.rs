@@ -120,6 +120,10 @@ pub enum Op {
     /// The clock moves to the shard's next deadline (if later than now), then the shard handles
     /// its timeouts: what the runtime does when nothing arrives.
     Wake,
+    /// Players join one session in a burst, each from the source after the previous one's:
+    /// reaching a full 12-player lobby one request at a time is too rare for the fuzzer, and the
+    /// largest replies (start messages) need one.
+    Crowd { sends: Vec<(usize, String)> },
 }
 
 impl<'a> Arbitrary<'a> for Op {
@@ -133,6 +137,9 @@ impl<'a> Arbitrary<'a> for Op {
             },
             154..=199 => Op::Advance { ms: delay_ms(u)? },
             200..=229 => Op::Wake,
+            230..=239 => Op::Crowd {
+                sends: crowd(u, from)?,
+            },
             _ => Op::Garbage {
                 from,
                 bytes: u.arbitrary()?,
@@ -174,6 +181,20 @@ fn request_text(u: &mut Unstructured<'_>) -> Result<String> {
     });
     text.push_str(u.choose(&["", "", "", "\n", "\r\n"])?);
     Ok(text)
+}
+
+/// `c:` requests from the long player names, starting at a random one, into one session.
+fn crowd(u: &mut Unstructured<'_>, from: usize) -> Result<Vec<(usize, String)>> {
+    let session = *u.choose(&SESSIONS)?;
+    let long_names = &PLAYERS[4..];
+    let first = u.choose_index(long_names.len())?;
+    let count = u.int_in_range(1..=long_names.len())?;
+    Ok((0..count)
+        .map(|i| {
+            let player = long_names[(first + i) % long_names.len()];
+            ((from + i) % 4, format!("c:{session}:{player}"))
+        })
+        .collect())
 }
 
 /// How far the clock moves: mostly a few ms (start re-sends, error repeats), sometimes seconds

@@ -67,13 +67,14 @@ impl Player {
     }
 
     /// Sends `text` every 0.5 s, as the Godot client does, until a reply passes `accept`
-    /// (at most 30 tries); returns that reply.
+    /// (at most 60 tries, twice the Godot client's patience: CI boxes are busy); returns that
+    /// reply.
     pub fn retry(&self, text: &str, accept: impl Fn(&str) -> bool) -> String {
         let mut buf = [0u8; 2048];
         self.socket
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
-        for _ in 0..30 {
+        for _ in 0..60 {
             self.send(text);
             let deadline = std::time::Instant::now() + Duration::from_millis(500);
             while std::time::Instant::now() < deadline {
@@ -86,7 +87,7 @@ impl Player {
                 }
             }
         }
-        panic!("no acceptable reply to {text:?} after 30 tries");
+        panic!("no acceptable reply to {text:?} after 60 tries");
     }
 
     /// Sends `text` and returns the first reply.

@@ -47,6 +47,10 @@ struct Args {
     /// stop after this many seconds (default: run until SIGINT or SIGTERM)
     #[argh(option)]
     duration: Option<f64>,
+    /// after a batch, poll without blocking for this many microseconds before sleeping in the
+    /// kernel again (default 0: always block; spinning trades CPU for wake-up latency)
+    #[argh(option, default = "0")]
+    spin_us: u64,
 }
 
 fn main() {
@@ -64,6 +68,10 @@ fn run(args: &Args) -> Result<(), String> {
     if args.batch == 0 || args.batch > MAX_BATCH {
         return Err(format!("--batch must be 1..={MAX_BATCH}"));
     }
+    if args.spin_us > 1_000_000 {
+        return Err("--spin-us must be at most 1000000".into());
+    }
+    let spin = Duration::from_micros(args.spin_us);
     let deadline = match args.duration {
         Some(d) if d.is_finite() && d > 0.0 && d <= 86_400.0 => {
             Some(Instant::now() + Duration::from_secs_f64(d))
@@ -89,8 +97,8 @@ fn run(args: &Args) -> Result<(), String> {
     }
     // Same wording as rabid-punch, so scripts find the port the same way for both.
     eprintln!(
-        "rabid-echo: listening on {local} ({} thread(s), batch {})",
-        args.threads, args.batch
+        "rabid-echo: listening on {local} ({} thread(s), batch {}, spin {} us)",
+        args.threads, args.batch, args.spin_us
     );
 
     let echoed = Arc::new(AtomicU64::new(0));
@@ -100,7 +108,7 @@ fn run(args: &Args) -> Result<(), String> {
             let stop = Arc::clone(&stop);
             let echoed = Arc::clone(&echoed);
             let batch = args.batch;
-            std::thread::spawn(move || echo_loop(&sock, batch, &stop, deadline, &echoed))
+            std::thread::spawn(move || echo_loop(&sock, batch, spin, &stop, deadline, &echoed))
         })
         .collect();
     let mut failure = None;
@@ -138,6 +146,7 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
 fn echo_loop(
     sock: &UdpSocket,
     batch: usize,
+    spin: Duration,
     stop: &AtomicBool,
     deadline: Option<Instant>,
     echoed: &AtomicU64,
@@ -150,6 +159,7 @@ fn echo_loop(
     let mut iovs: Vec<libc::iovec> = vec![unsafe { zeroed() }; batch];
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; batch];
     let mut count = 0u64;
+    let mut last_data = Instant::now();
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         for i in 0..batch {
             iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
@@ -163,6 +173,13 @@ fn echo_loop(
             h.msg_controllen = 0;
             h.msg_flags = 0;
         }
+        // Within the spin time after the last datagram, do not sleep: a thread woken from the
+        // kernel may wait for its core behind other work.
+        let flags = if !spin.is_zero() && last_data.elapsed() < spin {
+            libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_WAITFORONE
+        };
         // SAFETY: every header points into buffers that live across the call and hold the
         // lengths given; MSG_WAITFORONE blocks (up to SO_RCVTIMEO) for the first datagram only.
         let n = unsafe {
@@ -170,7 +187,7 @@ fn echo_loop(
                 fd,
                 hdrs.as_mut_ptr(),
                 batch as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -184,6 +201,9 @@ fn echo_loop(
             }
         }
         let n = n as usize;
+        if !spin.is_zero() {
+            last_data = Instant::now();
+        }
         for (iov, hdr) in iovs.iter_mut().zip(hdrs.iter()).take(n) {
             // The reply is exactly the bytes received (msg_len), to the address they came from
             // (msg_name, msg_namelen already filled in by the kernel).
@@ -241,7 +261,14 @@ mod tests {
         let deadline = Some(Instant::now() + Duration::from_secs(30));
         std::thread::scope(|s| {
             for sock in [&a, &b] {
-                s.spawn(|| echo_loop(sock, 4, &stop, deadline, &echoed).unwrap());
+                // One thread spins, one blocks: both paths must echo.
+                let spin = if std::ptr::eq(sock, &a) {
+                    Duration::from_micros(200)
+                } else {
+                    Duration::ZERO
+                };
+                let (stop, echoed) = (&stop, &echoed);
+                s.spawn(move || echo_loop(sock, 4, spin, stop, deadline, echoed).unwrap());
             }
             let clients: Vec<UdpSocket> = (0..3)
                 .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())

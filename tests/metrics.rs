@@ -4,94 +4,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::binary::{assert_one_line_failure, run, start, temp_dir};
 use common::Player;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rabid-punch");
 
 /// How long a test waits for the server's figures to reach what it expects.
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// A running server binary, killed if the test fails.
-struct Running {
-    child: Option<Child>,
-    addr: SocketAddr,
-    metrics: SocketAddr,
-    /// Kept so that the reader thread goes on draining the server's stderr pipe.
-    _stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rabid-punch-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The address after `marker` in `line`, if `line` has it.
-fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = line.split(marker).nth(1)?;
-    rest.split(|c: char| c.is_whitespace() || c == '/')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Starts the binary with `args` and waits (bounded) for its `metrics at` and `listening on`
-/// lines, which name the ports it got.
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run rabid-punch");
-    let (tx, stderr) = mpsc::channel();
-    let pipe = child.stderr.take();
-    // From here on, dropping `running` kills and reaps the child, panics included.
-    let mut running = Running {
-        child: Some(child),
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        metrics: SocketAddr::from(([0, 0, 0, 0], 0)),
-        _stderr: stderr,
-    };
-    std::thread::spawn(move || {
-        let Some(pipe) = pipe else { return };
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let line = running
-            ._stderr
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server printed no `listening on` line");
-        if let Some(addr) = address_after(&line, "metrics at http://") {
-            running.metrics = addr;
-        }
-        if let Some(addr) = address_after(&line, "listening on ") {
-            running.addr = addr;
-            assert_ne!(running.metrics.port(), 0, "no `metrics at` line before it");
-            return running;
-        }
-    }
-}
 
 /// One HTTP GET over a plain TCP stream: the status code, the headers and the body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
@@ -202,7 +123,8 @@ fn counters_match_a_lifecycle_an_error_and_garbage_exactly() {
         "--log-file",
         log.to_str().unwrap(),
     ]);
-    let before = scrape(server.metrics);
+    let metrics_addr = server.metrics.expect("no `metrics at` line");
+    let before = scrape(metrics_addr);
     assert_eq!(before["rabid_punch_datagrams_in_total"], 0.0);
     assert_eq!(before["rabid_punch_sessions_open"], 0.0);
 
@@ -242,7 +164,7 @@ fn counters_match_a_lifecycle_an_error_and_garbage_exactly() {
     );
     assert_eq!((t.datagrams_in, t.datagrams_out), (7, 9));
 
-    let m = scrape_until(server.metrics, |m| {
+    let m = scrape_until(metrics_addr, |m| {
         m["rabid_punch_datagrams_out_total"] >= 9.0
             && m["rabid_punch_request_duration_seconds_count"] >= 6.0
     });
@@ -318,7 +240,7 @@ fn counters_match_a_lifecycle_an_error_and_garbage_exactly() {
     assert!(!m.contains_key("rabid_punch_queue_depth{worker=\"2\"}"));
 
     // The started session is forgotten after its one round: the gauges go back to zero.
-    let settled = scrape_until(server.metrics, |m| {
+    let settled = scrape_until(metrics_addr, |m| {
         m["rabid_punch_sessions_open"] == 0.0 && m["rabid_punch_players"] == 0.0
     });
     assert_eq!(
@@ -328,35 +250,12 @@ fn counters_match_a_lifecycle_an_error_and_garbage_exactly() {
     assert_eq!(settled["rabid_punch_sessions_created_total"], 1.0);
 
     // Anything but /metrics is not found.
-    let (status, _, _) = get(server.metrics, "/");
+    let (status, _, _) = get(metrics_addr, "/");
     assert_eq!(status, 404);
-    let (status, _, _) = get(server.metrics, "/metrics?x=1");
+    let (status, _, _) = get(metrics_addr, "/metrics?x=1");
     assert_eq!(status, 200);
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run rabid-punch")
-}
-
-/// Exactly one line on stderr, a failure exit code, and no server started.
-fn assert_one_line_failure(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "should fail: {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "one line expected: {stderr:?}"
-    );
-    assert!(stderr.starts_with("rabid-punch: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(!stdout.contains("listening on"), "{stdout}");
-    stderr
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a player on its own UDP socket.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 

@@ -192,14 +192,22 @@ one_run() {
     local n=$1
     echo "run $n of $RUNS"
     echo "  rabid-punch --workers $WORKERS $SERVER_EXTRA_ARGS"
-    start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
-        --log-file "$tmp/punch.log" "${server_extra[@]}"
-    local punch_pid=$pid
+    local punch_pid
+    # Each measurement gets a fresh server: state left by one (finished sessions, players
+    # timing out, grown tables) would weigh on the next.
     if [[ $LIFECYCLE_DURATION != 0 ]]; then
+        start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
+            --log-file "$tmp/punch.log" "${server_extra[@]}"
+        punch_pid=$pid
         echo "    lifecycle run: $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"
         flood "$tmp/life-$n.json" lifecycle --target "127.0.0.1:$port" --players "$PLAYERS" \
             --concurrency "$CONCURRENCY" --duration "$LIFECYCLE_DURATION" --server-pid "$punch_pid"
+        punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
+        stop "$punch_pid"
     fi
+    start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
+        --log-file "$tmp/punch.log" "${server_extra[@]}"
+    punch_pid=$pid
     echo "    ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${DURATION} s"
     flood "$tmp/punch-$n.json" ping --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$punch_pid"
     punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))

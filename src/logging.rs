@@ -2,6 +2,7 @@
 //! (10 MB x 10 files). Rotation is the `file-rotate` crate's, not ours.
 
 use std::fs::OpenOptions;
+use std::io::LineWriter;
 use std::path::PathBuf;
 
 use file_rotate::compression::Compression;
@@ -75,7 +76,9 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
                 TerminalMode::Stderr,
                 ColorChoice::Auto,
             ));
-            loggers.push(WriteLogger::new(level, format, file));
+            // simplelog writes a line in several pieces: buffered to the line's end, each line
+            // costs one write to the file instead of several.
+            loggers.push(WriteLogger::new(level, format, LineWriter::new(file)));
         }
     }
     CombinedLogger::init(loggers).map_err(|e| format!("cannot start logging: {e}"))

@@ -11,6 +11,16 @@ use super::Gate;
 use crate::core::Shard;
 use crate::outbox::Outbox;
 
+/// Requests whose replies a worker gathers at most before sending them.
+const MAX_PER_SEND: usize = 256;
+
+fn handle(shard: &mut Shard, now: Instant, batch: &Batch, out: &mut Outbox) -> usize {
+    for datagram in batch {
+        shard.handle_datagram(now, datagram.from, datagram.bytes(), out);
+    }
+    batch.len()
+}
+
 /// Runs until the receiver hangs up.
 pub fn run(mut shard: Shard, batches: Receiver<Batch>, gate: Gate) {
     let mut out = Outbox::new();
@@ -22,10 +32,13 @@ pub fn run(mut shard: Shard, batches: Receiver<Batch>, gate: Gate) {
         let now = Instant::now();
         let requests = match received {
             Ok(batch) => {
-                for datagram in &batch {
-                    shard.handle_datagram(now, datagram.from, datagram.bytes(), &mut out);
+                let mut requests = handle(&mut shard, now, &batch, &mut out);
+                // Batches that queued up meanwhile go out with this one: one send call for all.
+                while requests < MAX_PER_SEND {
+                    let Ok(more) = batches.try_recv() else { break };
+                    requests += handle(&mut shard, now, &more, &mut out);
                 }
-                batch.len()
+                requests
             }
             Err(RecvTimeoutError::Timeout) => 0,
             Err(RecvTimeoutError::Disconnected) => break,

@@ -14,6 +14,10 @@ use crate::outbox::Outbox;
 /// Requests whose replies a worker gathers at most before sending them.
 const MAX_PER_SEND: usize = 256;
 
+/// Hands a batch to the shard. Each datagram is parsed again here: the receiver's parse only
+/// chose the worker, and a parsed request borrows the datagram, so the inline bytes are what
+/// travels; parsing a request costs a few tens of nanoseconds, against microseconds of
+/// system calls per datagram.
 fn handle(shard: &mut Shard, now: Instant, batch: &Batch, out: &mut Outbox) -> usize {
     for datagram in batch {
         shard.handle_datagram(now, datagram.from, datagram.bytes(), out);

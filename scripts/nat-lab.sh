@@ -20,20 +20,38 @@
 # Before the runs it checks each NAT kind in use from one fixed local port against two
 # servers (7777 and 7778): cone must show the same port twice, symmetric two different ones.
 # Then every group runs at once, each its own session: the first player hosts and starts when
-# all are listed, all punch, then exchange a payload peer to peer (`--payload`: clients send,
-# the host echoes). It prints a table, and one machine-readable RESULT line per group.
+# all are listed, all punch, then exchange a payload (`--payload`: clients send, the host
+# echoes). It prints a table, and one machine-readable RESULT line per group.
 #
-# Usage: scripts/nat-lab.sh [--bin PATH] [--timeout SECS] [--keep] [GROUP...]
+# Relay mode (`--relay`): the server on 7777 runs with `--relay MODE --relay-ports
+# 40000-40199` (the one on 7778 serves only the NAT check, always with `--relay off`). A
+# relayed session's start message lists every peer at 203.0.113.7:<that peer's relay port>, so
+# the unchanged client punches to the server, which forwards the peer phase and the payload.
+#   off     as without a relay: a group with a symmetric NAT fails, the others punch and
+#           their payload goes peer to peer (via=direct).
+#   always  every group punches, symmetric NATs included, and every payload goes through the
+#           server (via=server): the host hears each client from 203.0.113.7:<relay port>,
+#           not from the client's NAT, and each client hears the host from there too.
+#   auto    the server relays a session only when the same host starts again soon after a
+#           start; the lab starts each session once, so it expects what `off` expects.
+# After the runs the server on 7777 is stopped and its final stats line is printed as
+# `SERVER stats: ...` (relay counters included when the server has them).
+#
+# Usage: scripts/nat-lab.sh [--bin PATH] [--relay MODE] [--timeout SECS] [--keep] [GROUP...]
 #   GROUP    NAT kinds of the players, host first, comma-separated, 2-4 players:
 #            e.g. cone,cone  none,cone,symmetric. Default: none,none none,cone cone,cone
 #            cone,cone,cone,cone none,symmetric cone,symmetric symmetric,symmetric
 #   --bin    the rabid-punch binary (default: $RABID_PUNCH_BIN, else the newest of
 #            ${CARGO_TARGET_DIR:-target}/{release,debug}/rabid-punch)
+#   --relay  off, auto or always (default off): the main server's relay mode, see above
 #   --timeout  bound on each client run, seconds (default 60)
 #   --keep   keep the logs directory (printed at the end)
-# Needs root, iproute2 with `ip netns`, and nft. Installs nothing.
-# Exit: 0 when every group ended as expected (punched unless a player is behind a symmetric
-# NAT), 1 when one did not or the NAT check failed, 2 on bad usage, 3 when a tool is missing.
+# Needs root, iproute2 with `ip netns`, and nft. Installs nothing. Namespaces are named
+# rpl<pid of this script>-*, so runs in parallel do not clash.
+# Exit: 0 when every group ended as expected (punched, unless a player is behind a symmetric
+# NAT and the session is not relayed; a punched group's payload through the server exactly
+# when relayed), 1 when one did not or the NAT check failed, 2 on bad usage (or a binary
+# without relay support asked to relay), 3 when a tool is missing.
 
 set -uo pipefail
 
@@ -41,12 +59,14 @@ usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"; }
 
 BIN="${RABID_PUNCH_BIN:-}"
 TIMEOUT=60
+RELAY=off
 KEEP=""
 LAB_GROUPS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --timeout) TIMEOUT="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
+        --relay) RELAY="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "nat-lab: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -54,9 +74,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ ${#LAB_GROUPS[@]} -eq 0 ]; then
+    # shellcheck disable=SC2054 # the commas are inside each group, not between them
     LAB_GROUPS=(none,none none,cone cone,cone cone,cone,cone,cone none,symmetric cone,symmetric symmetric,symmetric)
 fi
 case "$TIMEOUT" in ''|*[!0-9]*) echo "nat-lab: --timeout takes whole seconds" >&2; exit 2 ;; esac
+case "$RELAY" in off|auto|always) ;; *) echo "nat-lab: --relay takes off, auto or always" >&2; exit 2 ;; esac
 
 # ---- checks: tools, privileges, groups, binary --------------------------------------------
 if [ "$(id -u)" != 0 ]; then echo "nat-lab: needs root (network namespaces, nftables)" >&2; exit 3; fi
@@ -93,6 +115,15 @@ if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
     echo "nat-lab: no rabid-punch binary: build it (cargo build) or pass --bin PATH" >&2; exit 2
 fi
 BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+# A binary from before the relay has no --relay flag: it can still run the lab without one.
+RELAY_ARGS=()
+RELAY_OFF_ARGS=()
+if "$BIN" --help 2>/dev/null | grep -q -- '--relay-ports'; then
+    RELAY_ARGS=(--relay "$RELAY" --relay-ports 40000-40199)
+    RELAY_OFF_ARGS=(--relay off)
+elif [ "$RELAY" != off ]; then
+    echo "nat-lab: $BIN has no --relay flag: it cannot run --relay $RELAY" >&2; exit 2
+fi
 
 # ---- lifetime: everything created is recorded and removed on any exit ----------------------
 P="rpl$$"          # unique per run: two runs never share a namespace name
@@ -179,21 +210,25 @@ add_ns "$INET" || fail_setup "namespace $INET"
 ip -n "$INET" link add br0 type bridge && ip -n "$INET" link set br0 up || fail_setup "bridge"
 add_ns "$SRV" && attach_public "$SRV" "$SERVER_IP" srv || fail_setup "server namespace"
 
-# start_server PORT NAME: runs a server in $SRV and waits (bounded) for it to listen.
+# start_server PORT NAME ARGS...: runs a server in $SRV and waits (bounded) for it to listen.
 start_server() {
-    ip netns exec "$SRV" "$BIN" --port "$1" --bind "$SERVER_IP" --log-file "$TMP/$2.log" \
-        >/dev/null 2>"$TMP/$2.err" </dev/null &
+    local port=$1 name=$2
+    shift 2
+    ip netns exec "$SRV" "$BIN" --port "$port" --bind "$SERVER_IP" --log-file "$TMP/$name.log" \
+        "$@" >/dev/null 2>"$TMP/$name.err" </dev/null &
     PIDS+=($!)
     for _ in $(seq 100); do
-        grep -q "listening on" "$TMP/$2.log" 2>/dev/null && return 0
+        grep -q "listening on" "$TMP/$name.log" 2>/dev/null && return 0
         sleep 0.1
     done
-    echo "nat-lab: server $2 did not start:" >&2
-    cat "$TMP/$2.err" >&2
+    echo "nat-lab: server $name did not start:" >&2
+    cat "$TMP/$name.err" >&2
     return 1
 }
-start_server 7777 server || exit 1
-start_server 7778 server2 || exit 1
+# Only the main server relays: two servers would compete for the same relay ports.
+start_server 7777 server "${RELAY_ARGS[@]}" || exit 1
+SERVER_PID=${PIDS[0]}
+start_server 7778 server2 "${RELAY_OFF_ARGS[@]}" || exit 1
 
 # Homes: k counts players over all groups; HOME_OF[g,i] is the namespace of player i of group g.
 declare -A HOME_OF KIND_OF
@@ -269,15 +304,37 @@ for group in "${LAB_GROUPS[@]}"; do
 done
 for pid in "${PIDS[@]:2}"; do wait "$pid" 2>/dev/null; done
 
+# The main server's final stats line (written on an orderly stop) tells what it relayed.
+kill -TERM "$SERVER_PID" 2>/dev/null
+for _ in $(seq 50); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    wait "$SERVER_PID" 2>/dev/null
+    PIDS=("${PIDS[@]:1}")  # reaped: the cleanup must not signal a pid that may be reused
+fi
+server_stats="$(sed -n 's/.*stopped; stats: //p' "$TMP/server.log" | tail -n 1)"
+
+# addrs FILE: the source addresses of the payloads a player heard, comma-separated.
+addrs() {
+    grep -o '"addr":"[^"]*"' "$1" 2>/dev/null | sed 's/"addr":"\(.*\)"/\1/' | paste -sd, -
+}
+
 # ---- report ---------------------------------------------------------------------------------------
-printf '\n%-5s %-30s %-8s %-8s %-8s %s\n' group "NAT kinds (host first)" punched expected time outcomes
+# via: where the payloads came from. server: every one from the server's address (relayed);
+# direct: none of them; mixed: some; `-`: no payload heard at all.
+expected_via=direct
+[ "$RELAY" = always ] && expected_via=server
+printf '\n%-5s %-30s %-8s %-8s %-7s %-8s %s\n' group "NAT kinds (host first)" punched expected via time outcomes
 all_expected=1
 results=()
 g=0
 for group in "${LAB_GROUPS[@]}"; do
     g=$((g + 1))
     IFS=, read -r -a kinds <<<"$group"
-    outcomes=() payloads=() heard=()
+    outcomes=() payloads=() clients_heard=()
+    host_heard=""
     max_ms=0
     punched=yes
     ok=0
@@ -291,23 +348,51 @@ for group in "${LAB_GROUPS[@]}"; do
         [ -n "$ms" ] && [ "$ms" -gt "$max_ms" ] && max_ms=$ms
         if [ "$outcome" = success ] && [ "$payload" = ok ]; then ok=$((ok + 1)); else punched=no; fi
         if [ "$i" = 0 ]; then
-            heard=($(grep -o '"addr":"[^"]*"' "$f" 2>/dev/null | sed 's/"addr":"\(.*\)"/\1/'))
+            host_heard="$(addrs "$f")"
+        else
+            heard="$(addrs "$f")"
+            clients_heard+=("${heard:-none}")
         fi
     done
+    via=-
+    from_server=0 from_elsewhere=0
+    IFS=, read -r -a all_heard <<<"$host_heard,$(IFS=,; echo "${clients_heard[*]}")"
+    for addr in "${all_heard[@]}"; do
+        case "$addr" in ''|none) continue ;; esac
+        if [ "${addr%:*}" = "$SERVER_IP" ]; then
+            from_server=$((from_server + 1))
+        else
+            from_elsewhere=$((from_elsewhere + 1))
+        fi
+    done
+    if [ "$from_server" -gt 0 ] && [ "$from_elsewhere" -gt 0 ]; then
+        via=mixed
+    elif [ "$from_server" -gt 0 ]; then
+        via=server
+    elif [ "$from_elsewhere" -gt 0 ]; then
+        via=direct
+    fi
     expected=yes
-    [[ ",$group," == *",symmetric,"* ]] && expected=no
+    [ "$RELAY" != always ] && [[ ",$group," == *",symmetric,"* ]] && expected=no
     mark=""
-    if [ "$punched" != "$expected" ]; then mark="  <-- UNEXPECTED"; all_expected=0; fi
+    if [ "$punched" != "$expected" ]; then
+        mark="  <-- UNEXPECTED"
+        all_expected=0
+    elif [ "$punched" = yes ] && [ "$via" != "$expected_via" ]; then
+        mark="  <-- UNEXPECTED: payload via $via, expected via $expected_via"
+        all_expected=0
+    fi
     secs="$(printf '%d.%d s' $((max_ms / 1000)) $(((max_ms % 1000) / 100)))"
     shown=$punched
     [ "$punched" = no ] && [ "$ok" -gt 0 ] && shown="no($ok/${#kinds[@]})"
-    printf '%-5s %-30s %-8s %-8s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$secs" \
+    printf '%-5s %-30s %-8s %-8s %-7s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$via" "$secs" \
         "$(IFS=,; echo "${outcomes[*]}")" "$mark"
-    results+=("RESULT group=$g kinds=$group punched=$punched players_ok=$ok expected=$expected time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$(IFS=,; echo "${heard[*]}")")
+    results+=("RESULT group=$g kinds=$group relay=$RELAY punched=$punched players_ok=$ok expected=$expected via=$via time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$host_heard clients_heard=$(IFS=,; echo "${clients_heard[*]}")")
 done
 echo
 printf '%s\n' "${results[@]}"
-echo "server: $SERVER_IP:7777; players behind NAT use WAN 203.0.113.(100+k), players on the public net 203.0.113.(50+k)"
+echo "SERVER stats: ${server_stats:-none (the server did not stop in time)}"
+echo "server: $SERVER_IP:7777 (relay $RELAY); players behind NAT use WAN 203.0.113.(100+k), players on the public net 203.0.113.(50+k)"
 if [ "$all_expected" = 1 ]; then
     echo "nat-lab: every group ended as expected"
     exit 0

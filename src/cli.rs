@@ -1,13 +1,14 @@
 //! The command line of the server: every setting is a flag with the protocol's default.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use argh::FromArgs;
 
 use crate::budget::BudgetConfig;
-use crate::core::{CapsConfig, CoreConfig};
+use crate::core::{CapsConfig, CoreConfig, RelayConfig, RelayLimitsConfig, RelayMode};
 use crate::logging::{LogConfig, LogTarget};
 use crate::runtime::ServerConfig;
 
@@ -116,6 +117,59 @@ pub struct Args {
     #[argh(option, default = "BudgetConfig::default().max_tracked")]
     pub budget_max_tracked: usize,
 
+    /// relay started sessions through the server, for players whose NATs cannot be punched:
+    /// off, auto (a host that starts again within --relay-auto-window, i.e. a retry after a
+    /// failed punch) or always (default auto)
+    #[argh(option, default = "RelayMode::Auto", from_str_fn(parse_relay_mode))]
+    pub relay: RelayMode,
+
+    /// UDP ports the relay may use, e.g. 7778-8777: open them in the firewall (default
+    /// 7778-8777)
+    #[argh(option, default = "7778..=8777", from_str_fn(parse_port_range))]
+    pub relay_ports: RangeInclusive<u16>,
+
+    /// the address relayed start messages list, e.g. the public IP of a cloud box behind 1:1
+    /// NAT (default: the address each start request arrived on)
+    #[argh(option)]
+    pub relay_public_ip: Option<IpAddr>,
+
+    /// a relay with no traffic for this long closes (default 30s)
+    #[argh(
+        option,
+        default = "RelayConfig::default().idle_timeout",
+        from_str_fn(parse_duration)
+    )]
+    pub relay_idle: Duration,
+
+    /// a relay closes this long after its session started, busy or not (default 1h)
+    #[argh(
+        option,
+        default = "RelayConfig::default().lifetime",
+        from_str_fn(parse_duration)
+    )]
+    pub relay_lifetime: Duration,
+
+    /// with --relay auto, a start is relayed when its host IP started a session less than this
+    /// ago (default 60s)
+    #[argh(
+        option,
+        default = "RelayConfig::default().auto_window",
+        from_str_fn(parse_duration)
+    )]
+    pub relay_auto_window: Duration,
+
+    /// bytes per second one relayed session may forward, and its burst (default 524288)
+    #[argh(option, default = "RelayLimitsConfig::default().session_bytes_per_sec")]
+    pub relay_session_rate: u64,
+
+    /// bytes per second one IP may send through relays, and its burst (default 1048576)
+    #[argh(option, default = "RelayLimitsConfig::default().ip_bytes_per_sec")]
+    pub relay_ip_rate: u64,
+
+    /// relayed sessions one IPv4 address or IPv6 /64 may be part of at once (default 16)
+    #[argh(option, default = "RelayLimitsConfig::default().max_sessions_per_ip")]
+    pub relay_max_per_ip: u32,
+
     /// time between two stats lines in the log (default 60s)
     #[argh(
         option,
@@ -169,10 +223,16 @@ impl Args {
             ("--start-interval", self.start_interval),
             ("--error-repeat-interval", self.error_repeat_interval),
             ("--stats-interval", self.stats_interval),
+            ("--relay-idle", self.relay_idle),
+            ("--relay-lifetime", self.relay_lifetime),
+            ("--relay-auto-window", self.relay_auto_window),
         ] {
             if value.is_zero() || value > limit {
                 return Err(format!("{flag} must be between 1ms and 30 days"));
             }
+        }
+        if self.relay_session_rate == 0 || self.relay_ip_rate == 0 {
+            return Err("--relay-session-rate and --relay-ip-rate must be at least 1".into());
         }
         let metrics = match &self.metrics {
             None => None,
@@ -204,7 +264,20 @@ impl Args {
                         max_players: self.max_players,
                         max_sessions_per_ip: self.max_sessions_per_ip,
                     },
+                    relay: RelayConfig {
+                        mode: self.relay,
+                        public_ip: self.relay_public_ip,
+                        idle_timeout: self.relay_idle,
+                        lifetime: self.relay_lifetime,
+                        auto_window: self.relay_auto_window,
+                        limits: RelayLimitsConfig {
+                            max_sessions_per_ip: self.relay_max_per_ip,
+                            ip_bytes_per_sec: self.relay_ip_rate,
+                            session_bytes_per_sec: self.relay_session_rate,
+                        },
+                    },
                 },
+                relay_ports: self.relay_ports.clone(),
                 budget: BudgetConfig {
                     burst: self.budget_burst,
                     refill_per_sec: self.budget_refill,
@@ -222,6 +295,37 @@ impl Args {
             metrics,
         })
     }
+}
+
+/// `off`, `auto` or `always`.
+pub fn parse_relay_mode(text: &str) -> Result<RelayMode, String> {
+    match text {
+        "off" => Ok(RelayMode::Off),
+        "auto" => Ok(RelayMode::Auto),
+        "always" => Ok(RelayMode::Always),
+        _ => Err(format!(
+            "`{text}` is not a relay mode: use off, auto or always"
+        )),
+    }
+}
+
+/// `A-B`, both ports inclusive, `A <= B`, or a single port `A`.
+pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let port = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("`{text}` is not a port range such as 7778-8777"))
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(text)?, port(text)?),
+    };
+    if first > last {
+        return Err(format!("`{text}`: the first port must not exceed the last"));
+    }
+    Ok(first..=last)
 }
 
 /// `50ms`, `5s`, `15m`, `1h`, or `1.5s`.
@@ -255,7 +359,18 @@ mod tests {
     fn defaults_are_the_protocols() {
         let settings = args(&[]).unwrap().settings().unwrap();
         assert_eq!(settings.server.bind, "0.0.0.0:7777".parse().unwrap());
-        assert_eq!(settings.server.core, CoreConfig::default());
+        let relay = RelayConfig {
+            mode: RelayMode::Auto,
+            ..RelayConfig::default()
+        };
+        assert_eq!(
+            settings.server.core,
+            CoreConfig {
+                relay,
+                ..CoreConfig::default()
+            }
+        );
+        assert_eq!(settings.server.relay_ports, 7778..=8777);
         assert!(settings.server.workers >= 1);
         assert_eq!(
             settings.log.target,
@@ -333,6 +448,40 @@ mod tests {
             .settings()
             .unwrap_err();
         assert!(zero.contains("--player-timeout"), "{zero}");
+    }
+
+    #[test]
+    fn relay_flags_are_checked() {
+        let settings = args(&[
+            "--relay",
+            "always",
+            "--relay-ports",
+            "40000-40099",
+            "--relay-public-ip",
+            "203.0.113.7",
+            "--relay-idle",
+            "10s",
+        ])
+        .unwrap()
+        .settings()
+        .unwrap();
+        let relay = &settings.server.core.relay;
+        assert_eq!(relay.mode, RelayMode::Always);
+        assert_eq!(relay.public_ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(relay.idle_timeout, Duration::from_secs(10));
+        assert_eq!(settings.server.relay_ports, 40000..=40099);
+        assert!(args(&["--relay", "sometimes"])
+            .unwrap_err()
+            .contains("off, auto or always"));
+        for bad in ["9-1", "0-10", "1-70000", "a-b", ""] {
+            assert!(args(&["--relay-ports", bad]).is_err(), "{bad}");
+        }
+        assert_eq!(parse_port_range("7000"), Ok(7000..=7000));
+        let zero = args(&["--relay-ip-rate", "0"])
+            .unwrap()
+            .settings()
+            .unwrap_err();
+        assert!(zero.contains("--relay-ip-rate"), "{zero}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Outbox {
 #[derive(Clone, Copy, Debug)]
 struct Transmit {
     to: SocketAddr,
+    /// The relay port it leaves from; 0 for the server's own port.
+    via: u16,
     start: u32,
     end: u32,
 }
@@ -31,10 +33,16 @@ impl Outbox {
 
     /// Queues a datagram to `to` whose payload `write` appends to the buffer it is given.
     pub fn push_with(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
+        self.push_via_with(0, to, write);
+    }
+
+    /// Queues a datagram to `to` that leaves from relay port `via`.
+    pub fn push_via_with(&mut self, via: u16, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.bytes.len();
         write(&mut self.bytes);
         self.transmits.push(Transmit {
             to,
+            via,
             start: start as u32,
             end: self.bytes.len() as u32,
         });
@@ -55,6 +63,13 @@ impl Outbox {
         self.transmits
             .iter()
             .map(|t| (t.to, &self.bytes[t.start as usize..t.end as usize]))
+    }
+
+    /// The queued datagrams with the relay port each leaves from (0: the server's own port).
+    pub fn iter_via(&self) -> impl ExactSizeIterator<Item = (u16, SocketAddr, &[u8])> + '_ {
+        self.transmits
+            .iter()
+            .map(|t| (t.via, t.to, &self.bytes[t.start as usize..t.end as usize]))
     }
 
     /// How many datagrams are queued.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::caps::CapsConfig;
+use super::relay::RelayConfig;
 
 /// Settings of the session core. The defaults are those of the original server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct CoreConfig {
     pub error_repeat_interval: Duration,
     /// Caps on sessions and players (abuse resistance).
     pub caps: CapsConfig,
+    /// Which started sessions the server relays, and the limits on relaying.
+    pub relay: RelayConfig,
 }
 
 impl Default for CoreConfig {
@@ -34,6 +37,7 @@ impl Default for CoreConfig {
             error_repeats: 3,
             error_repeat_interval: Duration::from_millis(50),
             caps: CapsConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 }

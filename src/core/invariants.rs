@@ -13,7 +13,8 @@ impl Shard {
     /// - player names are unique in a session;
     /// - the shard's player count is the sum of its sessions';
     /// - every session has its live timer entry in the heap, at its `timer_at`;
-    /// - nobody banned from a session is in it.
+    /// - nobody banned from a session is in it;
+    /// - every relay port is either free or held by exactly one member of an open relay.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut players = 0;
         for (name, session) in &self.sessions {
@@ -50,6 +51,6 @@ impl Shard {
                 self.players
             ));
         }
-        Ok(())
+        self.relays.check_invariants()
     }
 }

@@ -12,13 +12,15 @@
 //! - [`timers`]: start re-sends, the player timeout and the session lifetime;
 //! - [`session`]: what one session holds, and the `i:` and `s:` messages built from it;
 //! - [`repeats`]: errors sent several times (`player_timeout`, `session_timeout`);
-//! - [`caps`]: caps on sessions and players across shards (abuse resistance).
+//! - [`caps`]: caps on sessions and players across shards (abuse resistance);
+//! - [`relay`]: the relay fallback for players whose NATs cannot be punched.
 
 mod caps;
 mod clock;
 mod config;
 mod invariants;
 mod name;
+mod relay;
 mod repeats;
 mod requests;
 mod session;
@@ -28,6 +30,7 @@ mod timers;
 pub use caps::{CapHit, Caps, CapsConfig};
 pub use config::CoreConfig;
 pub use name::{Password, PlayerName, SessionName, ShortName};
+pub use relay::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, RelayStats};
 pub use shard::{Shard, ShardStats};
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! - host migration: the host is the first player in join order, so removing it makes the next
 //!   player host, with nothing else to do.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::{debug, info};
@@ -22,10 +22,12 @@ use crate::wire::{ErrorCode, Kind, Request};
 
 impl Shard {
     /// Applies one well-formed request from `from` at `now`, queueing the replies in `out`.
+    /// `local_ip` is the address it arrived on, if known (see [`Shard::handle_datagram_on`]).
     pub fn handle(
         &mut self,
         now: Instant,
         from: SocketAddr,
+        local_ip: Option<IpAddr>,
         request: &Request<'_>,
         out: &mut Outbox,
     ) {
@@ -47,7 +49,7 @@ impl Shard {
             Kind::Ping => self.ping(now, from, session, player, out),
             Kind::Kick => self.kick(now, from, session, player, out),
             Kind::Exit => self.exit(now, from, session, player, out),
-            Kind::Start => self.start(now, from, session, out),
+            Kind::Start => self.start(now, from, local_ip, session, out),
             Kind::Confirm => self.confirm(session, player, from),
         };
         if let Err(code) = result {
@@ -111,6 +113,7 @@ impl Shard {
                 addr: from,
                 last_seen: now,
                 confirmed: false,
+                relay_port: 0,
             }],
             banned: Vec::new(),
             start: None,
@@ -174,6 +177,7 @@ impl Shard {
             addr: from,
             last_seen: now,
             confirmed: false,
+            relay_port: 0,
         });
         info!(
             "player {player} at {from} joined session {name} ({}/{})",
@@ -274,6 +278,7 @@ impl Shard {
         &mut self,
         now: Millis,
         from: SocketAddr,
+        local_ip: Option<IpAddr>,
         name: SessionName,
         out: &mut Outbox,
     ) -> Result<(), ErrorCode> {
@@ -290,9 +295,14 @@ impl Shard {
         if session.players.len() < 2 {
             return Err(ErrorCode::OnlyOnePlayerInSession);
         }
+        let relay_ip = self.open_relay(now, name, local_ip);
+        let Some(session) = self.sessions.get_mut(&name) else {
+            return Err(ErrorCode::SessionNonExistent);
+        };
         session.start = Some(Start {
             at: now,
             rounds_sent: 1,
+            relay_ip,
         });
         session.send_start_round(out);
         info!(

@@ -1,6 +1,6 @@
 //! What one session holds, and the `i:` and `s:` messages built from it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::clock::Millis;
 use super::name::{Password, PlayerName};
@@ -38,6 +38,8 @@ pub(crate) struct Player {
     pub(crate) last_seen: Millis,
     /// Confirmed (`y:`) its start message: no more re-sends to it.
     pub(crate) confirmed: bool,
+    /// Its relay port when the session started relayed, else 0.
+    pub(crate) relay_port: u16,
 }
 
 /// The start of a session.
@@ -46,6 +48,8 @@ pub(crate) struct Start {
     pub(crate) at: Millis,
     /// How many rounds of the start message have been sent.
     pub(crate) rounds_sent: u8,
+    /// The relay address peers are listed at, when the session is relayed.
+    pub(crate) relay_ip: Option<IpAddr>,
 }
 
 impl Session {
@@ -100,17 +104,22 @@ impl Session {
     }
 
     /// Queues player `index`'s start message: its own port, then every other player in join
-    /// order. Confirmed players stay in the list.
+    /// order, at its own address or, relayed, at its relay port. Confirmed players stay in the
+    /// list.
     pub(crate) fn send_start_message(&self, index: usize, out: &mut Outbox) {
         let Some(player) = self.players.get(index) else {
             return;
         };
+        let relay_ip = self.start.and_then(|s| s.relay_ip);
         let peers = self
             .players
             .iter()
             .enumerate()
             .filter(|&(j, _)| j != index)
-            .map(|(_, p)| (p.name.as_str(), p.addr));
+            .map(|(_, p)| match relay_ip {
+                Some(ip) => (p.name.as_str(), SocketAddr::new(ip, p.relay_port)),
+                None => (p.name.as_str(), p.addr),
+            });
         out.push_with(player.addr, |buf| {
             wire::write_start(buf, player.addr.port(), peers)
         });

@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ use super::caps::Caps;
 use super::clock::{ms, Clock, Millis};
 use super::config::CoreConfig;
 use super::name::SessionName;
+use super::relay::{RelayLimits, Relays};
 use super::repeats::Repeats;
 use super::session::Session;
 use super::timers::Timer;
@@ -30,6 +31,7 @@ pub struct Shard {
     pub(crate) next_id: u32,
     pub(crate) players: usize,
     pub(crate) caps: Arc<Caps>,
+    pub(crate) relays: Relays,
     pub(crate) stats: ShardStats,
 }
 
@@ -85,8 +87,21 @@ impl Shard {
             next_id: 0,
             players: 0,
             caps,
+            relays: Relays::new(
+                &config.relay,
+                Vec::new(),
+                Arc::new(RelayLimits::new(config.relay.limits)),
+            ),
             stats: ShardStats::default(),
         }
+    }
+
+    /// The shard with relay ports `ports` to give relayed sessions, counting relays against
+    /// `limits`, shared with other shards. Without it a shard has no relay port, and every
+    /// start the relay policy picks falls back to direct.
+    pub fn with_relay_pool(mut self, ports: Vec<u16>, limits: Arc<RelayLimits>) -> Self {
+        self.relays.set_pool(ports, limits);
+        self
     }
 
     /// Handles one datagram from `from` received at `now`: parses it, applies it, and queues the
@@ -99,8 +114,21 @@ impl Shard {
         datagram: &[u8],
         out: &mut Outbox,
     ) {
+        self.handle_datagram_on(now, from, None, datagram, out);
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram that arrived on local address
+    /// `local_ip`: a relayed start lists that address when no public relay address is set.
+    pub fn handle_datagram_on(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local_ip: Option<IpAddr>,
+        datagram: &[u8],
+        out: &mut Outbox,
+    ) {
         match wire::parse(datagram) {
-            Ok(request) => self.handle(now, from, &request, out),
+            Ok(request) => self.handle(now, from, local_ip, &request, out),
             Err(ParseError::Invalid) => out.push_error(from, ErrorCode::InvalidRequest),
             Err(ParseError::UnknownCommand) => {}
         }

@@ -48,11 +48,10 @@ impl Shard {
     /// When [`handle_timeout`](Self::handle_timeout) next has something to do, if ever.
     pub fn next_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse(t)| t.at);
-        let repeat = self.repeats.next_due();
-        let at = match (timer, repeat) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let at = [timer, self.repeats.next_due(), self.relays.next_due()]
+            .into_iter()
+            .flatten()
+            .min()?;
         Some(self.clock.instant(at))
     }
 
@@ -68,6 +67,7 @@ impl Shard {
         }
         let interval = self.config.error_repeat_interval;
         self.repeats.send_due(now, interval, out);
+        self.expire_relays(now);
     }
 
     /// (Re)schedules the timer of session `name` at its next deadline, if that is earlier than its

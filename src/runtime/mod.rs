@@ -19,6 +19,7 @@ mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -48,6 +49,8 @@ pub struct ServerConfig {
     pub core: CoreConfig,
     /// The per-IP send budgets.
     pub budget: BudgetConfig,
+    /// The relay port pool (with `core.relay.mode` not off), shared out among the workers.
+    pub relay_ports: RangeInclusive<u16>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             queue_capacity: 1024,
             core: CoreConfig::default(),
             budget: BudgetConfig::default(),
+            relay_ports: 7778..=8777,
         }
     }
 }

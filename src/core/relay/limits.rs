@@ -1,0 +1,144 @@
+//! What relaying may cost, across all shards: how many relayed sessions one IP may be part of,
+//! how many bytes per second one IP may send through relays, and which hosts started a session
+//! a moment ago (the `auto` policy).
+//!
+//! Shared by the shards like [`Caps`](crate::core::Caps): a `DashMap` touched when a relay
+//! opens or closes, and once per relayed datagram for the sender's byte budget.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use super::bucket::Bucket;
+use crate::core::clock::Millis;
+use crate::ip_key::IpKey;
+
+/// Per-IP limits on relaying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayLimitsConfig {
+    /// Relayed sessions one IPv4 address or IPv6 /64 may be a member of at once. Bounds how
+    /// much of the port pool one address can hold.
+    pub max_sessions_per_ip: u32,
+    /// Bytes per second one IP may send through all its relays together (and the burst).
+    pub ip_bytes_per_sec: u64,
+    /// Bytes per second one relayed session may forward (and the burst).
+    pub session_bytes_per_sec: u64,
+}
+
+impl Default for RelayLimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions_per_ip: 16,
+            ip_bytes_per_sec: 1024 * 1024,
+            session_bytes_per_sec: 512 * 1024,
+        }
+    }
+}
+
+/// The shared relay counts.
+#[derive(Debug)]
+pub struct RelayLimits {
+    config: RelayLimitsConfig,
+    ips: DashMap<IpKey, IpUse>,
+    /// When each host IP last started a session (the `auto` policy).
+    starts: DashMap<IpKey, Millis>,
+    /// `starts` is pruned of old entries when it grows past this.
+    prune_at: AtomicUsize,
+}
+
+/// One IP's share of the relays.
+#[derive(Debug)]
+struct IpUse {
+    sessions: u32,
+    bytes: Bucket,
+}
+
+/// `starts` is first pruned at this size.
+const PRUNE_FIRST_AT: usize = 4096;
+
+impl RelayLimits {
+    pub fn new(config: RelayLimitsConfig) -> Self {
+        Self {
+            config,
+            ips: DashMap::new(),
+            starts: DashMap::new(),
+            prune_at: AtomicUsize::new(PRUNE_FIRST_AT),
+        }
+    }
+
+    pub fn config(&self) -> &RelayLimitsConfig {
+        &self.config
+    }
+
+    /// Counts one more relayed session for each IP of `members` (an IP listed twice counts
+    /// once), or none of them when one is at its cap. Returns whether they were counted.
+    pub(crate) fn try_join(&self, members: &[IpKey], now: Millis) -> bool {
+        let mut taken: Vec<IpKey> = Vec::with_capacity(members.len());
+        for &ip in members {
+            if taken.contains(&ip) {
+                continue;
+            }
+            let mut entry = self.ips.entry(ip).or_insert_with(|| IpUse {
+                sessions: 0,
+                bytes: Bucket::full(self.config.ip_bytes_per_sec, now),
+            });
+            if entry.sessions >= self.config.max_sessions_per_ip {
+                drop(entry);
+                self.leave(&taken);
+                self.forget_if_unused(ip);
+                return false;
+            }
+            entry.sessions += 1;
+            taken.push(ip);
+        }
+        true
+    }
+
+    /// Undoes [`try_join`](Self::try_join) for the same `members`.
+    pub(crate) fn leave(&self, members: &[IpKey]) {
+        for (i, &ip) in members.iter().enumerate() {
+            if members[..i].contains(&ip) {
+                continue;
+            }
+            if let Entry::Occupied(mut used) = self.ips.entry(ip) {
+                let sessions = &mut used.get_mut().sessions;
+                *sessions = sessions.saturating_sub(1);
+                if *sessions == 0 {
+                    used.remove();
+                }
+            }
+        }
+    }
+
+    fn forget_if_unused(&self, ip: IpKey) {
+        self.ips.remove_if(&ip, |_, used| used.sessions == 0);
+    }
+
+    /// Takes `bytes` from the byte budget of sender `ip`. An IP with no relayed session has no
+    /// budget at all.
+    pub(crate) fn try_spend(&self, ip: IpKey, bytes: usize, now: Millis) -> bool {
+        self.ips.get_mut(&ip).is_some_and(|mut used| {
+            used.bytes
+                .try_take(bytes as u64, self.config.ip_bytes_per_sec, now)
+        })
+    }
+
+    /// Records that `host` starts a session at `now`, and tells whether it had started one
+    /// less than `window` ago.
+    pub(crate) fn note_start(&self, host: IpKey, now: Millis, window: Millis) -> bool {
+        let previous = self.starts.insert(host, now);
+        if self.starts.len() >= self.prune_at.load(Ordering::Relaxed) {
+            self.starts.retain(|_, at| now.saturating_sub(*at) < window);
+            // Pruned again only after doubling: amortised O(1) per start.
+            let next = (self.starts.len() * 2).max(PRUNE_FIRST_AT);
+            self.prune_at.store(next, Ordering::Relaxed);
+        }
+        previous.is_some_and(|at| now.saturating_sub(at) < window)
+    }
+
+    /// IPs that are members of a relayed session now.
+    pub fn ips_in_use(&self) -> usize {
+        self.ips.len()
+    }
+}

@@ -1,0 +1,503 @@
+//! The relay on a made-up clock: allocation, learning, rewriting, budgets, closing, the pool,
+//! the `auto` policy and the no-proxy rules.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode};
+use crate::core::{CoreConfig, Shard};
+use crate::outbox::Outbox;
+
+const RELAY_IP: &str = "203.0.113.7";
+/// The pool every harness starts with, unless it says otherwise.
+const POOL: std::ops::Range<u16> = 50000..50012;
+
+/// Player `n`'s rendezvous address: its IP 198.51.100.n, port 40000 + n.
+fn addr(n: u16) -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, n as u8], 40000 + n))
+}
+
+/// Player `n`'s NAT mapping towards some relay port: same IP, another port (a symmetric NAT).
+fn mapped(n: u16, port: u16) -> SocketAddr {
+    SocketAddr::new(addr(n).ip(), port)
+}
+
+fn name(n: u16) -> String {
+    char::from(b'A' + (n - 1) as u8).to_string()
+}
+
+/// A datagram the shard wants sent: (from relay port, or 0 for the server port; to; payload).
+type Sent = Vec<(u16, SocketAddr, String)>;
+
+struct Harness {
+    shard: Shard,
+    start: Instant,
+    now: Instant,
+    out: Outbox,
+}
+
+impl Harness {
+    fn with(relay: RelayConfig, pool: impl IntoIterator<Item = u16>) -> Self {
+        let limits = Arc::new(RelayLimits::new(relay.limits));
+        let config = CoreConfig {
+            relay,
+            ..CoreConfig::default()
+        };
+        let start = Instant::now();
+        Self {
+            shard: Shard::new(&config, start).with_relay_pool(pool.into_iter().collect(), limits),
+            start,
+            now: start,
+            out: Outbox::new(),
+        }
+    }
+
+    fn always() -> Self {
+        Self::with(config(RelayMode::Always), POOL)
+    }
+
+    fn drain(&mut self) -> Sent {
+        if let Err(broken) = self.shard.check_invariants() {
+            panic!("invariant broken: {broken}");
+        }
+        let sent = self
+            .out
+            .iter_via()
+            .map(|(via, to, p)| (via, to, String::from_utf8_lossy(p).into_owned()))
+            .collect();
+        self.out.clear();
+        sent
+    }
+
+    /// Player `n` sends a request to the server.
+    fn request(&mut self, n: u16, text: &str) -> Sent {
+        let local = Some(RELAY_IP.parse().unwrap());
+        self.shard
+            .handle_datagram_on(self.now, addr(n), local, text.as_bytes(), &mut self.out);
+        self.drain()
+    }
+
+    /// `from` sends `text` to relay port `port`.
+    fn relay(&mut self, port: u16, from: SocketAddr, text: &str) -> Sent {
+        self.shard
+            .handle_relayed(self.now, port, from, text.as_bytes(), &mut self.out);
+        self.drain()
+    }
+
+    fn advance(&mut self, ms: u64) -> Sent {
+        let target = self.now + Duration::from_millis(ms);
+        let mut sent = Vec::new();
+        while let Some(deadline) = self.shard.next_timeout() {
+            if deadline > target {
+                break;
+            }
+            self.now = self.now.max(deadline);
+            self.shard.handle_timeout(self.now, &mut self.out);
+            sent.extend(self.drain());
+        }
+        self.now = target;
+        self.shard.handle_timeout(self.now, &mut self.out);
+        sent.extend(self.drain());
+        sent
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Session `session` hosted by player `first`, joined by the next `players - 1` players,
+    /// then started; returns what the start sent.
+    fn started(&mut self, session: &str, first: u16, players: u16) -> Sent {
+        self.request(first, &format!("h:{session}:{}:{players}", name(first)));
+        for n in first + 1..first + players {
+            self.request(n, &format!("c:{session}:{}", name(n)));
+        }
+        self.request(first, &format!("s:{session}:{}", name(first)))
+    }
+}
+
+fn config(mode: RelayMode) -> RelayConfig {
+    RelayConfig {
+        mode,
+        ..RelayConfig::default()
+    }
+}
+
+/// The start message that went to `to`.
+fn start_to(sent: &Sent, to: SocketAddr) -> String {
+    let found: Vec<_> = sent.iter().filter(|(_, a, _)| *a == to).collect();
+    assert_eq!(found.len(), 1, "one start message to {to} in {sent:?}");
+    assert_eq!(found[0].0, 0, "start messages leave from the server port");
+    found[0].2.clone()
+}
+
+// ---------------------------------------------------------------- allocation
+
+#[test]
+fn a_relayed_start_lists_every_peer_at_its_own_relay_port() {
+    let mut h = Harness::always();
+    let sent = h.started("R", 1, 3);
+    // Own port as the server saw it; peers at the relay address, one port each, host first.
+    assert_eq!(
+        start_to(&sent, addr(1)),
+        "s:40001:B:203.0.113.7:50001;C:203.0.113.7:50002"
+    );
+    assert_eq!(
+        start_to(&sent, addr(2)),
+        "s:40002:A:203.0.113.7:50000;C:203.0.113.7:50002"
+    );
+    assert_eq!(
+        start_to(&sent, addr(3)),
+        "s:40003:A:203.0.113.7:50000;B:203.0.113.7:50001"
+    );
+    let stats = h.shard.relay_stats();
+    assert_eq!(stats.sessions_relayed, 1);
+    assert_eq!(stats.ports_in_use, 3);
+    assert_eq!(stats.ports_total, 12);
+    // Every re-send lists the same ports.
+    let resent = h.advance(100);
+    assert_eq!(
+        start_to(&resent, addr(2)),
+        "s:40002:A:203.0.113.7:50000;C:203.0.113.7:50002"
+    );
+}
+
+#[test]
+fn without_a_public_ip_the_address_the_start_arrived_on_is_listed() {
+    let mut h = Harness::always();
+    h.request(1, "h:R:A:2");
+    h.request(2, "c:R:B");
+    let mut out = Outbox::new();
+    let local: IpAddr = "192.0.2.44".parse().unwrap();
+    h.shard
+        .handle_datagram_on(h.now, addr(1), Some(local), b"s:R:A", &mut out);
+    let sent: Vec<_> = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
+    assert!(sent.contains(&(addr(2), b"s:40002:A:192.0.2.44:50000".to_vec())));
+}
+
+#[test]
+fn a_public_ip_wins_over_the_arrival_address() {
+    let mut relay = config(RelayMode::Always);
+    relay.public_ip = Some("198.18.0.9".parse().unwrap());
+    let mut h = Harness::with(relay, POOL);
+    let sent = h.started("R", 1, 2);
+    assert_eq!(start_to(&sent, addr(2)), "s:40002:A:198.18.0.9:50000");
+}
+
+#[test]
+fn no_address_to_list_means_a_direct_start() {
+    let mut h = Harness::always();
+    h.request(1, "h:R:A:2");
+    h.request(2, "c:R:B");
+    let mut out = Outbox::new();
+    h.shard.handle_datagram(h.now, addr(1), b"s:R:A", &mut out);
+    let sent: Vec<_> = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
+    assert!(sent.contains(&(addr(2), b"s:40002:A:198.51.100.1:40001".to_vec())));
+    assert_eq!(h.shard.relay_stats().fallbacks, 1);
+    assert_eq!(h.shard.relay_stats().ports_in_use, 0);
+}
+
+#[test]
+fn relay_off_starts_direct_and_counts_no_fallback() {
+    let mut h = Harness::with(config(RelayMode::Off), POOL);
+    let sent = h.started("R", 1, 2);
+    assert_eq!(start_to(&sent, addr(2)), "s:40002:A:198.51.100.1:40001");
+    assert_eq!(
+        h.shard.relay_stats(),
+        super::RelayStats {
+            ports_total: 12,
+            ..Default::default()
+        }
+    );
+}
+
+// ---------------------------------------------------------------- forwarding
+
+#[test]
+fn greetings_teach_the_relay_who_is_where_and_reach_the_peer_rewritten() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2); // A at 50000, B at 50001
+    h.advance(2000);
+    // A greets B's relay port from its NAT's mapping for it; B has not talked to the relay
+    // yet, so it goes to B's rendezvous address, from A's relay port, aimed at B's own port.
+    let sent = h.relay(50001, mapped(1, 61000), "g:A:40001:50001");
+    assert_eq!(sent, vec![(50000, addr(2), "g:A:40001:40002".into())]);
+    // B greets A's relay port from its own mapping: it reaches A where A talks to B from.
+    let sent = h.relay(50000, mapped(2, 62000), "g:B:40002:50000");
+    assert_eq!(
+        sent,
+        vec![(50001, mapped(1, 61000), "g:B:40002:40001".into())]
+    );
+    // Now both ways use the learned mappings.
+    let sent = h.relay(50001, mapped(1, 61000), "g:A:40001:50001");
+    assert_eq!(
+        sent,
+        vec![(50000, mapped(2, 62000), "g:A:40001:40002".into())]
+    );
+    // Confirmations name the sender's relay port, the one its peer must use.
+    let sent = h.relay(50000, mapped(2, 62000), "c:B:40002");
+    assert_eq!(sent, vec![(50001, mapped(1, 61000), "c:B:50001".into())]);
+    let sent = h.relay(50001, mapped(1, 61000), "c:A:40001");
+    assert_eq!(sent, vec![(50000, mapped(2, 62000), "c:A:50000".into())]);
+    let sent = h.relay(50000, mapped(2, 62000), "y:B:40002");
+    assert_eq!(sent, vec![(50001, mapped(1, 61000), "y:B:50001".into())]);
+    // The countdown and the game's traffic pass unchanged, both ways.
+    let sent = h.relay(50001, mapped(1, 61000), "s:3");
+    assert_eq!(sent, vec![(50000, mapped(2, 62000), "s:3".into())]);
+    let sent = h.relay(50000, mapped(2, 62000), "\u{1}game\u{0}bytes");
+    assert_eq!(
+        sent,
+        vec![(50001, mapped(1, 61000), "\u{1}game\u{0}bytes".into())]
+    );
+    let stats = h.shard.relay_stats();
+    assert_eq!(stats.datagrams, 8);
+    assert_eq!(stats.dropped_strangers, 0);
+}
+
+#[test]
+fn each_relay_port_learns_the_mapping_used_towards_it() {
+    let mut h = Harness::always();
+    h.started("R", 1, 3); // A 50000, B 50001, C 50002
+                          // A symmetric NAT gives A a different port towards B's and C's relay ports.
+    h.relay(50001, mapped(1, 61001), "g:A:40001:50001");
+    h.relay(50002, mapped(1, 61002), "g:A:40001:50002");
+    let to_a_from_b = h.relay(50000, mapped(2, 62000), "game");
+    let to_a_from_c = h.relay(50000, mapped(3, 63000), "g:C:40003:50000");
+    assert_eq!(to_a_from_b, vec![(50001, mapped(1, 61001), "game".into())]);
+    assert_eq!(
+        to_a_from_c,
+        vec![(50002, mapped(1, 61002), "g:C:40003:40001".into())]
+    );
+}
+
+#[test]
+fn game_traffic_after_a_new_nat_mapping_is_recognised_by_its_ip() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2);
+    h.relay(50001, mapped(1, 61000), "g:A:40001:50001");
+    h.relay(50000, mapped(2, 62000), "g:B:40002:50000");
+    // A's NAT maps it anew after a pause: no name in game traffic, but only A has that IP.
+    let sent = h.relay(50001, mapped(1, 61999), "game");
+    assert_eq!(sent, vec![(50000, mapped(2, 62000), "game".into())]);
+    // And B's traffic now goes to A's new mapping.
+    let sent = h.relay(50000, mapped(2, 62000), "game");
+    assert_eq!(sent, vec![(50001, mapped(1, 61999), "game".into())]);
+}
+
+// ---------------------------------------------------------------- no open proxy
+
+#[test]
+fn strangers_cannot_send_through_a_relay() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2);
+    let stranger = SocketAddr::from(([192, 0, 2, 66], 5555));
+    // Not a member, even naming one.
+    assert!(h.relay(50001, stranger, "g:A:40001:50001").is_empty());
+    assert!(h.relay(50001, stranger, "hello").is_empty());
+    // A port no relay holds.
+    assert!(h
+        .relay(50005, mapped(1, 61000), "g:A:40001:50005")
+        .is_empty());
+    // A member to its own relay port: nobody to forward to.
+    assert!(h
+        .relay(50000, mapped(1, 61000), "g:A:40001:50000")
+        .is_empty());
+    assert_eq!(h.shard.relay_stats().dropped_strangers, 4);
+    assert_eq!(h.shard.relay_stats().datagrams, 0);
+}
+
+#[test]
+fn a_forged_datagram_cannot_redirect_a_players_traffic_to_another_ip() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2);
+    h.relay(50001, mapped(1, 61000), "g:A:40001:50001");
+    h.relay(50000, mapped(2, 62000), "g:B:40002:50000");
+    // Someone elsewhere claims to be A.
+    let victim = SocketAddr::from(([192, 0, 2, 99], 80));
+    assert!(h.relay(50001, victim, "g:A:40001:50001").is_empty());
+    assert!(h.relay(50001, victim, "c:A:1").is_empty());
+    // B's traffic still goes to A.
+    let sent = h.relay(50000, mapped(2, 62000), "game");
+    assert_eq!(sent, vec![(50001, mapped(1, 61000), "game".into())]);
+}
+
+#[test]
+fn two_members_behind_one_ip_are_told_apart_by_name_only() {
+    let mut h = Harness::always();
+    h.request(1, "h:R:A:3");
+    let same_home = SocketAddr::new(addr(1).ip(), 40101);
+    h.shard
+        .handle_datagram_on(h.now, same_home, None, b"c:R:B", &mut h.out);
+    h.drain();
+    h.request(3, "c:R:C");
+    h.request(1, "s:R:A"); // A 50000, B 50001, C 50002
+                           // Game traffic from that IP to C's port: A or B? Nobody guesses.
+    assert!(h.relay(50002, mapped(1, 61000), "game").is_empty());
+    // Named, it is learned.
+    let sent = h.relay(50002, mapped(1, 61000), "g:B:40101:50002");
+    assert_eq!(sent, vec![(50001, addr(3), "g:B:40101:40003".into())]);
+}
+
+#[test]
+fn relayed_bytes_obey_the_session_budget() {
+    let mut relay = config(RelayMode::Always);
+    relay.limits.session_bytes_per_sec = 1000;
+    let mut h = Harness::with(relay, POOL);
+    h.started("R", 1, 2);
+    let big = "x".repeat(600);
+    assert_eq!(h.relay(50001, mapped(1, 61000), &big).len(), 1);
+    assert!(h.relay(50001, mapped(1, 61000), &big).is_empty());
+    assert_eq!(h.shard.relay_stats().dropped_budget, 1);
+    // A second refills 1000 bytes.
+    h.advance(1000);
+    assert_eq!(h.relay(50001, mapped(1, 61000), &big).len(), 1);
+}
+
+#[test]
+fn relayed_bytes_obey_the_senders_ip_budget_across_sessions() {
+    let mut relay = config(RelayMode::Always);
+    relay.limits.ip_bytes_per_sec = 1000;
+    let mut h = Harness::with(relay, POOL);
+    h.started("R", 1, 2); // A 50000, B 50001
+                          // Player 1's IP plays in a second session too, from another port.
+    h.request(3, "h:Q:C:2");
+    let second = SocketAddr::new(addr(1).ip(), 41111);
+    h.shard
+        .handle_datagram_on(h.now, second, None, b"c:Q:Z", &mut h.out);
+    h.drain();
+    h.request(3, "s:Q:C"); // C 50002, Z 50003
+    let big = "x".repeat(600);
+    assert_eq!(h.relay(50001, mapped(1, 61000), &big).len(), 1);
+    // The same IP, in the other session: its budget is spent.
+    assert!(h.relay(50002, mapped(1, 61001), &big).is_empty());
+    // C's IP has a budget of its own.
+    assert_eq!(h.relay(50003, mapped(3, 63000), &big).len(), 1);
+    assert_eq!(h.shard.relay_stats().dropped_budget, 1);
+}
+
+// ---------------------------------------------------------------- closing and the pool
+
+#[test]
+fn an_idle_relay_closes_and_its_ports_go_back_to_the_pool() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2);
+    h.advance(20_000);
+    // Traffic keeps it open.
+    assert_eq!(h.relay(50001, mapped(1, 61000), "g:A:40001:50001").len(), 1);
+    h.advance(29_000);
+    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    assert_eq!(h.relay(50000, mapped(2, 62000), "game").len(), 1);
+    h.advance(30_001);
+    let stats = h.shard.relay_stats();
+    assert_eq!(stats.closed_idle, 1);
+    assert_eq!(stats.ports_in_use, 0);
+    assert!(h.elapsed() >= Duration::from_secs(79));
+    // Its ports now belong to nobody.
+    assert!(h.relay(50000, mapped(2, 62000), "game").is_empty());
+}
+
+#[test]
+fn a_busy_relay_closes_at_the_end_of_its_lifetime() {
+    let mut relay = config(RelayMode::Always);
+    relay.lifetime = Duration::from_secs(60);
+    let mut h = Harness::with(relay, POOL);
+    h.started("R", 1, 2);
+    for _ in 0..59 {
+        h.advance(1000);
+        assert_eq!(h.relay(50001, mapped(1, 61000), "game").len(), 1);
+    }
+    h.advance(1000);
+    assert_eq!(h.shard.relay_stats().closed_lifetime, 1);
+    assert!(h.relay(50001, mapped(1, 61000), "game").is_empty());
+}
+
+#[test]
+fn an_empty_pool_falls_back_to_a_direct_start_and_refills_when_a_relay_closes() {
+    let mut h = Harness::with(config(RelayMode::Always), 50000..50003);
+    h.started("R", 1, 2); // takes 2 of 3 ports
+    let sent = h.started("Q", 3, 2); // needs 2, 1 left: direct
+    assert_eq!(start_to(&sent, addr(4)), "s:40004:C:198.51.100.3:40003");
+    assert_eq!(h.shard.relay_stats().fallbacks, 1);
+    h.advance(31_000); // R's relay idles out
+    let sent = h.started("P", 5, 2);
+    // The port never used comes first, then the longest free.
+    assert_eq!(start_to(&sent, addr(6)), "s:40006:E:203.0.113.7:50002");
+    assert_eq!(start_to(&sent, addr(5)), "s:40005:F:203.0.113.7:50000");
+    assert_eq!(h.shard.relay_stats().sessions_relayed, 2);
+}
+
+#[test]
+fn one_ip_holds_at_most_its_share_of_relays() {
+    let mut relay = config(RelayMode::Always);
+    relay.limits.max_sessions_per_ip = 1;
+    let mut h = Harness::with(relay, POOL);
+    h.started("R", 1, 2);
+    // Player 1's IP again, in another session: over its cap.
+    h.request(3, "h:Q:C:2");
+    let again = SocketAddr::new(addr(1).ip(), 41111);
+    h.shard
+        .handle_datagram_on(h.now, again, None, b"c:Q:A", &mut h.out);
+    h.drain();
+    let sent = h.request(3, "s:Q:C");
+    assert_eq!(start_to(&sent, addr(3)), "s:40003:A:198.51.100.1:41111");
+    assert_eq!(h.shard.relay_stats().fallbacks, 1);
+}
+
+// ---------------------------------------------------------------- the auto policy
+
+#[test]
+fn auto_relays_a_host_that_starts_again_soon_after() {
+    let mut h = Harness::with(config(RelayMode::Auto), POOL);
+    let first = h.started("R", 1, 2);
+    assert_eq!(start_to(&first, addr(2)), "s:40002:A:198.51.100.1:40001");
+    // The punch failed; 20 s later the same host (another port, another name) tries again.
+    h.advance(20_000);
+    h.shard
+        .handle_datagram_on(h.now, mapped(1, 45000), None, b"h:R2:A:2", &mut h.out);
+    h.request(2, "c:R2:B");
+    let mut out = Outbox::new();
+    let local = Some(RELAY_IP.parse().unwrap());
+    h.shard
+        .handle_datagram_on(h.now, mapped(1, 45000), local, b"s:R2:A", &mut out);
+    let sent: Vec<_> = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
+    assert!(sent.contains(&(addr(2), b"s:40002:A:203.0.113.7:50000".to_vec())));
+    assert_eq!(h.shard.relay_stats().sessions_relayed, 1);
+}
+
+#[test]
+fn auto_starts_direct_when_the_previous_start_is_old() {
+    let mut h = Harness::with(config(RelayMode::Auto), POOL);
+    h.started("R", 1, 2);
+    h.advance(61_000);
+    let again = h.started("Q", 1, 2);
+    assert_eq!(start_to(&again, addr(2)), "s:40002:A:198.51.100.1:40001");
+    // Other hosts are not affected by player 1's starts.
+    let other = h.started("P", 3, 2);
+    assert_eq!(start_to(&other, addr(4)), "s:40004:C:198.51.100.3:40003");
+    assert_eq!(h.shard.relay_stats().sessions_relayed, 0);
+}
+
+// ---------------------------------------------------------------- shared limits
+
+#[test]
+fn the_ip_cap_counts_an_ip_once_per_session_and_frees_on_leave() {
+    let limits = RelayLimits::new(RelayLimitsConfig {
+        max_sessions_per_ip: 1,
+        ..RelayLimitsConfig::default()
+    });
+    let a = crate::ip_key::IpKey::from(addr(1).ip());
+    let b = crate::ip_key::IpKey::from(addr(2).ip());
+    assert!(limits.try_join(&[a, a, b], 0));
+    // b is at its cap: nothing is taken, a included.
+    assert!(!limits.try_join(&[b], 0));
+    assert!(!limits.try_join(&[a], 0));
+    assert_eq!(limits.ips_in_use(), 2);
+    limits.leave(&[a, a, b]);
+    assert_eq!(limits.ips_in_use(), 0);
+    assert!(limits.try_join(&[b, a], 0));
+    // A failed join leaves no trace of the IPs it took before failing.
+    let c = crate::ip_key::IpKey::from(addr(3).ip());
+    assert!(!limits.try_join(&[c, a], 0));
+    assert_eq!(limits.ips_in_use(), 2);
+}

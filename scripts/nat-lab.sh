@@ -4,7 +4,8 @@
 # Builds, inside network namespaces it creates and always deletes (on success, failure,
 # Ctrl-C or TERM):
 #   - a public network: a bridge in namespace <prefix>-inet, 203.0.113.0/24 (documentation range);
-#   - the rabid-punch server in <prefix>-srv at 203.0.113.7:7777;
+#   - the rabid-punch server in <prefix>-srv at 203.0.113.7:7777, and two more on 7778 and
+#     7779 that serve only the NAT check (so the main server sees only the lab's sessions);
 #   - one home per player. Kind `none`: the player sits on the public net itself
 #     (203.0.113.50+k). Kind `cone` or `symmetric`: the player (192.0.2.8k+2/29) sits behind
 #     its own router namespace (WAN 203.0.113.100+k) doing nftables masquerade:
@@ -18,13 +19,13 @@
 #     port, and two cone NATs fail with unreachable_self (measured: remove the rule and
 #     cone,cone fails every time).
 # Before the runs it checks each NAT kind in use from one fixed local port against two
-# servers (7777 and 7778): cone must show the same port twice, symmetric two different ones.
+# servers (7778 and 7779): cone must show the same port twice, symmetric two different ones.
 # Then every group runs at once, each its own session: the first player hosts and starts when
 # all are listed, all punch, then exchange a payload (`--payload`: clients send, the host
 # echoes). It prints a table, and one machine-readable RESULT line per group.
 #
 # Relay mode (`--relay`): the server on 7777 runs with `--relay MODE --relay-ports
-# 40000-40199` (the one on 7778 serves only the NAT check, always with `--relay off`). A
+# 40000-40199` (the NAT check's servers always with `--relay off`). A
 # relayed session's start message lists every peer at 203.0.113.7:<that peer's relay port>, so
 # the unchanged client punches to the server, which forwards the peer phase and the payload.
 #   off     as without a relay: a group with a symmetric NAT fails, the others punch and
@@ -225,10 +226,14 @@ start_server() {
     cat "$TMP/$name.err" >&2
     return 1
 }
-# Only the main server relays: two servers would compete for the same relay ports.
+# Only the main server relays: servers sharing a namespace would compete for the same relay
+# ports. The NAT check has servers of its own so that its probe sessions neither show in the
+# main server's stats nor count, for --relay auto, as an earlier start by a lab host.
 start_server 7777 server "${RELAY_ARGS[@]}" || exit 1
 SERVER_PID=${PIDS[0]}
-start_server 7778 server2 "${RELAY_OFF_ARGS[@]}" || exit 1
+start_server 7778 check1 "${RELAY_OFF_ARGS[@]}" || exit 1
+start_server 7779 check2 "${RELAY_OFF_ARGS[@]}" || exit 1
+SERVERS=${#PIDS[@]}
 
 # Homes: k counts players over all groups; HOME_OF[g,i] is the namespace of player i of group g.
 declare -A HOME_OF KIND_OF
@@ -259,7 +264,7 @@ for kind in cone symmetric; do
     done
     [ -n "$home" ] || continue
     ports=()
-    for port in 7777 7778; do
+    for port in 7778 7779; do
         out="$TMP/check-$kind-$port.json"
         ip netns exec "$home" "$BIN" client --server "$SERVER_IP:$port" --probe --json \
             --local-port 45000 --timeout 10 >"$out" 2>/dev/null </dev/null
@@ -302,7 +307,7 @@ for group in "${LAB_GROUPS[@]}"; do
     done
     for ((i = 1; i < n; i++)); do run_player "$g" "$i"; done
 done
-for pid in "${PIDS[@]:2}"; do wait "$pid" 2>/dev/null; done
+for pid in "${PIDS[@]:SERVERS}"; do wait "$pid" 2>/dev/null; done
 
 # The main server's final stats line (written on an orderly stop) tells what it relayed.
 kill -TERM "$SERVER_PID" 2>/dev/null

@@ -1,9 +1,15 @@
 //! Runs `scripts/nat-lab.sh`: real hole punching through real nftables NATs in network
-//! namespaces, with the real server and the Rust client. Asserts that 2 and 4 players behind
-//! cone NATs all punch and then exchange a payload peer to peer (the host heard every client
-//! from the client's NAT address, not via the server), and that two symmetric NATs fail
-//! cleanly within their bound. Needs root, `ip netns` and `nft`: without them it prints why
-//! and passes, unless `NAT_LAB_REQUIRED=1` (set it in CI), which turns the skip into a failure.
+//! namespaces, with the real server and the Rust client.
+//!
+//! Without the relay (`--relay off`): 2 and 4 players behind cone NATs all punch and then
+//! exchange a payload peer to peer (the host heard every client from the client's NAT address,
+//! not via the server), and groups with a symmetric NAT fail cleanly within their bound.
+//! With `--relay always`: the same symmetric groups, and a 3-player mix, all succeed, and every
+//! payload flows through the server's relay ports, which the server's stats confirm.
+//!
+//! Needs root, `ip netns` and `nft`: without them each test prints why and passes, unless
+//! `NAT_LAB_REQUIRED=1` (set it in CI), which turns the skip into a failure. The two tests may
+//! run at once: the script names its namespaces after its own pid, so runs never share one.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -13,8 +19,11 @@ use std::time::Duration;
 
 /// The script bounds every client (60 s) itself; this only guards against a hung script.
 const SCRIPT_BOUND: Duration = Duration::from_secs(240);
-/// A symmetric pair must have given up by then (greetings end at about 12.4 s).
+/// A group with a symmetric NAT must have given up by then (greetings end at about 12.4 s).
 const SYMMETRIC_BOUND_MS: u64 = 20_000;
+/// The relay port range the script gives the server (`--relay-ports 40000-40199`).
+const RELAY_PORTS: std::ops::RangeInclusive<u16> = 40000..=40199;
+const SERVER_IP: &str = "203.0.113.7";
 
 fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -38,33 +47,22 @@ fn unavailable() -> Option<String> {
     None
 }
 
-/// Parses `RESULT key=value ...` lines into one map per group.
-fn results(stdout: &str) -> Vec<HashMap<String, String>> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .map(|l| {
-            l.split(' ')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-#[test]
-fn nat_lab_cone_groups_punch_and_symmetric_pairs_fail_cleanly() {
+/// Runs the lab with `--relay relay` on `groups` and returns its standard output, after
+/// checking that it succeeded, that the NAT kinds were verified and that it left no namespace
+/// behind. None when the lab cannot run here and is not required.
+fn run_lab(relay: &str, groups: &[&str]) -> Option<String> {
     if let Some(why) = unavailable() {
         if std::env::var("NAT_LAB_REQUIRED").is_ok_and(|v| v == "1") {
             panic!("NAT lab required but {why}");
         }
         println!("SKIPPED nat lab: {why}");
-        return;
+        return None;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nat-lab.sh");
     let child = Command::new("bash")
         .args([script, "--bin", env!("CARGO_BIN_EXE_rabid-punch")])
-        .args(["cone,cone", "cone,cone,cone,cone", "symmetric,symmetric"])
+        .args(["--relay", relay])
+        .args(groups)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -81,61 +79,193 @@ fn nat_lab_cone_groups_punch_and_symmetric_pairs_fail_cleanly() {
             // SIGTERM lets the script's trap delete its namespaces.
             // SAFETY: plain kill(2) on the pid of our own child.
             unsafe { libc::kill(script_pid as libc::pid_t, libc::SIGTERM) };
-            panic!("nat-lab.sh did not finish within {SCRIPT_BOUND:?}");
+            panic!("nat-lab.sh --relay {relay} did not finish within {SCRIPT_BOUND:?}");
         }
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     eprintln!("{stderr}");
     assert!(
         output.status.success(),
-        "nat-lab.sh failed: {:?}",
+        "nat-lab.sh --relay {relay} failed: {:?}",
         output.status
     );
 
-    // Each NAT kind was checked to map as it claims before the runs.
-    assert!(stdout.contains("NAT check: cone maps local port 45000 to public port 45000"));
-    assert!(stdout.contains("NAT check: symmetric maps local port 45000 to public ports"));
-
-    let groups = results(&stdout);
-    assert_eq!(groups.len(), 3, "{stdout}");
-    for (group, players) in [(&groups[0], 2), (&groups[1], 4)] {
-        assert_eq!(group["punched"], "yes", "{group:?}");
-        let outcomes: Vec<&str> = group["outcomes"].split(',').collect();
-        assert_eq!(outcomes, vec!["success"; players], "{group:?}");
-        let payloads: Vec<&str> = group["payload"].split(',').collect();
-        assert_eq!(payloads, vec!["ok"; players], "{group:?}");
-        // The host heard every client's payload straight from that client's NAT (the routers'
-        // WAN addresses are 203.0.113.101 and up), never from the server (203.0.113.7).
-        let heard: Vec<&str> = group["host_heard"].split(',').collect();
-        assert_eq!(heard.len(), players - 1, "{group:?}");
-        for addr in heard {
-            let host_octet: u8 = addr
-                .strip_prefix("203.0.113.")
-                .and_then(|rest| rest.split(':').next())
-                .and_then(|o| o.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected payload source {addr}"));
-            assert!(
-                host_octet > 100,
-                "payload from {addr}, not from a client's NAT"
-            );
-        }
+    // Each NAT kind in use was checked to map as it claims before the runs.
+    let joined = groups.join(",");
+    if joined.contains("cone") {
+        assert!(stdout.contains("NAT check: cone maps local port 45000 to public port 45000"));
     }
-    let symmetric = &groups[2];
-    assert_eq!(symmetric["punched"], "no", "{symmetric:?}");
-    for outcome in symmetric["outcomes"].split(',') {
-        assert!(
-            ["unreachable_self", "host_not_confirmed"].contains(&outcome),
-            "a symmetric pair must fail with a punch error, not {outcome}: {symmetric:?}"
-        );
+    if joined.contains("symmetric") {
+        assert!(stdout.contains("NAT check: symmetric maps local port 45000 to public ports"));
     }
-    let took: u64 = symmetric["time_ms"].parse().unwrap();
-    assert!(took < SYMMETRIC_BOUND_MS, "symmetric pair took {took} ms");
 
     // Nothing of the run is left behind.
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let prefix = format!("rpl{script_pid}-");
     let left = String::from_utf8_lossy(&left.stdout);
     assert!(!left.contains(&prefix), "namespaces left behind: {left}");
+    Some(stdout)
+}
+
+/// Parses `RESULT key=value ...` lines into one map per group.
+fn results(stdout: &str) -> Vec<HashMap<String, String>> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| {
+            l.split(' ')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Splits a comma-separated list of `ip:port` into its parts.
+fn addrs(list: &str) -> Vec<(&str, u16)> {
+    list.split(',')
+        .map(|a| {
+            let (ip, port) = a
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("not ip:port: {a:?} in {list:?}"));
+            (ip, port.parse().unwrap_or_else(|_| panic!("port of {a}")))
+        })
+        .collect()
+}
+
+/// Every player of `group` succeeded and heard every expected payload.
+fn assert_all_punched(group: &HashMap<String, String>, players: usize) {
+    assert_eq!(group["punched"], "yes", "{group:?}");
+    let outcomes: Vec<&str> = group["outcomes"].split(',').collect();
+    assert_eq!(outcomes, vec!["success"; players], "{group:?}");
+    let payloads: Vec<&str> = group["payload"].split(',').collect();
+    assert_eq!(payloads, vec!["ok"; players], "{group:?}");
+}
+
+/// A group with a symmetric NAT and no relay fails with a punch error, within its bound.
+fn assert_failed_cleanly(group: &HashMap<String, String>) {
+    assert_eq!(group["punched"], "no", "{group:?}");
+    for outcome in group["outcomes"].split(',') {
+        assert!(
+            ["unreachable_self", "host_not_confirmed"].contains(&outcome),
+            "a symmetric NAT must fail with a punch error, not {outcome}: {group:?}"
+        );
+    }
+    let took: u64 = group["time_ms"].parse().unwrap();
+    assert!(
+        took < SYMMETRIC_BOUND_MS,
+        "{} took {took} ms",
+        group["kinds"]
+    );
+}
+
+/// The `key=value` fields of the server's final stats line.
+fn server_stats(stdout: &str) -> HashMap<String, String> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SERVER stats: "))
+        .unwrap_or_else(|| panic!("no SERVER stats line: {stdout}"));
+    line.split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn nat_lab_cone_groups_punch_and_symmetric_groups_fail_cleanly() {
+    let Some(stdout) = run_lab(
+        "off",
+        &[
+            "cone,cone",
+            "cone,cone,cone,cone",
+            "symmetric,symmetric",
+            "cone,symmetric",
+        ],
+    ) else {
+        return;
+    };
+    let groups = results(&stdout);
+    assert_eq!(groups.len(), 4, "{stdout}");
+    for (group, players) in [(&groups[0], 2), (&groups[1], 4)] {
+        assert_all_punched(group, players);
+        assert_eq!(group["via"], "direct", "{group:?}");
+        // The host heard every client's payload straight from that client's NAT (the routers'
+        // WAN addresses are 203.0.113.101 and up), never from the server (203.0.113.7).
+        let heard = addrs(&group["host_heard"]);
+        assert_eq!(heard.len(), players - 1, "{group:?}");
+        for (ip, _) in heard {
+            let host_octet: u8 = ip
+                .strip_prefix("203.0.113.")
+                .and_then(|o| o.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected payload source {ip}"));
+            assert!(
+                host_octet > 100,
+                "payload from {ip}, not from a client's NAT"
+            );
+        }
+    }
+    assert_failed_cleanly(&groups[2]);
+    assert_failed_cleanly(&groups[3]);
+}
+
+#[test]
+fn nat_lab_relay_always_connects_symmetric_nats_through_the_server() {
+    let Some(stdout) = run_lab(
+        "always",
+        &[
+            "symmetric,symmetric",
+            "cone,symmetric",
+            "symmetric,cone,none",
+        ],
+    ) else {
+        return;
+    };
+    let groups = results(&stdout);
+    assert_eq!(groups.len(), 3, "{stdout}");
+    for (group, players) in [(&groups[0], 2), (&groups[1], 2), (&groups[2], 3)] {
+        assert_all_punched(group, players);
+        assert_eq!(group["via"], "server", "{group:?}");
+        // The host heard each client from the server, each from a relay port of its own (a
+        // game server tells its clients apart by source address).
+        let heard = addrs(&group["host_heard"]);
+        assert_eq!(heard.len(), players - 1, "{group:?}");
+        let mut ports = Vec::new();
+        for (ip, port) in heard {
+            assert_eq!(ip, SERVER_IP, "host heard a client directly: {group:?}");
+            assert!(RELAY_PORTS.contains(&port), "port {port}: {group:?}");
+            assert!(
+                !ports.contains(&port),
+                "two clients on port {port}: {group:?}"
+            );
+            ports.push(port);
+        }
+        // Each client heard the host's echo from a relay port too, not from its own.
+        let clients = addrs(&group["clients_heard"]);
+        assert_eq!(clients.len(), players - 1, "{group:?}");
+        for (ip, port) in clients {
+            assert_eq!(ip, SERVER_IP, "a client heard the host directly: {group:?}");
+            assert!(RELAY_PORTS.contains(&port), "port {port}: {group:?}");
+            assert!(
+                !ports.contains(&port),
+                "the host appears on a client's relay port {port}: {group:?}"
+            );
+        }
+    }
+
+    // The server counts what it relayed: one relayed session per group (the NAT check talks
+    // to servers of its own), and at least the payloads both ways.
+    let stats = server_stats(&stdout);
+    let count = |key: &str| -> u64 {
+        let value = stats
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in the server's stats: {stats:?}"));
+        let number = value.split(['d', 'B', '/']).next().unwrap_or(value);
+        number
+            .parse()
+            .unwrap_or_else(|_| panic!("{key}={value} in {stats:?}"))
+    };
+    assert_eq!(count("relayed_sessions"), 3, "{stats:?}");
+    assert!(count("relayed") >= 2 * 4, "{stats:?}");
 }

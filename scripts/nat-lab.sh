@@ -22,29 +22,34 @@
 # servers (7778 and 7779): cone must show the same port twice, symmetric two different ones.
 # Then every group runs at once, each its own session: the first player hosts and starts when
 # all are listed, all punch, then exchange a payload (`--payload`: clients send, the host
-# echoes). It prints a table, and one machine-readable RESULT line per group.
+# echoes). With `--retry`, the groups that failed then run once more, in new sessions from the
+# same homes, as a game retries after a failed punch. It prints a table, and one
+# machine-readable RESULT line per group (its last attempt).
 #
 # Relay mode (`--relay`): the server on 7777 runs with `--relay MODE --relay-ports
-# 40000-40199` (the NAT check's servers always with `--relay off`). A
-# relayed session's start message lists every peer at 203.0.113.7:<that peer's relay port>, so
-# the unchanged client punches to the server, which forwards the peer phase and the payload.
+# 40000-40199` (the NAT check's servers always with `--relay off`). A relayed session's start
+# message lists every peer at 203.0.113.7:<that peer's relay port>, so the unchanged client
+# punches to the server, which forwards the peer phase and the payload.
 #   off     as without a relay: a group with a symmetric NAT fails, the others punch and
 #           their payload goes peer to peer (via=direct).
 #   always  every group punches, symmetric NATs included, and every payload goes through the
 #           server (via=server): the host hears each client from 203.0.113.7:<relay port>,
 #           not from the client's NAT, and each client hears the host from there too.
-#   auto    the server relays a session only when the same host starts again soon after a
-#           start; the lab starts each session once, so it expects what `off` expects.
+#   auto    the server relays a start whose host IP started a session shortly before: a
+#           first attempt is direct (as with off), a retry (`--retry`) is relayed, so with
+#           --retry every group ends punched, symmetric ones on their second attempt via=server.
 # After the runs the server on 7777 is stopped and its final stats line is printed as
 # `SERVER stats: ...` (relay counters included when the server has them).
 #
-# Usage: scripts/nat-lab.sh [--bin PATH] [--relay MODE] [--timeout SECS] [--keep] [GROUP...]
+# Usage: scripts/nat-lab.sh [--bin PATH] [--relay MODE] [--retry] [--timeout SECS] [--keep]
+#                           [GROUP...]
 #   GROUP    NAT kinds of the players, host first, comma-separated, 2-4 players:
 #            e.g. cone,cone  none,cone,symmetric. Default: none,none none,cone cone,cone
 #            cone,cone,cone,cone none,symmetric cone,symmetric symmetric,symmetric
 #   --bin    the rabid-punch binary (default: $RABID_PUNCH_BIN, else the newest of
 #            ${CARGO_TARGET_DIR:-target}/{release,debug}/rabid-punch)
 #   --relay  off, auto or always (default off): the main server's relay mode, see above
+#   --retry  run each group that failed once more
 #   --timeout  bound on each client run, seconds (default 60)
 #   --keep   keep the logs directory (printed at the end)
 # Needs root, iproute2 with `ip netns`, and nft. Installs nothing. Namespaces are named
@@ -61,6 +66,7 @@ usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"; }
 BIN="${RABID_PUNCH_BIN:-}"
 TIMEOUT=60
 RELAY=off
+RETRY=""
 KEEP=""
 LAB_GROUPS=()
 while [ $# -gt 0 ]; do
@@ -68,6 +74,7 @@ while [ $# -gt 0 ]; do
         --bin) BIN="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --timeout) TIMEOUT="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --relay) RELAY="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
+        --retry) RETRY=1; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "nat-lab: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -237,6 +244,7 @@ SERVERS=${#PIDS[@]}
 
 # Homes: k counts players over all groups; HOME_OF[g,i] is the namespace of player i of group g.
 declare -A HOME_OF KIND_OF
+declare -a ATTEMPTS
 k=0
 g=0
 for group in "${LAB_GROUPS[@]}"; do
@@ -283,31 +291,62 @@ done
 [ "$nat_ok" = 1 ] || exit 1
 
 # ---- run every group at once -------------------------------------------------------------------
-# run_player G I ARGS...: one client in its home, its JSON line to $TMP/gGpI.json.
+# run_player G A I ARGS...: player I of group G, attempt A, in its home; its JSON line to
+# $TMP/gGaApI.json.
 run_player() {
-    local g=$1 i=$2
-    shift 2
+    local g=$1 a=$2 i=$3
+    shift 3
     ip netns exec "${HOME_OF[$g,$i]}" timeout $((TIMEOUT + 15)) "$BIN" client \
-        --server "$SERVER_IP:7777" --session "lab$g" --name "g${g}p$i" --json \
-        --payload "hello-from-g${g}p$i" --timeout "$TIMEOUT" "$@" \
-        >"$TMP/g${g}p$i.json" 2>"$TMP/g${g}p$i.err" </dev/null &
+        --server "$SERVER_IP:7777" --session "$(session_of "$g" "$a")" --name "g${g}p$i" \
+        --json --payload "hello-from-g${g}p$i" --timeout "$TIMEOUT" "$@" \
+        >"$TMP/g${g}a${a}p$i.json" 2>"$TMP/g${g}a${a}p$i.err" </dev/null &
     PIDS+=($!)
 }
 
-g=0
-for group in "${LAB_GROUPS[@]}"; do
-    g=$((g + 1))
-    IFS=, read -r -a kinds <<<"$group"
-    n=${#kinds[@]}
-    run_player "$g" 0 --host --max-players "$n" --start-when "$n"
-    # Clients join once the session exists (a join before it gets session_non_existent).
-    for _ in $(seq 100); do
-        grep -q "session lab$g created" "$TMP/server.log" && break
-        sleep 0.05
+# session_of G A: the session name of group G's attempt A (a retry is a new session).
+session_of() { if [ "$2" = 1 ]; then echo "lab$1"; else echo "lab$1r$2"; fi; }
+
+# run_round A G...: attempt A of the groups G at once, until every player has ended.
+run_round() {
+    local a=$1 g session i n
+    shift
+    for g in "$@"; do
+        IFS=, read -r -a kinds <<<"${LAB_GROUPS[$((g - 1))]}"
+        n=${#kinds[@]}
+        session="$(session_of "$g" "$a")"
+        run_player "$g" "$a" 0 --host --max-players "$n" --start-when "$n"
+        # Clients join once the session exists (a join before it gets session_non_existent).
+        for _ in $(seq 100); do
+            grep -q "session $session created" "$TMP/server.log" && break
+            sleep 0.05
+        done
+        for ((i = 1; i < n; i++)); do run_player "$g" "$a" "$i"; done
     done
-    for ((i = 1; i < n; i++)); do run_player "$g" "$i"; done
-done
-for pid in "${PIDS[@]:SERVERS}"; do wait "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]:SERVERS}"; do wait "$pid" 2>/dev/null; done
+    PIDS=("${PIDS[@]:0:SERVERS}")  # reaped: the cleanup must not signal pids that may be reused
+}
+
+# group_punched G A: whether every player of group G's attempt A succeeded with its payload.
+group_punched() {
+    local f
+    for f in "$TMP/g$1a$2p"*.json; do
+        [ "$(json_field "$f" outcome)" = success ] && [ "$(json_field "$f" payload)" = ok ] || return 1
+    done
+}
+
+all_groups=()
+for ((g = 1; g <= ${#LAB_GROUPS[@]}; g++)); do all_groups+=("$g"); ATTEMPTS[g]=1; done
+run_round 1 "${all_groups[@]}"
+if [ -n "$RETRY" ]; then
+    # As a game does after a failed punch: the same players try again, in a new session.
+    failed=()
+    for g in "${all_groups[@]}"; do group_punched "$g" 1 || failed+=("$g"); done
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "retrying group(s) ${failed[*]}"
+        for g in "${failed[@]}"; do ATTEMPTS[g]=2; done
+        run_round 2 "${failed[@]}"
+    fi
+fi
 
 # The main server's final stats line (written on an orderly stop) tells what it relayed.
 kill -TERM "$SERVER_PID" 2>/dev/null
@@ -327,16 +366,15 @@ addrs() {
 }
 
 # ---- report ---------------------------------------------------------------------------------------
-# via: where the payloads came from. server: every one from the server's address (relayed);
-# direct: none of them; mixed: some; `-`: no payload heard at all.
-expected_via=direct
-[ "$RELAY" = always ] && expected_via=server
-printf '\n%-5s %-30s %-8s %-8s %-7s %-8s %s\n' group "NAT kinds (host first)" punched expected via time outcomes
+# Each group is reported by its last attempt. via: where that attempt's payloads came from.
+# server: every one from the server's address (relayed); direct: none; mixed: some; `-`: no
+# payload heard at all.
+printf '\n%-5s %-30s %-8s %-8s %-8s %-7s %-8s %s\n' group "NAT kinds (host first)" punched expected attempts via time outcomes
 all_expected=1
 results=()
-g=0
-for group in "${LAB_GROUPS[@]}"; do
-    g=$((g + 1))
+for g in "${all_groups[@]}"; do
+    group="${LAB_GROUPS[$((g - 1))]}"
+    a=${ATTEMPTS[g]}
     IFS=, read -r -a kinds <<<"$group"
     outcomes=() payloads=() clients_heard=()
     host_heard=""
@@ -344,7 +382,7 @@ for group in "${LAB_GROUPS[@]}"; do
     punched=yes
     ok=0
     for i in "${!kinds[@]}"; do
-        f="$TMP/g${g}p$i.json"
+        f="$TMP/g${g}a${a}p$i.json"
         outcome="$(json_field "$f" outcome)"
         payload="$(json_field "$f" payload)"
         ms="$(json_field "$f" elapsed_ms)"
@@ -377,8 +415,17 @@ for group in "${LAB_GROUPS[@]}"; do
     elif [ "$from_elsewhere" -gt 0 ]; then
         via=direct
     fi
+    # What the mode promises: `always` relays every session, `auto` a retry (its host started
+    # a session moments ago), `off` none; only a relayed session gets through a symmetric NAT.
+    relayed=no
+    if [ "$RELAY" = always ] || { [ "$RELAY" = auto ] && [ "$a" -gt 1 ]; }; then relayed=yes; fi
     expected=yes
-    [ "$RELAY" != always ] && [[ ",$group," == *",symmetric,"* ]] && expected=no
+    if [[ ",$group," == *",symmetric,"* ]]; then
+        expected=no
+        if [ "$RELAY" = always ] || { [ "$RELAY" = auto ] && [ -n "$RETRY" ]; }; then expected=yes; fi
+    fi
+    expected_via=direct
+    [ "$relayed" = yes ] && expected_via=server
     mark=""
     if [ "$punched" != "$expected" ]; then
         mark="  <-- UNEXPECTED"
@@ -390,9 +437,9 @@ for group in "${LAB_GROUPS[@]}"; do
     secs="$(printf '%d.%d s' $((max_ms / 1000)) $(((max_ms % 1000) / 100)))"
     shown=$punched
     [ "$punched" = no ] && [ "$ok" -gt 0 ] && shown="no($ok/${#kinds[@]})"
-    printf '%-5s %-30s %-8s %-8s %-7s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$via" "$secs" \
-        "$(IFS=,; echo "${outcomes[*]}")" "$mark"
-    results+=("RESULT group=$g kinds=$group relay=$RELAY punched=$punched players_ok=$ok expected=$expected via=$via time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$host_heard clients_heard=$(IFS=,; echo "${clients_heard[*]}")")
+    printf '%-5s %-30s %-8s %-8s %-8s %-7s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$a" "$via" \
+        "$secs" "$(IFS=,; echo "${outcomes[*]}")" "$mark"
+    results+=("RESULT group=$g kinds=$group relay=$RELAY attempts=$a punched=$punched players_ok=$ok expected=$expected via=$via time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$host_heard clients_heard=$(IFS=,; echo "${clients_heard[*]}")")
 done
 echo
 printf '%s\n' "${results[@]}"

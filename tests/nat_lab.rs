@@ -161,15 +161,27 @@ fn assert_failed_cleanly(group: &HashMap<String, String>) {
     );
 }
 
-/// The `key=value` fields of the server's final stats line.
-fn server_stats(stdout: &str) -> HashMap<String, String> {
+/// The relay figures of the server's final stats line (its part after `relay:`, whose keys
+/// repeat some of the general part's), as numbers: `forwarded=120dg/4000B` gives
+/// `forwarded` 120, `ports=7/200` gives `ports` 7.
+fn relay_stats(stdout: &str) -> HashMap<String, u64> {
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("SERVER stats: "))
         .unwrap_or_else(|| panic!("no SERVER stats line: {stdout}"));
-    line.split(' ')
+    let (_, relay) = line
+        .split_once(" relay: ")
+        .unwrap_or_else(|| panic!("no relay figures in the server's stats: {line}"));
+    relay
+        .split(' ')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| {
+            let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
+            let n = digits
+                .parse()
+                .unwrap_or_else(|_| panic!("{k}={v} in the server's stats: {line}"));
+            (k.to_string(), n)
+        })
         .collect()
 }
 
@@ -208,6 +220,8 @@ fn nat_lab_cone_groups_punch_and_symmetric_groups_fail_cleanly() {
     }
     assert_failed_cleanly(&groups[2]);
     assert_failed_cleanly(&groups[3]);
+    let relay = relay_stats(&stdout);
+    assert_eq!(relay["sessions"], 0, "relayed with --relay off: {relay:?}");
 }
 
 #[test]
@@ -255,17 +269,12 @@ fn nat_lab_relay_always_connects_symmetric_nats_through_the_server() {
     }
 
     // The server counts what it relayed: one relayed session per group (the NAT check talks
-    // to servers of its own), and at least the payloads both ways.
-    let stats = server_stats(&stdout);
-    let count = |key: &str| -> u64 {
-        let value = stats
-            .get(key)
-            .unwrap_or_else(|| panic!("no {key} in the server's stats: {stats:?}"));
-        let number = value.split(['d', 'B', '/']).next().unwrap_or(value);
-        number
-            .parse()
-            .unwrap_or_else(|_| panic!("{key}={value} in {stats:?}"))
-    };
-    assert_eq!(count("relayed_sessions"), 3, "{stats:?}");
-    assert!(count("relayed") >= 2 * 4, "{stats:?}");
+    // to servers of its own), no fallback to a direct start, and at least the payloads both
+    // ways. Legitimate flows stay within the relay budgets.
+    let relay = relay_stats(&stdout);
+    assert_eq!(relay["sessions"], 3, "{relay:?}");
+    assert_eq!(relay["fallbacks"], 0, "{relay:?}");
+    assert!(relay["forwarded"] >= 2 * 4, "{relay:?}");
+    assert_eq!(relay["budget"], 0, "{relay:?}");
+    assert_eq!(relay["send_error"], 0, "{relay:?}");
 }

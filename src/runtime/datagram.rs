@@ -1,6 +1,6 @@
 //! What the receiver hands a worker: a request datagram stored inline, with its source.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::wire::MAX_REQUEST_LEN;
 
@@ -9,17 +9,20 @@ use crate::wire::MAX_REQUEST_LEN;
 #[derive(Clone, Copy, Debug)]
 pub struct Datagram {
     pub from: SocketAddr,
+    /// The address it was sent to, when known: a relayed start lists it.
+    pub local: Option<IpAddr>,
     len: u8,
     bytes: [u8; MAX_REQUEST_LEN],
 }
 
 impl Datagram {
     /// `None` when `data` is longer than any request.
-    pub fn new(from: SocketAddr, data: &[u8]) -> Option<Self> {
+    pub fn new(from: SocketAddr, local: Option<IpAddr>, data: &[u8]) -> Option<Self> {
         let mut bytes = [0; MAX_REQUEST_LEN];
         bytes.get_mut(..data.len())?.copy_from_slice(data);
         Some(Self {
             from,
+            local,
             len: data.len() as u8,
             bytes,
         })

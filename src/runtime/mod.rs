@@ -12,7 +12,10 @@
 
 mod batch;
 mod datagram;
+#[cfg(target_os = "linux")]
+mod poll;
 mod receiver;
+mod relay;
 pub mod socket;
 mod stats;
 mod worker;
@@ -34,7 +37,19 @@ use crate::core::{Caps, CoreConfig, Shard};
 use crate::outbox::Outbox;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
+use crate::core::{RelayLimits, RelayMode};
 use datagram::Batch;
+use receiver::LocalAddress;
+use relay::RelayBatch;
+
+/// What a worker's queue carries.
+#[derive(Debug)]
+pub enum Work {
+    /// Requests from the receiver.
+    Requests(Batch),
+    /// Datagrams that arrived on the worker's relay ports, from its relay reader.
+    Relayed(RelayBatch),
+}
 
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
@@ -92,7 +107,7 @@ pub struct Server {
 pub struct Probe {
     /// The workers' counters in worker order, then the receiver's.
     counters: Vec<Arc<Counters>>,
-    queues: Vec<Receiver<Batch>>,
+    queues: Vec<Receiver<Work>>,
 }
 
 impl Probe {
@@ -126,27 +141,55 @@ impl Server {
         let now = Instant::now();
         let budgets = Arc::new(SendBudgets::new(config.budget, now));
         let caps = Arc::new(Caps::new(config.core.caps));
+        let relay_on = config.core.relay.mode != RelayMode::Off;
+        let relay_limits = Arc::new(RelayLimits::new(config.core.relay.limits));
+        let pool = if relay_on {
+            relay::bind_pool(local_addr.ip(), config.relay_ports.clone(), workers)
+        } else {
+            Vec::new()
+        };
+        let local = local_address(&socket, local_addr, &config);
         let (exit_tx, exits) = crossbeam_channel::unbounded();
         let mut threads = Vec::new();
         let mut counters = Vec::new();
         let mut senders = Vec::new();
         let mut queues = Vec::new();
+        let mut pool = pool.into_iter();
         for index in 0..workers {
             let (tx, rx) = bounded(config.queue_capacity.max(1));
-            senders.push(tx);
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
-            let shard = Shard::with_caps(&config.core, caps.clone(), now);
+            let relay_sockets = Arc::new(pool.next().unwrap_or_default());
+            let shard = Shard::with_caps(&config.core, caps.clone(), now)
+                .with_relay_pool(relay_sockets.ports(), relay_limits.clone());
             let gate = Gate {
                 socket: clone,
                 budgets: budgets.clone(),
                 counters: Arc::new(Counters::default()),
             };
             counters.push(gate.counters.clone());
+            if !relay_sockets.ports().is_empty() {
+                let (sockets, worker, counters, stop) = (
+                    relay_sockets.clone(),
+                    tx.clone(),
+                    gate.counters.clone(),
+                    stop.clone(),
+                );
+                threads.push(spawn_watched(
+                    format!("relay-{index}"),
+                    exit_tx.clone(),
+                    move || {
+                        if let Err(e) = relay::run_reader(sockets, worker, counters, stop) {
+                            log::error!("relay reader: {e}");
+                        }
+                    },
+                )?);
+            }
+            senders.push(tx);
             threads.push(spawn_watched(
                 format!("worker-{index}"),
                 exit_tx.clone(),
-                move || worker::run(shard, rx, gate),
+                move || worker::run(shard, rx, gate, relay_sockets),
             )?);
         }
         // The receiver's counters come last, after the workers'.
@@ -159,7 +202,7 @@ impl Server {
         let router = receiver::Router::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched("receiver".into(), exit_tx, move || {
-            if let Err(e) = receiver::run(gate, router, senders, receiver_stop) {
+            if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
                 log::error!("receiver: socket error: {e}");
             }
         })?);
@@ -211,6 +254,29 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How the receiver learns the address a request arrived on, which a relayed start lists when
+/// no public relay address is set: the bound address, or, for a wildcard bind, the kernel's
+/// word for each datagram (`IP_PKTINFO`).
+fn local_address(socket: &Socket, bound: SocketAddr, config: &ServerConfig) -> LocalAddress {
+    let relay = &config.core.relay;
+    if relay.mode == RelayMode::Off || relay.public_ip.is_some() {
+        return LocalAddress::Known(None);
+    }
+    if !bound.ip().is_unspecified() {
+        return LocalAddress::Known(Some(bound.ip()));
+    }
+    match batch::want_local_addresses(socket) {
+        Ok(()) => LocalAddress::Ask,
+        Err(e) => {
+            log::warn!(
+                "relay: cannot learn the address requests arrive on ({e}); relayed sessions \
+                 need --relay-public-ip"
+            );
+            LocalAddress::Known(None)
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use log::{debug, log_enabled, warn, Level};
 
 use super::batch::{self, RecvBatch};
 use super::datagram::{Batch, Datagram};
-use super::Gate;
+use super::{Gate, Work};
 use crate::outbox::Outbox;
 use crate::wire::{self, ErrorCode, ParseError};
 
@@ -48,15 +49,27 @@ pub const MIN_ANSWERED_GARBAGE: usize = 7;
 /// How often the send budgets are swept of buckets that refilled.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// Where a request arrived, as the relay needs it: `Ask` the kernel for each datagram's
+/// destination address (a wildcard bind), or `Known` for every one.
+#[derive(Clone, Copy, Debug)]
+pub enum LocalAddress {
+    Ask,
+    Known(Option<IpAddr>),
+}
+
 /// Runs the receive loop until `stop` is set or every worker is gone.
 pub fn run(
     gate: Gate,
     router: Router,
-    workers: Vec<Sender<Batch>>,
+    workers: Vec<Sender<Work>>,
+    local: LocalAddress,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let counters = &gate.counters;
-    let mut recv = RecvBatch::new();
+    let (mut recv, known_local): (RecvBatch, _) = match local {
+        LocalAddress::Ask => (RecvBatch::new().with_local_addresses(), None),
+        LocalAddress::Known(ip) => (RecvBatch::new(), ip),
+    };
     let mut batches: Vec<Batch> = workers.iter().map(|_| Vec::new()).collect();
     let mut out = Outbox::new();
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
@@ -91,7 +104,8 @@ pub fn run(
                 Ok(request) => {
                     // Counted here, before a full queue may drop it: what clients asked.
                     counters.request(&request.kind);
-                    match Datagram::new(datagram.from, datagram.data) {
+                    let local = datagram.local.or(known_local);
+                    match Datagram::new(datagram.from, local, datagram.data) {
                         Some(d) => batches[router.worker_of(request.session)].push(d),
                         None => out.push_error(datagram.from, ErrorCode::InvalidRequest),
                     }
@@ -111,9 +125,10 @@ pub fn run(
                 continue;
             }
             let full = std::mem::replace(batch, Vec::with_capacity(batch::BATCH));
-            match worker.try_send(full) {
+            let n = full.len();
+            match worker.try_send(Work::Requests(full)) {
                 Ok(()) => {}
-                Err(TrySendError::Full(dropped)) => counters.dropped_queue_full(dropped.len()),
+                Err(TrySendError::Full(_)) => counters.dropped_queue_full(n),
                 Err(TrySendError::Disconnected(_)) => {
                     warn!("a worker is gone; the receiver stops");
                     return Ok(());

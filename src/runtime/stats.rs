@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::budget::Refusal;
-use crate::core::ShardStats;
+use crate::core::{RelayStats, ShardStats};
 use crate::wire::{ErrorCode, Kind};
 
 /// The command letters, in the order of [`Totals::requests`].
@@ -57,6 +57,11 @@ pub struct Counters {
     errors: [AtomicU64; ERRORS],
     handling: [AtomicU64; BUCKETS],
     handling_sum_ns: AtomicU64,
+    relay: [AtomicU64; RelayStats::LEN],
+    relay_datagrams_in: AtomicU64,
+    relay_bytes_in: AtomicU64,
+    relay_dropped_too_big: AtomicU64,
+    relay_send_errors: AtomicU64,
 }
 
 /// Adds `n` to a counter only this thread writes.
@@ -154,6 +159,29 @@ impl Counters {
         bump(&self.handling_sum_ns, total);
     }
 
+    /// A datagram arrived on a relay port (a relay reader).
+    pub fn relay_received(&self, bytes: usize) {
+        bump(&self.relay_datagrams_in, 1);
+        bump(&self.relay_bytes_in, bytes as u64);
+    }
+
+    /// A datagram on a relay port longer than a relay forwards.
+    pub fn relay_dropped_too_big(&self) {
+        bump(&self.relay_dropped_too_big, 1);
+    }
+
+    /// Relayed datagrams the kernel refused to send.
+    pub fn relay_send_errors(&self, n: usize) {
+        bump(&self.relay_send_errors, n as u64);
+    }
+
+    /// Publishes a worker's relay figures.
+    pub fn set_relay(&self, stats: RelayStats) {
+        for (c, v) in self.relay.iter().zip(stats.to_array()) {
+            c.store(v, Relaxed);
+        }
+    }
+
     /// Publishes how many IPs the send budgets track (the receiver, after each sweep).
     pub fn set_budget_tracked_ips(&self, ips: usize) {
         self.budget_tracked_ips.store(ips as u64, Relaxed);
@@ -210,6 +238,13 @@ pub struct Totals {
     /// slower ones.
     pub handling: [u64; BUCKETS],
     pub handling_sum_ns: u64,
+    /// What the relays did and hold (the workers' figures added up).
+    pub relay: RelayStats,
+    /// Datagrams and bytes that arrived on relay ports, strangers' included.
+    pub relay_datagrams_in: u64,
+    pub relay_bytes_in: u64,
+    pub relay_dropped_too_big: u64,
+    pub relay_send_errors: u64,
 }
 
 fn add_all<const N: usize>(sum: &mut [u64; N], counters: &[AtomicU64; N]) {
@@ -221,7 +256,13 @@ fn add_all<const N: usize>(sum: &mut [u64; N], counters: &[AtomicU64; N]) {
 impl Totals {
     pub fn sum<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Self {
         let mut t = Totals::default();
+        let mut relay = [0; RelayStats::LEN];
         for c in all {
+            add_all(&mut relay, &c.relay);
+            t.relay_datagrams_in += c.relay_datagrams_in.load(Relaxed);
+            t.relay_bytes_in += c.relay_bytes_in.load(Relaxed);
+            t.relay_dropped_too_big += c.relay_dropped_too_big.load(Relaxed);
+            t.relay_send_errors += c.relay_send_errors.load(Relaxed);
             t.datagrams_in += c.datagrams_in.load(Relaxed);
             t.bytes_in += c.bytes_in.load(Relaxed);
             t.datagrams_out += c.datagrams_out.load(Relaxed);
@@ -247,6 +288,7 @@ impl Totals {
             add_all(&mut t.handling, &c.handling);
             t.handling_sum_ns += c.handling_sum_ns.load(Relaxed);
         }
+        t.relay = RelayStats::from_array(relay);
         t
     }
 
@@ -271,7 +313,9 @@ impl std::fmt::Display for Totals {
             "sessions={} players={} in={}dg/{}B out={}dg/{}B created={} started={} \
              session_timeouts={} player_timeouts={} malformed={} unknown={} drops: \
              budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
-             send_error={} budget_ips={} handling={:.1}us/request",
+             send_error={} budget_ips={} handling={:.1}us/request relay: sessions={} \
+             fallbacks={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} \
+             budget={} too_big={} send_error={}",
             self.sessions,
             self.players,
             self.datagrams_in,
@@ -292,6 +336,17 @@ impl std::fmt::Display for Totals {
             self.send_errors,
             self.budget_tracked_ips,
             self.mean_handling_us(),
+            self.relay.sessions_relayed,
+            self.relay.fallbacks,
+            self.relay.ports_in_use,
+            self.relay.ports_total,
+            self.relay_datagrams_in,
+            self.relay.datagrams,
+            self.relay.bytes,
+            self.relay.dropped_strangers,
+            self.relay.dropped_budget,
+            self.relay_dropped_too_big,
+            self.relay_send_errors,
         )
     }
 }

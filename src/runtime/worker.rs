@@ -1,65 +1,119 @@
 //! A worker thread: owns one [`Shard`] (no lock around it: nobody else touches it), feeds it the
-//! batches the receiver routes here and its own deadlines, and sends what it answers through its
-//! clone of the server socket, so replies leave from the server's port.
+//! batches the receiver and its relay reader route here and its own deadlines, and sends what it
+//! answers: replies through its clone of the server socket, so they leave from the server's
+//! port; relayed datagrams through its relay ports.
 
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::datagram::Batch;
-use super::Gate;
+use super::relay::{RelayBatch, RelaySockets};
+use super::{Gate, Work};
 use crate::core::Shard;
 use crate::outbox::Outbox;
 
-/// Requests whose replies a worker gathers at most before sending them.
+/// Datagrams whose answers a worker gathers at most before sending them.
 const MAX_PER_SEND: usize = 256;
 
-/// Hands a batch to the shard. Each datagram is parsed again here: the receiver's parse only
-/// chose the worker, and a parsed request borrows the datagram, so the inline bytes are what
-/// travels; parsing a request costs a few tens of nanoseconds, against microseconds of
-/// system calls per datagram.
-fn handle(shard: &mut Shard, now: Instant, batch: &Batch, out: &mut Outbox) -> usize {
-    for datagram in batch {
-        shard.handle_datagram(now, datagram.from, datagram.bytes(), out);
+/// A worker's shard, with the buffers it fills and the ways out.
+struct Worker {
+    shard: Shard,
+    gate: Gate,
+    relay: std::sync::Arc<RelaySockets>,
+    /// Replies, from the server port.
+    out: Outbox,
+    /// Relayed datagrams, each from its relay port.
+    relayed: Outbox,
+}
+
+impl Worker {
+    /// Hands a batch of requests to the shard. Each datagram is parsed again here: the
+    /// receiver's parse only chose the worker, and a parsed request borrows the datagram, so
+    /// the inline bytes are what travels; parsing a request costs a few tens of nanoseconds,
+    /// against microseconds of system calls per datagram.
+    fn requests(&mut self, now: Instant, batch: &Batch) -> usize {
+        for d in batch {
+            self.shard
+                .handle_datagram_on(now, d.from, d.local, d.bytes(), &mut self.out);
+        }
+        batch.len()
     }
-    batch.len()
+
+    fn relayed(&mut self, now: Instant, batch: &RelayBatch) -> usize {
+        for (port, from, payload) in batch.iter() {
+            self.shard
+                .handle_relayed(now, port, from, payload, &mut self.relayed);
+        }
+        batch.len()
+    }
+
+    fn handle(&mut self, now: Instant, work: &Work) -> (usize, usize) {
+        match work {
+            Work::Requests(batch) => (self.requests(now, batch), 0),
+            Work::Relayed(batch) => (0, self.relayed(now, batch)),
+        }
+    }
+
+    /// Sends what the shard answered, and publishes its figures.
+    fn flush(&mut self, now: Instant) {
+        // Published before replying, so a client that got its reply sees the figures.
+        let counters = &self.gate.counters;
+        counters.set_shard(
+            self.shard.sessions(),
+            self.shard.players(),
+            self.shard.stats(),
+        );
+        counters.set_relay(self.shard.relay_stats());
+        if !self.out.is_empty() {
+            self.gate.send(&self.out, now);
+            self.out.clear();
+        }
+        if !self.relayed.is_empty() {
+            let (_, failed) = self.relay.send(&self.relayed);
+            counters.relay_send_errors(failed);
+            self.relayed.clear();
+        }
+    }
 }
 
 /// Runs until the receiver hangs up.
-pub fn run(mut shard: Shard, batches: Receiver<Batch>, gate: Gate) {
-    let mut out = Outbox::new();
+pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, relay: std::sync::Arc<RelaySockets>) {
+    let mut worker = Worker {
+        shard,
+        gate,
+        relay,
+        out: Outbox::new(),
+        relayed: Outbox::new(),
+    };
     loop {
-        let received = match shard.next_timeout() {
-            Some(deadline) => batches.recv_deadline(deadline),
-            None => batches.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let received = match worker.shard.next_timeout() {
+            Some(deadline) => work.recv_deadline(deadline),
+            None => work.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let now = Instant::now();
-        let requests = match received {
-            Ok(batch) => {
-                let mut requests = handle(&mut shard, now, &batch, &mut out);
-                // Batches that queued up meanwhile go out with this one: one send call for all.
-                while requests < MAX_PER_SEND {
-                    let Ok(more) = batches.try_recv() else { break };
-                    requests += handle(&mut shard, now, &more, &mut out);
+        let (requests, _) = match received {
+            Ok(first) => {
+                let (mut requests, mut relayed) = worker.handle(now, &first);
+                // Work that queued up meanwhile goes out with this: one send call for all.
+                while requests + relayed < MAX_PER_SEND {
+                    let Ok(more) = work.try_recv() else { break };
+                    let (r, f) = worker.handle(now, &more);
+                    requests += r;
+                    relayed += f;
                 }
-                requests
+                (requests, relayed)
             }
-            Err(RecvTimeoutError::Timeout) => 0,
+            Err(RecvTimeoutError::Timeout) => (0, 0),
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        shard.handle_timeout(now, &mut out);
-        // Published before replying, so a client that got its reply sees the figures.
-        gate.counters
-            .set_shard(shard.sessions(), shard.players(), shard.stats());
-        if !out.is_empty() {
-            gate.send(&out, now);
-            out.clear();
-        }
+        worker.shard.handle_timeout(now, &mut worker.out);
+        worker.flush(now);
         if requests > 0 {
             // The batch from taking it to its replies sent, shared among its requests (see
             // `Counters::handled`). Counted after the replies left: a client that has its reply
             // may scrape before this, which only matters to the histogram, not to the counters.
-            gate.counters.handled(requests, now.elapsed());
+            worker.gate.counters.handled(requests, now.elapsed());
         }
     }
 }

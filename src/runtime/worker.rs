@@ -55,9 +55,8 @@ impl Worker {
         }
     }
 
-    /// Sends what the shard answered, and publishes its figures.
-    fn flush(&mut self, now: Instant) {
-        // Published before replying, so a client that got its reply sees the figures.
+    /// Publishes the shard's figures.
+    fn publish(&self) {
         let counters = &self.gate.counters;
         counters.set_shard(
             self.shard.sessions(),
@@ -65,6 +64,13 @@ impl Worker {
             self.shard.stats(),
         );
         counters.set_relay(self.shard.relay_stats());
+    }
+
+    /// Sends what the shard answered, and publishes its figures.
+    fn flush(&mut self, now: Instant) {
+        // Published before replying, so a client that got its reply sees the figures.
+        self.publish();
+        let counters = &self.gate.counters;
         if !self.out.is_empty() {
             self.gate.send(&self.out, now);
             self.out.clear();
@@ -86,6 +92,7 @@ pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, relay: std::sync::Arc
         out: Outbox::new(),
         relayed: Outbox::new(),
     };
+    worker.publish();
     loop {
         let received = match worker.shard.next_timeout() {
             Some(deadline) => work.recv_deadline(deadline),

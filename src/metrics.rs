@@ -238,6 +238,81 @@ impl Collector for Snapshot {
             Gauge,
             t.budget_tracked_ips,
         )?;
+        let r = &t.relay;
+        single(
+            e,
+            "rabid_punch_relay_sessions",
+            "Sessions started through the relay.",
+            Counter,
+            r.sessions_relayed,
+        )?;
+        single(
+            e,
+            "rabid_punch_relay_fallbacks",
+            "Starts the relay policy picked that went direct instead: relay port pool empty, an \
+             IP at --relay-max-per-ip, or no address to list.",
+            Counter,
+            r.fallbacks,
+        )?;
+        family(
+            e,
+            "rabid_punch_relay_closed",
+            "Relays closed, by reason: idle (--relay-idle) or lifetime (--relay-lifetime).",
+            Counter,
+            "reason",
+            [("idle", r.closed_idle), ("lifetime", r.closed_lifetime)],
+        )?;
+        single(
+            e,
+            "rabid_punch_relay_datagrams_in",
+            "Datagrams that arrived on relay ports, strangers' included.",
+            Counter,
+            t.relay_datagrams_in,
+        )?;
+        single(
+            e,
+            "rabid_punch_relay_datagrams",
+            "Datagrams relayed between members of relayed sessions.",
+            Counter,
+            r.datagrams,
+        )?;
+        single(
+            e,
+            "rabid_punch_relay_bytes",
+            "Bytes relayed (UDP payloads); the server sends what it receives, so its bandwidth \
+             for relaying is about twice this.",
+            Counter,
+            r.bytes,
+        )?;
+        family(
+            e,
+            "rabid_punch_relay_drops",
+            "Datagrams on relay ports not relayed, by reason: stranger (not from a member, or \
+             on a port no relay holds), budget (over --relay-session-rate or --relay-ip-rate), \
+             too_big (longer than a relay forwards), send_error (the kernel refused it).",
+            Counter,
+            "reason",
+            [
+                ("stranger", r.dropped_strangers),
+                ("budget", r.dropped_budget),
+                ("too_big", t.relay_dropped_too_big),
+                ("send_error", t.relay_send_errors),
+            ],
+        )?;
+        single(
+            e,
+            "rabid_punch_relay_ports_in_use",
+            "Relay ports held by open relays.",
+            Gauge,
+            r.ports_in_use,
+        )?;
+        single(
+            e,
+            "rabid_punch_relay_ports",
+            "Relay ports bound (the pool); 0 with --relay off.",
+            Gauge,
+            r.ports_total,
+        )?;
         // Per-bucket counts, not cumulative: the encoder adds them up into `le` buckets.
         let buckets: Vec<(f64, u64)> = HANDLING_BUCKETS_NS
             .iter()
@@ -399,6 +474,11 @@ mod tests {
         totals.errors[full] = 2;
         totals.handling[0] = 1;
         totals.handling[2] = 2;
+        totals.relay.sessions_relayed = 8;
+        totals.relay.closed_idle = 5;
+        totals.relay.dropped_budget = 11;
+        totals.relay.ports_total = 1000;
+        totals.relay_dropped_too_big = 13;
         let text = Snapshot {
             totals,
             queue_depths: vec![0, 12],
@@ -439,6 +519,12 @@ mod tests {
                 "3",
             ),
             ("rabid_punch_request_duration_seconds_count", "3"),
+            ("rabid_punch_relay_sessions_total", "8"),
+            ("rabid_punch_relay_closed_total{reason=\"idle\"}", "5"),
+            ("rabid_punch_relay_drops_total{reason=\"budget\"}", "11"),
+            ("rabid_punch_relay_drops_total{reason=\"too_big\"}", "13"),
+            ("rabid_punch_relay_ports", "1000"),
+            ("rabid_punch_relay_ports_in_use", "0"),
             ("rabid_punch_request_duration_seconds_sum", "0.000003"),
         ] {
             let found = line(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));

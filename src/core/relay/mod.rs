@@ -456,13 +456,14 @@ impl Relay {
         if let Some(sender) = known.filter(|&i| i != to) {
             return Some(sender);
         }
-        let named = rewrite::peer_name(payload).and_then(|name| {
-            self.members
+        let sender = match rewrite::peer_name(payload) {
+            // A peer-phase message names its sender; a name that is no member's (a greeting
+            // aimed at a neighbouring port of another relay) is nobody's here.
+            Some(name) => self
+                .members
                 .iter()
                 .position(|m| m.name.as_str().as_bytes() == name)
-        });
-        let sender = match named {
-            Some(i) => Some(i).filter(|&i| i != to && same_ip(self.members[i].addr, from)),
+                .filter(|&i| i != to && same_ip(self.members[i].addr, from)),
             // A member's NAT may map it anew (game traffic after a pause): its IP, when no other
             // member shares it, still tells who it is.
             None => {

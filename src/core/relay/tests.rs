@@ -340,6 +340,34 @@ fn two_members_behind_one_ip_are_told_apart_by_name_only() {
 }
 
 #[test]
+fn a_greeting_for_a_neighbouring_relay_is_not_taken_for_a_member_at_the_same_ip() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2); // A 50000, B 50001
+                          // Session Q: C, and D from player 1's IP (the same household as A).
+    h.request(3, "h:Q:C:2");
+    let household = SocketAddr::new(addr(1).ip(), 41111);
+    h.shard
+        .handle_datagram_on(h.now, household, None, b"c:Q:D", &mut h.out);
+    h.drain();
+    h.request(3, "s:Q:C"); // C 50002, D 50003
+                           // A greets B's neighbourhood, and one greeting lands on C's port: A is no member of Q, and
+                           // D, at A's IP, is not taken for A.
+    assert!(h
+        .relay(50002, mapped(1, 61000), "g:A:40001:50002")
+        .is_empty());
+    assert_eq!(h.shard.relay_stats().dropped_strangers, 1);
+    // D's own traffic to C still goes out from D's port, and C's reaches D where D sends from.
+    assert_eq!(
+        h.relay(50002, mapped(1, 61003), "g:D:41111:50002"),
+        vec![(50003, addr(3), "g:D:41111:40003".into())]
+    );
+    assert_eq!(
+        h.relay(50003, mapped(3, 63000), "game"),
+        vec![(50002, mapped(1, 61003), "game".into())]
+    );
+}
+
+#[test]
 fn relayed_bytes_obey_the_session_budget() {
     let mut relay = config(RelayMode::Always);
     relay.limits.session_bytes_per_sec = 1000;

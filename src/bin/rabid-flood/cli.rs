@@ -24,6 +24,7 @@ pub struct TopLevel {
 pub enum Mode {
     Ping(PingArgs),
     Lifecycle(LifecycleArgs),
+    Relay(RelayArgs),
 }
 
 #[derive(FromArgs)]
@@ -113,6 +114,62 @@ pub struct LifecycleArgs {
     #[argh(switch)]
     pub allow_remote: bool,
     /// pid of the server process: report its CPU time over the run (Linux /proc)
+    #[argh(option)]
+    pub server_pid: Option<u32>,
+    /// print one JSON line instead of the human summary
+    #[argh(switch)]
+    pub json: bool,
+}
+
+#[derive(FromArgs)]
+/// Start S two-player sessions through a server run with `--relay always`, have each player
+/// greet its peer's relay port (checking the rewritten greeting), then keep W game-like
+/// datagrams per player in flight towards the peer's relay port; every datagram must reach the
+/// peer unchanged, from the sender's relay port. With --echo, the same load against rabid-echo:
+/// each player's datagrams come back to itself.
+#[argh(subcommand, name = "relay")]
+pub struct RelayArgs {
+    /// server address, e.g. 127.0.0.1:4000 (loopback only without --allow-remote)
+    #[argh(option)]
+    pub target: SocketAddr,
+    /// number of two-player sessions; the server needs two relay ports per session
+    /// (default 32)
+    #[argh(option, default = "32")]
+    pub sessions: usize,
+    /// datagrams each player keeps in flight towards its peer (closed loop; default 1)
+    #[argh(option, default = "1")]
+    pub window: usize,
+    /// size of each game datagram in bytes, 16..=1400 (default 100)
+    #[argh(option, default = "100")]
+    pub bytes: usize,
+    /// seconds measured (default 20)
+    #[argh(option, default = "20.0")]
+    pub duration: f64,
+    /// seconds of load before measuring starts (default 1)
+    #[argh(option, default = "1.0")]
+    pub warmup: f64,
+    /// stop after sending this many datagrams even if the duration is not over
+    /// (default 100000000)
+    #[argh(option, default = "100_000_000")]
+    pub max_datagrams: u64,
+    /// milliseconds after which a datagram that has not arrived counts as lost (default 1000)
+    #[argh(option, default = "1000")]
+    pub timeout_ms: u64,
+    /// the target is rabid-echo: skip the sessions, and expect each datagram back at its sender
+    #[argh(switch)]
+    pub echo: bool,
+    #[argh(option, default = "1")]
+    /// generator threads, each owning a slice of the sessions (default 1)
+    pub threads: usize,
+    /// local source addresses to spread the sockets over: a range like 127.0.0.2-127.0.0.250
+    /// or a comma list (default 127.0.0.2-127.0.0.250 for an IPv4 target, ::1 for IPv6)
+    #[argh(option)]
+    pub sources: Option<String>,
+    /// accept a target (and relay addresses) that are not loopback addresses (only for your
+    /// own machines)
+    #[argh(switch)]
+    pub allow_remote: bool,
+    /// pid of the server process: report its CPU time over the measured window (Linux /proc)
     #[argh(option)]
     pub server_pid: Option<u32>,
     /// print one JSON line instead of the human summary

@@ -8,6 +8,10 @@
 //!   latency percentiles, and CPU per reply of the generator and (with `--server-pid`) the server.
 //! - `lifecycle`: whole sessions (host, joins, start, confirmations) as fast as possible;
 //!   lifecycles/s and server CPU per lifecycle.
+//! - `relay`: two-player sessions started through a server with `--relay always`, then game
+//!   datagrams between the peers through their relay ports (closed loop); forwarded
+//!   datagrams/s, loss, latency, and CPU per forwarded datagram. `--echo` runs the same load
+//!   against rabid-echo, the yardstick for one datagram in, one out.
 //!
 //! Every reply is checked byte for byte; a wrong or missing reply is a failure (exit status 1),
 //! not a number. Runs are bounded in time and count and only aim at loopback addresses unless
@@ -19,13 +23,14 @@ mod meter;
 mod net;
 mod ping;
 mod proto;
+mod relay;
 mod report;
 mod setup;
 
 #[cfg(test)]
 mod fake;
 
-use cli::{LifecycleArgs, Mode, PingArgs, TopLevel};
+use cli::{LifecycleArgs, Mode, PingArgs, RelayArgs, TopLevel};
 use report::{cpu_line, us_per, Json};
 
 fn main() {
@@ -33,6 +38,7 @@ fn main() {
     let result = match &top.mode {
         Mode::Ping(args) => ping::run(args).map(|o| print_ping(args, &o)),
         Mode::Lifecycle(args) => lifecycle::run(args).map(|o| print_lifecycle(args, &o)),
+        Mode::Relay(args) => relay::run(args).map(|o| print_relay(args, &o)),
     };
     match result {
         Ok(true) => {}
@@ -234,6 +240,114 @@ fn print_lifecycle(args: &LifecycleArgs, o: &lifecycle::Outcome) -> bool {
         );
     }
     print_failures(&o.failed);
+    ok
+}
+
+/// Prints the relay summary; returns whether every datagram that arrived was right. Loss is
+/// reported, not a failure: UDP under a closed-loop flood may drop, and the figure says how much.
+fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
+    let window = o.window.unwrap_or_default();
+    let secs = window.wall.as_secs_f64();
+    let per_s = if secs > 0.0 {
+        o.forwarded as f64 / secs
+    } else {
+        0.0
+    };
+    let (p50, p99, max, mean) = o.latency.summary();
+    let loss = if o.sent > 0 {
+        o.lost as f64 / o.sent as f64 * 100.0
+    } else {
+        0.0
+    };
+    let ok = o.wrong.count == 0 && o.forwarded > 0;
+    let target_kind = if args.echo {
+        "rabid-echo"
+    } else {
+        "rabid-punch relay"
+    };
+    if args.json {
+        let json = Json::new()
+            .str("mode", "relay")
+            .str("target", &args.target.to_string())
+            .bool("echo", args.echo)
+            .num("sessions", args.sessions as f64)
+            .num("players", relay::PLAYERS as f64)
+            .num("threads", args.threads as f64)
+            .num("window", args.window as f64)
+            .num("bytes", args.bytes as f64)
+            .num("setup_s", o.setup.as_secs_f64())
+            .num("window_s", secs)
+            .num("sent", o.sent as f64)
+            .num("forwarded", o.forwarded as f64)
+            .num("datagrams_per_s", per_s)
+            .num("lost", o.lost as f64)
+            .num("loss_pct", loss)
+            .num("late", o.late as f64)
+            .num("blocked", o.blocked as f64)
+            .num("polls_per_datagram", ratio(o.polls, o.forwarded))
+            .num("wrong", o.wrong.count as f64)
+            .num("p50_us", p50 as f64)
+            .num("p99_us", p99 as f64)
+            .num("max_us", max as f64)
+            .num("mean_us", mean)
+            .num("gen_cpu_s", window.own_cpu.as_secs_f64())
+            .opt(
+                "gen_cpu_us_per_datagram",
+                us_per(Some(window.own_cpu), o.forwarded),
+            )
+            .opt("server_cpu_s", window.server_cpu.map(|c| c.as_secs_f64()))
+            .opt(
+                "server_cpu_us_per_datagram",
+                us_per(window.server_cpu, o.forwarded),
+            )
+            .bool("ok", ok)
+            .finish();
+        println!("{json}");
+    } else {
+        println!(
+            "rabid-flood relay -> {} ({target_kind}): {} sessions x {} players, {} datagram(s) \
+             of {} bytes in flight per player, {} thread(s)",
+            args.target,
+            args.sessions,
+            relay::PLAYERS,
+            args.window,
+            args.bytes,
+            args.threads
+        );
+        if !args.echo {
+            println!(
+                "  setup:    sessions started and relays learned in {:.2} s",
+                o.setup.as_secs_f64()
+            );
+        }
+        println!(
+            "  window:   {secs:.2} s, {} datagrams arrived = {per_s:.0} datagrams/s",
+            o.forwarded
+        );
+        println!(
+            "  checked:  {} sent, {} lost ({loss:.3}%), {} late, {} wrong, {} not sent (socket \
+             buffer full)",
+            o.sent, o.lost, o.late, o.wrong.count, o.blocked
+        );
+        println!(
+            "  generator: {:.2} receive calls per datagram",
+            ratio(o.polls, o.forwarded)
+        );
+        println!(
+            "  latency (send to arrival, one pass through the {}): p50 {p50} us, p99 {p99} us, max {max} us, \
+             mean {mean:.0} us",
+            if args.echo { "echo" } else { "relay" }
+        );
+        println!(
+            "  generator CPU: {}",
+            cpu_line(Some(window.own_cpu), window.wall, o.forwarded, "datagram")
+        );
+        println!(
+            "  server CPU:    {}",
+            cpu_line(window.server_cpu, window.wall, o.forwarded, "datagram")
+        );
+    }
+    print_failures(&o.wrong);
     ok
 }
 

@@ -30,6 +30,13 @@ impl Conn {
         Ok(Self { sock, local })
     }
 
+    /// Points the socket at another peer (the relay mode's switch from the server to the
+    /// peer's relay port): from then on the kernel only delivers datagrams from `to`, so a
+    /// datagram from any other port cannot be taken for the peer's.
+    pub fn reconnect(&self, to: SocketAddr) -> io::Result<()> {
+        self.sock.connect(to)
+    }
+
     pub fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }

@@ -134,6 +134,35 @@ pub fn start_message(me: usize, names: &[String], addrs: &[SocketAddr]) -> Vec<u
     s.into_bytes()
 }
 
+/// `g:<me>:<own_port>:<target_port>`: a peer-phase greeting aimed at `target_port`.
+pub fn greeting(me: &str, own_port: u16, target_port: u16) -> Vec<u8> {
+    format!("g:{me}:{own_port}:{target_port}").into_bytes()
+}
+
+/// The peer address listed in a two-player start message `s:<own port>:<peer>:<ip>:<port>`,
+/// checked: the own port must be `own_port` and the only entry must be `peer`. IPv6 addresses
+/// may be in brackets.
+pub fn start_peer(data: &[u8], own_port: u16, peer: &str) -> Result<SocketAddr, String> {
+    let bad = |why: &str| format!("bad start message {:?}: {why}", show(data));
+    let text = std::str::from_utf8(data).map_err(|_| bad("not UTF-8"))?;
+    let rest = text.strip_prefix("s:").ok_or_else(|| bad("no s: prefix"))?;
+    let (own, entry) = rest.split_once(':').ok_or_else(|| bad("no peer"))?;
+    if own != own_port.to_string() {
+        return Err(bad(&format!("own port is not {own_port}")));
+    }
+    let (name, addr) = entry
+        .split_once(':')
+        .ok_or_else(|| bad("no peer address"))?;
+    if name != peer {
+        return Err(bad(&format!("the only peer must be {peer}")));
+    }
+    let (ip, port) = addr.rsplit_once(':').ok_or_else(|| bad("no peer port"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad("peer IP"))?;
+    let port: u16 = port.parse().map_err(|_| bad("peer port"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// A reply made printable for an error report (bounded, non-UTF-8 bytes escaped).
 pub fn show(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(&data[..data.len().min(120)]);
@@ -231,6 +260,19 @@ mod tests {
         assert_ne!(a.session(0), a.session(1));
         assert_ne!(a.session(0), b.session(0));
         assert_eq!(player(11), "p11");
+    }
+
+    #[test]
+    fn start_peer_reads_the_one_peer() {
+        let peer = start_peer(b"s:5000:p1:127.0.0.1:30001", 5000, "p1").unwrap();
+        assert_eq!(peer, "127.0.0.1:30001".parse().unwrap());
+        let v6 = start_peer(b"s:5000:p0:[::1]:30000", 5000, "p0").unwrap();
+        assert_eq!(v6, "[::1]:30000".parse().unwrap());
+        assert!(start_peer(b"s:5001:p1:127.0.0.1:30001", 5000, "p1").is_err());
+        assert!(start_peer(b"s:5000:p2:127.0.0.1:30001", 5000, "p1").is_err());
+        assert!(start_peer(b"s:5000:p1:127.0.0.1:30001;p2:127.0.0.1:3", 5000, "p1").is_err());
+        assert!(start_peer(b"i:p0:p1", 5000, "p1").is_err());
+        assert_eq!(greeting("p0", 5000, 30001), b"g:p0:5000:30001".to_vec());
     }
 
     #[test]

@@ -287,13 +287,15 @@ impl Collector for Snapshot {
         family(
             e,
             "rabid_punch_relay_drops",
-            "Datagrams on relay ports not relayed, by reason: stranger (not from a member, or \
-             on a port no relay holds), budget (over --relay-session-rate or --relay-ip-rate), \
+            "Datagrams on relay ports not relayed, by reason: stranger (on a relay's port, not \
+             from a member), unheld_port (on a port of the pool no relay holds: mostly greetings \
+             aimed at a relay port's neighbours), budget (over --relay-session-rate or --relay-ip-rate), \
              too_big (longer than a relay forwards), send_error (the kernel refused it).",
             Counter,
             "reason",
             [
                 ("stranger", r.dropped_strangers),
+                ("unheld_port", r.dropped_unheld_port),
                 ("budget", r.dropped_budget),
                 ("too_big", t.relay_dropped_too_big),
                 ("send_error", t.relay_send_errors),

@@ -212,7 +212,7 @@ fn an_idle_relay_closes_and_stops_forwarding() {
     });
     client_peer.send(relay(r_host), "too late");
     wait_for(&server, "the late datagram dropped", |t| {
-        t.relay.dropped_strangers >= 1
+        t.relay.dropped_unheld_port >= 1
     });
     assert!(host.quiet_for(Duration::from_millis(200)));
     server.shutdown();

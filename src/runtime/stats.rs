@@ -314,7 +314,7 @@ impl std::fmt::Display for Totals {
              session_timeouts={} player_timeouts={} malformed={} unknown={} drops: \
              budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
              send_error={} budget_ips={} handling={:.1}us/request relay: sessions={} \
-             fallbacks={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} \
+             fallbacks={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} unheld_port={} \
              budget={} too_big={} send_error={}",
             self.sessions,
             self.players,
@@ -344,6 +344,7 @@ impl std::fmt::Display for Totals {
             self.relay.datagrams,
             self.relay.bytes,
             self.relay.dropped_strangers,
+            self.relay.dropped_unheld_port,
             self.relay.dropped_budget,
             self.relay_dropped_too_big,
             self.relay_send_errors,

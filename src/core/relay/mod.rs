@@ -92,8 +92,11 @@ pub struct RelayStats {
     pub closed_lifetime: u64,
     pub datagrams: u64,
     pub bytes: u64,
-    /// Datagrams from nobody a relay knows (not a member, or on a port no relay holds).
+    /// Datagrams on a relay's port that no member sent.
     pub dropped_strangers: u64,
+    /// Datagrams on a port of the pool that no relay holds: mostly greetings aimed at the
+    /// neighbours of a relay port (the peer phase tries 8 ports each side), or a port scan.
+    pub dropped_unheld_port: u64,
     /// Datagrams over the byte budget of their session or of their sender's IP.
     pub dropped_budget: u64,
     /// Relay ports held by open relays now.
@@ -104,7 +107,7 @@ pub struct RelayStats {
 
 impl RelayStats {
     /// How many figures [`to_array`](Self::to_array) gives.
-    pub const LEN: usize = 10;
+    pub const LEN: usize = 11;
 
     /// The figures in field order, for counters kept as an array.
     pub fn to_array(&self) -> [u64; Self::LEN] {
@@ -116,6 +119,7 @@ impl RelayStats {
             self.datagrams,
             self.bytes,
             self.dropped_strangers,
+            self.dropped_unheld_port,
             self.dropped_budget,
             self.ports_in_use,
             self.ports_total,
@@ -124,7 +128,7 @@ impl RelayStats {
 
     /// The inverse of [`to_array`](Self::to_array).
     pub fn from_array(a: [u64; Self::LEN]) -> Self {
-        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, datagrams, bytes, dropped_strangers, dropped_budget, ports_in_use, ports_total] =
+        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total] =
             a;
         Self {
             sessions_relayed,
@@ -134,6 +138,7 @@ impl RelayStats {
             datagrams,
             bytes,
             dropped_strangers,
+            dropped_unheld_port,
             dropped_budget,
             ports_in_use,
             ports_total,
@@ -412,7 +417,7 @@ impl Relays {
         out: &mut Outbox,
     ) {
         let Some(&(id, to)) = self.ports.get(&port) else {
-            self.stats.dropped_strangers += 1;
+            self.stats.dropped_unheld_port += 1;
             return;
         };
         let Some(relay) = self.relays.get_mut(&id) else {

@@ -303,7 +303,8 @@ fn strangers_cannot_send_through_a_relay() {
     assert!(h
         .relay(50000, mapped(1, 61000), "g:A:40001:50000")
         .is_empty());
-    assert_eq!(h.shard.relay_stats().dropped_strangers, 4);
+    assert_eq!(h.shard.relay_stats().dropped_strangers, 3);
+    assert_eq!(h.shard.relay_stats().dropped_unheld_port, 1);
     assert_eq!(h.shard.relay_stats().datagrams, 0);
 }
 
@@ -423,6 +424,7 @@ fn an_idle_relay_closes_and_its_ports_go_back_to_the_pool() {
     assert!(h.elapsed() >= Duration::from_secs(79));
     // Its ports now belong to nobody.
     assert!(h.relay(50000, mapped(2, 62000), "game").is_empty());
+    assert_eq!(h.shard.relay_stats().dropped_unheld_port, 1);
 }
 
 #[test]

@@ -4,13 +4,22 @@
 # Builds the release binaries, starts rabid-punch on 127.0.0.1 (ephemeral port), runs a
 # lifecycle run and a ping flood against it with rabid-flood, then the same ping flood against
 # rabid-echo (the yardstick: a batched echo responder, the most any UDP server can answer here),
-# and prints a table. The generator is pinned to core 0 and the server (or echo) to core 1 when
+# and prints a table. Then the relay: a rabid-punch with --relay always carries game datagrams
+# between the two players of each session (rabid-flood relay), and the same load against
+# rabid-echo gives the ceiling for one datagram in, one out; a second table compares them.
+# The lifecycle and ping runs use --relay off: they measure the rendezvous, and with the
+# default (auto) the generator's quick restarts from the same IPs would be relayed. The generator is pinned to core 0 and the server (or echo) to core 1 when
 # taskset is available and there are two cores or more. Everything it starts is stopped by PID
 # on exit. Bounded: about a minute with the defaults (plus the build), times --runs.
 #
 # Server CPU is read from /proc/<pid>/stat (utime+stime, all threads) by rabid-flood itself at
 # the edges of its measured window (--server-pid), so set-up and warm-up are not counted; the
 # script also prints the server's CPU over its whole life as a cross-check.
+#
+# The relay's budgets (--relay-session-rate, --relay-ip-rate, --relay-max-per-ip) are raised far
+# above the load: every player is on 127.0.0.x, and budget drops would be measured instead of
+# forwarding. Its ports are RELAY_PORT_BASE upwards, two per session per worker (plus slack,
+# as sessions spread unevenly over the workers' shares of the pool).
 #
 # Only loopback addresses are used. On a bigger box, use --workers = number of cores given to
 # the server; for figures beyond one generator core run rabid-flood with --threads, or on
@@ -27,6 +36,12 @@ LIFECYCLE_DURATION=${LIFECYCLE_DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-64}
 ECHO_THREADS=${ECHO_THREADS:-}
 GEN_THREADS=${GEN_THREADS:-1}
+RELAY_SESSIONS=${RELAY_SESSIONS:-32}
+RELAY_WINDOW=${RELAY_WINDOW:-1}
+RELAY_BYTES=${RELAY_BYTES:-100}
+RELAY_DURATION=${RELAY_DURATION:-10}
+RELAY_PORT_BASE=${RELAY_PORT_BASE:-30000}
+RELAY_ONLY=${RELAY_ONLY:-0}
 BUILD=${BUILD:-1}
 RUNS=${RUNS:-1}
 NICE=${NICE:-0}
@@ -46,6 +61,12 @@ usage: scripts/flood.sh [options]        (each option also reads the environment
   --concurrency N         sessions in flight in the lifecycle run (CONCURRENCY, default $CONCURRENCY)
   --echo-threads N        rabid-echo threads (ECHO_THREADS, default: same as --workers)
   --gen-threads N         rabid-flood threads (GEN_THREADS, default $GEN_THREADS)
+  --relay-sessions N      two-player sessions in the relay flood (RELAY_SESSIONS, default $RELAY_SESSIONS)
+  --relay-window N        datagrams in flight per player in the relay flood (RELAY_WINDOW, default $RELAY_WINDOW)
+  --relay-bytes N         size of a relayed game datagram (RELAY_BYTES, default $RELAY_BYTES)
+  --relay-duration S      seconds measured per relay flood, 0 to skip it (RELAY_DURATION, default $RELAY_DURATION)
+  --relay-port-base P     first relay port (RELAY_PORT_BASE, default $RELAY_PORT_BASE)
+  --relay-only            only the relay flood and its echo run (RELAY_ONLY=1)
   --runs N                repeat everything N times and print medians too (RUNS, default $RUNS)
   --nice N                run generator, server and echo at this nice value, e.g. -10 on a
                           machine busy with other work (needs root for < 0) (NICE, default $NICE)
@@ -67,6 +88,12 @@ while [[ $# -gt 0 ]]; do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --echo-threads) ECHO_THREADS=$2; shift 2 ;;
         --gen-threads) GEN_THREADS=$2; shift 2 ;;
+        --relay-sessions) RELAY_SESSIONS=$2; shift 2 ;;
+        --relay-window) RELAY_WINDOW=$2; shift 2 ;;
+        --relay-bytes) RELAY_BYTES=$2; shift 2 ;;
+        --relay-duration) RELAY_DURATION=$2; shift 2 ;;
+        --relay-port-base) RELAY_PORT_BASE=$2; shift 2 ;;
+        --relay-only) RELAY_ONLY=1; shift ;;
         --runs) RUNS=$2; shift 2 ;;
         --nice) NICE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -79,6 +106,23 @@ ECHO_THREADS=${ECHO_THREADS:-$WORKERS}
 if ! [[ $NICE =~ ^-?[0-9]+$ ]] || ((NICE < -20 || NICE > 19)); then
     echo "flood.sh: --nice must be -20..19" >&2
     exit 2
+fi
+
+if [[ $RELAY_ONLY == 1 && $RELAY_DURATION == 0 ]]; then
+    echo "flood.sh: --relay-only with --relay-duration 0 leaves nothing to run" >&2
+    exit 2
+fi
+[[ $RELAY_SESSIONS =~ ^[1-9][0-9]*$ && $WORKERS =~ ^[1-9][0-9]*$ && $RELAY_PORT_BASE =~ ^[1-9][0-9]*$ ]] || {
+    echo "flood.sh: --relay-sessions, --workers and --relay-port-base must be positive integers" >&2
+    exit 2
+}
+relay_last_port=$((RELAY_PORT_BASE + 2 * RELAY_SESSIONS * WORKERS + 63))
+if ((relay_last_port > 65535)); then
+    echo "flood.sh: relay ports $RELAY_PORT_BASE-$relay_last_port do not fit below 65536" >&2
+    exit 2
+fi
+if [[ $RELAY_ONLY == 1 ]]; then
+    LIFECYCLE_DURATION=0
 fi
 
 cd "$(dirname "$0")/.."
@@ -182,22 +226,31 @@ field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
 ping_load=(--sessions "$SESSIONS" --players "$PLAYERS" --outstanding "$OUTSTANDING"
     --duration "$DURATION" --warmup "$WARMUP")
 
+relay_load=(--sessions "$RELAY_SESSIONS" --window "$RELAY_WINDOW" --bytes "$RELAY_BYTES"
+    --duration "$RELAY_DURATION" --warmup "$WARMUP")
+
 read -r -a server_extra <<<"$SERVER_EXTRA_ARGS"
 
 # one_run N: the lifecycle run and the ping flood against a fresh rabid-punch, then the same
-# ping flood against a fresh rabid-echo; results in $tmp/{life,punch,echo}-N.json.
+# ping flood against a fresh rabid-echo; then the relay flood against a fresh rabid-punch with
+# --relay always and the same load against a fresh rabid-echo; results in
+# $tmp/{life,punch,echo,relay,relayecho}-N.json.
 punch_ticks=0
 echo_ticks=0
+relay_punch_ticks=0
+relay_echo_ticks=0
 one_run() {
     local n=$1
     echo "run $n of $RUNS"
-    echo "  rabid-punch --workers $WORKERS $SERVER_EXTRA_ARGS"
     local punch_pid
+    if [[ $RELAY_ONLY != 1 ]]; then
+        echo "  rabid-punch --workers $WORKERS --relay off $SERVER_EXTRA_ARGS"
+    fi
     # Each measurement gets a fresh server: state left by one (finished sessions, players
     # timing out, grown tables) would weigh on the next.
     if [[ $LIFECYCLE_DURATION != 0 ]]; then
         start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
-            --log-file "$tmp/punch.log" "${server_extra[@]}"
+            --relay off --log-file "$tmp/punch.log" "${server_extra[@]}"
         punch_pid=$pid
         echo "    lifecycle run: $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"
         flood "$tmp/life-$n.json" lifecycle --target "127.0.0.1:$port" --players "$PLAYERS" \
@@ -205,23 +258,47 @@ one_run() {
         punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
         stop "$punch_pid"
     fi
-    start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
-        --log-file "$tmp/punch.log" "${server_extra[@]}"
-    punch_pid=$pid
-    echo "    ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${DURATION} s"
-    flood "$tmp/punch-$n.json" ping --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$punch_pid"
-    punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
-    stop "$punch_pid"
+    local bound echo_pid
+    if [[ $RELAY_ONLY != 1 ]]; then
+        start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
+            --relay off --log-file "$tmp/punch.log" "${server_extra[@]}"
+        punch_pid=$pid
+        echo "    ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${DURATION} s"
+        flood "$tmp/punch-$n.json" ping --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$punch_pid"
+        punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
+        stop "$punch_pid"
 
-    echo "  rabid-echo --threads $ECHO_THREADS"
-    local bound
-    bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
-    start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
-    local echo_pid=$pid
-    echo "    ping flood (--echo): same load"
-    flood "$tmp/echo-$n.json" ping --echo --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$echo_pid"
-    echo_ticks=$((echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
-    stop "$echo_pid"
+        echo "  rabid-echo --threads $ECHO_THREADS"
+        bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
+        start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
+        echo_pid=$pid
+        echo "    ping flood (--echo): same load"
+        flood "$tmp/echo-$n.json" ping --echo --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$echo_pid"
+        echo_ticks=$((echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
+        stop "$echo_pid"
+    fi
+
+    if [[ $RELAY_DURATION != 0 ]]; then
+        echo "  rabid-punch --workers $WORKERS --relay always --relay-ports $RELAY_PORT_BASE-$relay_last_port $SERVER_EXTRA_ARGS"
+        start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
+            --relay always --relay-ports "$RELAY_PORT_BASE-$relay_last_port" \
+            --relay-session-rate 1000000000 --relay-ip-rate 1000000000 --relay-max-per-ip 100000 \
+            --log-file "$tmp/punch.log" "${server_extra[@]}"
+        punch_pid=$pid
+        echo "    relay flood: $RELAY_SESSIONS sessions x 2 players, $RELAY_WINDOW in flight per player, $RELAY_BYTES bytes, ${RELAY_DURATION} s"
+        flood "$tmp/relay-$n.json" relay --target "127.0.0.1:$port" "${relay_load[@]}" --server-pid "$punch_pid"
+        relay_punch_ticks=$((relay_punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
+        stop "$punch_pid"
+
+        echo "  rabid-echo --threads $ECHO_THREADS"
+        bound=$(awk -v d="$RELAY_DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
+        start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
+        echo_pid=$pid
+        echo "    relay flood (--echo): same load"
+        flood "$tmp/relayecho-$n.json" relay --echo --target "127.0.0.1:$port" "${relay_load[@]}" --server-pid "$echo_pid"
+        relay_echo_ticks=$((relay_echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
+        stop "$echo_pid"
+    fi
 }
 for n in $(seq 1 "$RUNS"); do
     one_run "$n"
@@ -242,40 +319,53 @@ median() {
 # ratio A B FORMAT SCALE: A / B * SCALE, or n/a.
 ratio() { awk -v a="$1" -v b="$2" -v f="$3" -v k="$4" 'BEGIN { if (b > 0) printf f, k * a / b; else print "n/a" }'; }
 
-echo
-fmt='%-16s %11s %8s %8s %9s %6s %6s %12s %9s %10s\n'
-# shellcheck disable=SC2059 # the format is the constant above
-printf "$fmt" target replies/s p50_us p99_us max_us lost wrong srv_us/reply vs_echo srv_cpu_x
-row() {
-    local name=$1 f=$2 vs=$3 cpu_x=$4
-    # shellcheck disable=SC2059
-    printf "$fmt" "$name" "$(printf '%.0f' "$(field "$f" replies_per_s)")" "$(field "$f" p50_us)" \
-        "$(field "$f" p99_us)" "$(field "$f" max_us)" "$(field "$f" lost)" "$(field "$f" wrong)" \
-        "$(field "$f" server_cpu_us_per_reply)" "$vs" "$cpu_x"
-}
-for n in $(seq 1 "$RUNS"); do
-    p="$tmp/punch-$n.json"
-    e="$tmp/echo-$n.json"
-    row "rabid-punch #$n" "$p" \
-        "$(ratio "$(field "$p" replies_per_s)" "$(field "$e" replies_per_s)" '%.1f%%' 100)" \
-        "$(ratio "$(field "$p" server_cpu_us_per_reply)" "$(field "$e" server_cpu_us_per_reply)" '%.2fx' 1)"
-    row "rabid-echo #$n" "$e" "100%" "1x"
-done
-if [[ $RUNS -gt 1 ]]; then
-    for t in punch echo; do
+fmt='%-18s %11s %8s %8s %9s %6s %6s %12s %9s %10s\n'
+# table P E RATE CPU LABEL UNIT: one row per run for rabid-punch (results $tmp/P-N.json, named
+# LABEL) and rabid-echo (E-N.json), with RATE (per second) and CPU (server us per unit) fields
+# of their JSON, then medians and the median of the runs' ratios.
+table() {
+    local pp=$1 ee=$2 rate=$3 cpu=$4 label=$5 unit=$6 n p e t
+    echo
+    # shellcheck disable=SC2059 # the format is the constant above
+    printf "$fmt" target "$unit/s" p50_us p99_us max_us lost wrong "srv_us/$unit" vs_echo srv_cpu_x
+    row() {
+        local name=$1 f=$2 vs=$3 cpu_x=$4
         # shellcheck disable=SC2059
-        printf "$fmt" "median $t" "$(printf '%.0f' "$(values replies_per_s "$t" | median)")" \
-            "$(values p50_us "$t" | median)" "$(values p99_us "$t" | median)" \
-            "$(values max_us "$t" | median)" "$(values lost "$t" | awk '{ s += $1 } END { print s }')" \
-            "$(values wrong "$t" | awk '{ s += $1 } END { print s }')" \
-            "$(values server_cpu_us_per_reply "$t" | median)" "" ""
+        printf "$fmt" "$name" "$(printf '%.0f' "$(field "$f" "$rate")")" "$(field "$f" p50_us)" \
+            "$(field "$f" p99_us)" "$(field "$f" max_us)" "$(field "$f" lost)" "$(field "$f" wrong)" \
+            "$(field "$f" "$cpu")" "$vs" "$cpu_x"
+    }
+    for n in $(seq 1 "$RUNS"); do
+        p="$tmp/$pp-$n.json"
+        e="$tmp/$ee-$n.json"
+        row "$label #$n" "$p" \
+            "$(ratio "$(field "$p" "$rate")" "$(field "$e" "$rate")" '%.1f%%' 100)" \
+            "$(ratio "$(field "$p" "$cpu")" "$(field "$e" "$cpu")" '%.2fx' 1)"
+        row "rabid-echo #$n" "$e" "100%" "1x"
     done
-    echo "median of the runs' ratios: replies/s $(for n in $(seq 1 "$RUNS"); do
-        ratio "$(field "$tmp/punch-$n.json" replies_per_s)" "$(field "$tmp/echo-$n.json" replies_per_s)" '%.2f\n' 100
-    done | median)% of the echo's, server CPU per reply $(for n in $(seq 1 "$RUNS"); do
-        ratio "$(field "$tmp/punch-$n.json" server_cpu_us_per_reply)" "$(field "$tmp/echo-$n.json" server_cpu_us_per_reply)" '%.3f\n' 1
-    done | median)x the echo's"
+    if [[ $RUNS -gt 1 ]]; then
+        for t in "$pp" "$ee"; do
+            # shellcheck disable=SC2059
+            printf "$fmt" "median $t" "$(printf '%.0f' "$(values "$rate" "$t" | median)")" \
+                "$(values p50_us "$t" | median)" "$(values p99_us "$t" | median)" \
+                "$(values max_us "$t" | median)" "$(values lost "$t" | awk '{ s += $1 } END { print s }')" \
+                "$(values wrong "$t" | awk '{ s += $1 } END { print s }')" \
+                "$(values "$cpu" "$t" | median)" "" ""
+        done
+        echo "median of the runs' ratios ($label): $unit/s $(for n in $(seq 1 "$RUNS"); do
+            ratio "$(field "$tmp/$pp-$n.json" "$rate")" "$(field "$tmp/$ee-$n.json" "$rate")" '%.2f\n' 100
+        done | median)% of the echo's, server CPU per $unit $(for n in $(seq 1 "$RUNS"); do
+            ratio "$(field "$tmp/$pp-$n.json" "$cpu")" "$(field "$tmp/$ee-$n.json" "$cpu")" '%.3f\n' 1
+        done | median)x the echo's"
+    fi
+}
+if [[ $RELAY_ONLY != 1 ]]; then
+    table punch echo replies_per_s server_cpu_us_per_reply rabid-punch reply
 fi
+if [[ $RELAY_DURATION != 0 ]]; then
+    table relay relayecho datagrams_per_s server_cpu_us_per_datagram "punch relay" dgram
+fi
+echo
 if [[ $LIFECYCLE_DURATION != 0 ]]; then
     for n in $(seq 1 "$RUNS"); do
         l="$tmp/life-$n.json"
@@ -288,9 +378,16 @@ if [[ $LIFECYCLE_DURATION != 0 ]]; then
             "$(values lifecycles_per_s life | median)" "$(values server_cpu_us_per_lifecycle life | median)"
     fi
 fi
-awk -v p="$punch_ticks" -v e="$echo_ticks" -v hz="$tick_hz" 'BEGIN {
-    printf "whole-life server CPU (set-up and warm-up included): rabid-punch %.2f s, rabid-echo %.2f s\n", p / hz, e / hz }'
-echo "generator ($GEN_THREADS thread(s)) CPU per reply, median: rabid-punch runs $(values gen_cpu_us_per_reply punch | median) us, echo runs $(values gen_cpu_us_per_reply echo | median) us (busy-polling included)"
+if [[ $RELAY_ONLY != 1 ]]; then
+    awk -v p="$punch_ticks" -v e="$echo_ticks" -v hz="$tick_hz" 'BEGIN {
+        printf "whole-life server CPU (set-up and warm-up included): rabid-punch %.2f s, rabid-echo %.2f s\n", p / hz, e / hz }'
+    echo "generator ($GEN_THREADS thread(s)) CPU per reply, median: rabid-punch runs $(values gen_cpu_us_per_reply punch | median) us, echo runs $(values gen_cpu_us_per_reply echo | median) us (busy-polling included)"
+fi
+if [[ $RELAY_DURATION != 0 ]]; then
+    awk -v p="$relay_punch_ticks" -v e="$relay_echo_ticks" -v hz="$tick_hz" 'BEGIN {
+        printf "whole-life server CPU of the relay runs (set-up and warm-up included): rabid-punch %.2f s, rabid-echo %.2f s\n", p / hz, e / hz }'
+    echo "generator ($GEN_THREADS thread(s)) CPU per datagram, median: relay runs $(values gen_cpu_us_per_datagram relay | median) us, echo runs $(values gen_cpu_us_per_datagram relayecho | median) us (busy-polling included)"
+fi
 if [[ $failed != 0 ]]; then
     echo "flood.sh: some replies were wrong or missing (see above)" >&2
     exit 1

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 
 use common::binary::{assert_one_line_failure, run, start, temp_dir};
 use common::Player;
@@ -78,11 +78,46 @@ fn bad_flags_give_one_clear_line() {
         &["--workers", "0"],
         &["--player-timeout", "5"],
         &["--bind", "not-an-ip"],
+        &["--relay", "sometimes"],
+        &["--relay-ports", "9000-8000"],
+        &["--relay-ports", "0-10"],
+        &["--relay-public-ip", "example.org"],
+        &["--relay-idle", "0s"],
     ] {
         let output = run(args);
         let stderr = assert_one_line_failure(&output);
         assert!(stderr.starts_with("rabid-punch: "), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn relay_ports_held_by_someone_else_leave_the_server_serving() {
+    // A relay range of one port, held by someone else.
+    let held = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let range = format!("{port}-{port}");
+    let dir = temp_dir("relay-held");
+    let log = dir.join("server.log");
+    let server = start(&[
+        "--port",
+        "0",
+        "--relay",
+        "always",
+        "--relay-ports",
+        &range,
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    // It serves, and said why it has no relay port.
+    let player = Player::new(SocketAddr::from(([127, 0, 0, 1], server.addr.port())));
+    assert_eq!(player.request("h:Held:A:2"), "i:A");
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("relay: 1 of 1 relay ports could not be bound"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -112,6 +147,15 @@ fn help_lists_every_flag_and_version_prints_the_version() {
         "--start-sends",
         "--error-repeats",
         "--error-repeat-interval",
+        "--relay",
+        "--relay-ports",
+        "--relay-public-ip",
+        "--relay-idle",
+        "--relay-lifetime",
+        "--relay-auto-window",
+        "--relay-session-rate",
+        "--relay-ip-rate",
+        "--relay-max-per-ip",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }

@@ -70,9 +70,19 @@ fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
 
 /// Starts the binary with `args` and waits (bounded) for its `listening on` line (and the
 /// `metrics at` line before it, which it prints when given `--metrics`).
+///
+/// With `--relay off` unless `args` set `--relay`: the default (`auto`) binds the default relay
+/// pool, which servers of tests running at once would race for, and relays a second start from
+/// 127.0.0.1 within a minute, so what a test sees would depend on which test came first.
 pub fn start(args: &[&str]) -> Running {
+    let relay_off: &[&str] = if args.contains(&"--relay") {
+        &[]
+    } else {
+        &["--relay", "off"]
+    };
     let mut child = Command::new(BIN)
         .args(args)
+        .args(relay_off)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

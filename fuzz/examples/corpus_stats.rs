@@ -1,6 +1,7 @@
 //! Replays a corpus of the `shard` target (plain build, no fuzzer) and says what it reaches:
-//! how many replies of each kind, the largest session and the largest reply. It shows whether
-//! the fuzzer really gets sessions created, joined, started, kicked and timed out.
+//! how many replies of each kind, the largest session and the largest reply, and what the relay
+//! did (the relay counters summed over the inputs). It shows whether the fuzzer really gets
+//! sessions created, joined, started, kicked and timed out, and relayed.
 //!
 //! `cargo run --example corpus_stats -- corpus/shard` (in `fuzz/`).
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
+use rabid_punch::core::RelayStats;
 use rabid_punch_fuzz::{drive, Scenario};
 
 fn main() {
@@ -27,6 +29,8 @@ fn main() {
     let mut largest_reply = 0;
     let mut most_players = 0;
     let mut most_sessions = 0;
+    let mut most_relay_ports = 0;
+    let mut relay = [0u64; RelayStats::LEN];
     for entry in entries.flatten() {
         let Ok(bytes) = std::fs::read(entry.path()) else {
             continue;
@@ -35,7 +39,7 @@ fn main() {
             continue;
         };
         inputs += 1;
-        drive(&scenario, |shard, _, payload| {
+        let end = drive(&scenario, |shard, _, payload| {
             let kind = match payload.get(..2) {
                 Some(b"i:") => {
                     let names = payload.iter().filter(|&&b| b == b':').count();
@@ -48,12 +52,20 @@ fn main() {
             *kinds.entry(kind).or_default() += 1;
             largest_reply = largest_reply.max(payload.len());
             most_sessions = most_sessions.max(shard.sessions());
+            most_relay_ports = most_relay_ports.max(shard.relay_stats().ports_in_use);
         });
+        for (sum, figure) in relay.iter_mut().zip(end.to_array()) {
+            *sum += figure;
+        }
     }
     println!("inputs replayed: {inputs}");
     println!("largest reply: {largest_reply} bytes");
     println!("most players in one i: list: {most_players}");
     println!("most sessions at once: {most_sessions}");
+    println!("most relay ports held at once (seen at a reply): {most_relay_ports}");
+    let relay = RelayStats::from_array(relay);
+    println!("relay counters, summed over the inputs (ports at the end of each):");
+    println!("{relay:#?}");
     for (kind, count) in kinds {
         println!("{count:>10}  {kind}");
     }

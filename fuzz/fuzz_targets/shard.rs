@@ -1,5 +1,6 @@
-//! Drives a `Shard` with arbitrary sequences of requests from four source addresses, garbage, and
-//! time moving forward; the checks made after every operation are listed in `src/drive.rs`.
+//! Drives a `Shard` with arbitrary sequences of requests from four source addresses, whole games,
+//! datagrams on its relay ports, garbage, and time moving forward; the checks made after every
+//! operation are listed in `src/drive.rs`.
 
 #![no_main]
 

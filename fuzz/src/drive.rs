@@ -1,46 +1,92 @@
 //! Runs a [`Scenario`] against a `Shard`, checking after every operation:
-//! - the shard's own invariants hold (`check_invariants`), and the shared counts behind the caps
-//!   equal what the shard holds (a leak there would shut the server out, or let memory grow);
-//!   the caps themselves are never exceeded;
-//! - every reply is at most [`MAX_REPLY`] bytes, is an `i:`, an `s:` or one of the protocol's
-//!   errors, and goes to an address that sent the shard something (the server is no cannon);
+//! - the shard's own invariants hold (`check_invariants`, which also checks that every relay port
+//!   is free or held by exactly one member), and the shared counts behind the caps equal what the
+//!   shard holds (a leak there would shut the server out, or let memory grow); the caps
+//!   themselves are never exceeded;
+//! - every reply (from the server port) is at most [`MAX_REPLY`] bytes, is an `i:`, an `s:` or
+//!   one of the protocol's errors, and goes to an address that sent the shard something (the
+//!   server is no cannon); a start message lists every peer at an address that sent the shard a
+//!   request, or at a relay port of the pool;
+//! - every relayed datagram comes from a relay operation, at most one per datagram received (no
+//!   amplification), leaves from a pool port other than the one it arrived on, goes to an IP that
+//!   sent the shard a request (no open proxy: never to an IP that only sent relay datagrams) and
+//!   at an address that sent something, and is the datagram received, byte for byte, or a
+//!   `g:`/`c:`/`y:` with only its last port field rewritten (so at most 4 bytes longer);
+//! - the relay counters add up: a relay operation forwards or drops exactly one datagram, and
+//!   nothing else moves them; ports in use plus free ports are the pool; with the relay off
+//!   nothing is relayed and no port is ever held; when no port is held, no IP counts against the
+//!   shared relay limits (a leak there would lock an IP out of the relay for good);
 //! - after handling its timeouts, the shard's next deadline lies in the future (no busy loop).
 //!
 //! A broken check panics, which is what the fuzzer looks for.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rabid_punch::core::{Caps, Shard};
+use rabid_punch::core::{Caps, RelayLimits, RelayMode, RelayStats, Shard};
 use rabid_punch::outbox::Outbox;
 use rabid_punch::wire::ErrorCode;
 
-use crate::ops::{sources, Op, Scenario};
+use crate::ops::{sources, Op, Scenario, LOCAL_IPS, PUBLIC_IP};
 
 /// The largest reply the server may send.
 pub const MAX_REPLY: usize = 512;
 
+/// Rewriting replaces a port field of 1 to 5 digits by a port of at most 5 digits.
+pub const MAX_REWRITE_GROWTH: usize = 4;
+
+/// Who sent the shard what, for the checks on where its datagrams go.
+#[derive(Default)]
+struct Heard {
+    /// Addresses that sent to the server port.
+    requests: HashSet<SocketAddr>,
+    /// Their IPs, canonical (IPv4-mapped IPv6 as IPv4): a relay may learn a member's new port,
+    /// never a new IP.
+    request_ips: HashSet<IpAddr>,
+    /// Addresses that sent to a relay port.
+    relay: HashSet<SocketAddr>,
+}
+
+impl Heard {
+    fn request(&mut self, from: SocketAddr) {
+        self.requests.insert(from);
+        self.request_ips.insert(from.ip().to_canonical());
+    }
+
+    /// Whether `to` sent a request, in either form of its IP (a start message writes
+    /// IPv4-mapped addresses as IPv4).
+    fn sent_request(&self, to: SocketAddr) -> bool {
+        self.requests
+            .iter()
+            .any(|a| a.port() == to.port() && a.ip().to_canonical() == to.ip().to_canonical())
+    }
+}
+
 /// Runs `scenario`, panicking at the first broken check; `seen` is shown every reply (for the
-/// corpus statistics), after it passed the checks.
-pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8])) {
+/// corpus statistics), after it passed the checks. Returns the relay counters at the end.
+pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8])) -> RelayStats {
     let sources = sources();
     let mut now = Instant::now();
-    let config = scenario.config.core();
+    let config = scenario.core();
     let caps = Arc::new(Caps::new(config.caps));
-    let mut shard = Shard::with_caps(&config, Arc::clone(&caps), now);
+    let pool = scenario.relay.ports();
+    let limits = Arc::new(RelayLimits::new(config.relay.limits));
+    let mut shard = Shard::with_caps(&config, Arc::clone(&caps), now)
+        .with_relay_pool(pool.clone(), Arc::clone(&limits));
     let mut out = Outbox::new();
-    let mut heard: HashSet<SocketAddr> = HashSet::new();
+    let mut heard = Heard::default();
     for (step, op) in scenario.ops.iter().enumerate() {
+        let before = shard.relay_stats();
         let mut timed_out = false;
         match op {
-            Op::Send { from, text } => {
-                heard.insert(sources[*from]);
-                shard.handle_datagram(now, sources[*from], text.as_bytes(), &mut out);
+            Op::Send { from, local, text } => {
+                heard.request(sources[*from]);
+                shard.handle_datagram_on(now, sources[*from], *local, text.as_bytes(), &mut out);
             }
             Op::Garbage { from, bytes } => {
-                heard.insert(sources[*from]);
+                heard.request(sources[*from]);
                 shard.handle_datagram(now, sources[*from], bytes, &mut out);
             }
             Op::Advance { ms } => {
@@ -50,8 +96,26 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
             }
             Op::Crowd { sends } => {
                 for (from, text) in sends {
-                    heard.insert(sources[*from]);
-                    shard.handle_datagram(now, sources[*from], text.as_bytes(), &mut out);
+                    heard.request(sources[*from]);
+                    shard.handle_datagram_on(
+                        now,
+                        sources[*from],
+                        Some(LOCAL_IPS[0]),
+                        text.as_bytes(),
+                        &mut out,
+                    );
+                }
+            }
+            Op::Game { local, sends } => {
+                for (from, text) in sends {
+                    heard.request(sources[*from]);
+                    shard.handle_datagram_on(
+                        now,
+                        sources[*from],
+                        *local,
+                        text.as_bytes(),
+                        &mut out,
+                    );
                 }
             }
             Op::Wake => {
@@ -60,6 +124,14 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
                 }
                 shard.handle_timeout(now, &mut out);
                 timed_out = true;
+            }
+            Op::Relay {
+                port,
+                from,
+                payload,
+            } => {
+                heard.relay.insert(*from);
+                shard.handle_relayed(now, *port, *from, &payload.0, &mut out);
             }
         }
         if let Err(broken) = shard.check_invariants() {
@@ -75,26 +147,27 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
                 && shard.players() <= config.caps.max_players,
             "step {step} ({op:?}): over a cap"
         );
-        for (to, payload) in out.iter() {
-            assert!(
-                payload.len() <= MAX_REPLY,
-                "step {step} ({op:?}): {} bytes to {to}",
-                payload.len()
-            );
-            assert!(
-                heard.contains(&to),
-                "step {step} ({op:?}): reply to {to}, which never sent anything"
-            );
-            assert!(
-                payload.starts_with(b"i:")
-                    || payload.starts_with(b"s:")
-                    || ErrorCode::from_datagram(payload).is_some(),
-                "step {step} ({op:?}): unknown reply {:?}",
-                String::from_utf8_lossy(payload)
-            );
-            seen(&shard, to, payload);
+        let mut relayed = 0;
+        for (via, to, payload) in out.iter_via() {
+            if via == 0 {
+                check_reply(step, op, &heard, &pool, to, payload);
+                seen(&shard, to, payload);
+            } else {
+                check_relayed(step, op, &heard, &pool, via, to, payload);
+                relayed += 1;
+            }
         }
         out.clear();
+        check_relay_stats(
+            step,
+            op,
+            before,
+            shard.relay_stats(),
+            relayed,
+            &pool,
+            scenario.relay.mode,
+            limits.ips_in_use(),
+        );
         if timed_out {
             if let Some(deadline) = shard.next_timeout() {
                 assert!(
@@ -104,4 +177,173 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
             }
         }
     }
+    shard.relay_stats()
+}
+
+/// A datagram from the server port.
+fn check_reply(step: usize, op: &Op, heard: &Heard, pool: &[u16], to: SocketAddr, payload: &[u8]) {
+    assert!(
+        !matches!(op, Op::Relay { .. }),
+        "step {step} ({op:?}): a relay datagram got a reply from the server port"
+    );
+    assert!(
+        payload.len() <= MAX_REPLY,
+        "step {step} ({op:?}): {} bytes to {to}",
+        payload.len()
+    );
+    assert!(
+        heard.requests.contains(&to),
+        "step {step} ({op:?}): reply to {to}, which never sent anything"
+    );
+    assert!(
+        payload.starts_with(b"i:")
+            || payload.starts_with(b"s:")
+            || ErrorCode::from_datagram(payload).is_some(),
+        "step {step} ({op:?}): unknown reply {:?}",
+        String::from_utf8_lossy(payload)
+    );
+    if payload.starts_with(b"s:") {
+        for peer in start_peers(payload) {
+            let relay_ip =
+                peer.ip() == PUBLIC_IP || LOCAL_IPS.iter().any(|ip| ip.to_canonical() == peer.ip());
+            assert!(
+                heard.sent_request(peer) || (relay_ip && pool.contains(&peer.port())),
+                "step {step} ({op:?}): start message {:?} lists {peer}, neither a player nor a \
+                 relay port",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+}
+
+/// The addresses a start message `s:<own port>:<name>:<ip>:<port>;...` lists; panics if it is
+/// not one.
+fn start_peers(payload: &[u8]) -> Vec<SocketAddr> {
+    let text = std::str::from_utf8(payload).expect("start message not UTF-8");
+    let (_own_port, peers) = text[2..]
+        .split_once(':')
+        .unwrap_or_else(|| panic!("start message {text:?} has no own port"));
+    if peers.is_empty() {
+        return Vec::new();
+    }
+    peers
+        .split(';')
+        .map(|peer| {
+            let (_name, addr) = peer
+                .split_once(':')
+                .unwrap_or_else(|| panic!("start message {text:?}: peer {peer:?} has no name"));
+            addr.parse()
+                .unwrap_or_else(|_| panic!("start message {text:?}: bad address {addr:?}"))
+        })
+        .collect()
+}
+
+/// A datagram from relay port `via`.
+fn check_relayed(
+    step: usize,
+    op: &Op,
+    heard: &Heard,
+    pool: &[u16],
+    via: u16,
+    to: SocketAddr,
+    sent: &[u8],
+) {
+    let Op::Relay {
+        port,
+        payload: received,
+        ..
+    } = op
+    else {
+        panic!("step {step} ({op:?}): relayed datagram to {to} without a relay datagram");
+    };
+    let received = &received.0[..];
+    assert!(
+        pool.contains(&via) && via != *port,
+        "step {step} ({op:?}): relayed from port {via}, not another port of the pool"
+    );
+    assert!(
+        heard.request_ips.contains(&to.ip().to_canonical()),
+        "step {step} ({op:?}): relayed to {to}, whose IP never sent a request (open proxy)"
+    );
+    assert!(
+        heard.requests.contains(&to) || heard.relay.contains(&to),
+        "step {step} ({op:?}): relayed to {to}, which never sent anything"
+    );
+    if sent == received {
+        return;
+    }
+    // Only the last field of a greeting or a confirmation is rewritten, into a port number.
+    let rewritable = [&b"g:"[..], b"c:", b"y:"]
+        .iter()
+        .any(|p| received.starts_with(p));
+    let keep = received.iter().rposition(|&b| b == b':').map(|i| i + 1);
+    let port_field = keep.and_then(|k| sent.get(k..)).and_then(|f| {
+        std::str::from_utf8(f)
+            .ok()
+            .filter(|f| !f.starts_with('0') || *f == "0")
+            .and_then(|f| f.parse::<u16>().ok())
+    });
+    assert!(
+        rewritable
+            && keep.is_some_and(|k| sent.get(..k) == received.get(..k))
+            && port_field.is_some()
+            && sent.len() <= received.len() + MAX_REWRITE_GROWTH,
+        "step {step} ({op:?}): relayed {:?} for {:?}, not a port rewrite",
+        String::from_utf8_lossy(sent),
+        String::from_utf8_lossy(received)
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_relay_stats(
+    step: usize,
+    op: &Op,
+    before: RelayStats,
+    after: RelayStats,
+    relayed: u64,
+    pool: &[u16],
+    mode: RelayMode,
+    ips_in_use: usize,
+) {
+    let handled = |s: RelayStats| {
+        s.datagrams + s.dropped_strangers + s.dropped_unheld_port + s.dropped_budget
+    };
+    if let Op::Relay { payload, .. } = op {
+        assert!(
+            relayed <= 1,
+            "step {step} ({op:?}): one datagram relayed {relayed} times"
+        );
+        assert_eq!(
+            (
+                after.datagrams - before.datagrams,
+                after.bytes - before.bytes,
+                handled(after) - handled(before)
+            ),
+            (relayed, relayed * payload.0.len() as u64, 1),
+            "step {step} ({op:?}): relay counters (datagrams, bytes, handled) moved wrong"
+        );
+    } else {
+        assert_eq!(
+            (after.datagrams, after.bytes, handled(after)),
+            (before.datagrams, before.bytes, handled(before)),
+            "step {step} ({op:?}): relay counters moved without a relay datagram"
+        );
+    }
+    assert_eq!(
+        after.ports_total,
+        pool.len() as u64,
+        "step {step} ({op:?}): ports_total is not the pool"
+    );
+    if mode == RelayMode::Off {
+        assert!(
+            relayed == 0 && after.ports_in_use == 0 && after.sessions_relayed == 0,
+            "step {step} ({op:?}): relay off, yet {after:?}"
+        );
+    }
+    assert!(
+        ips_in_use as u64 <= after.ports_in_use,
+        "step {step} ({op:?}): {ips_in_use} IPs count against the relay limits, with {} \
+         ports held",
+        after.ports_in_use
+    );
 }

@@ -9,4 +9,4 @@ pub mod ops;
 
 pub use drive::drive;
 pub use format::format_request;
-pub use ops::{sources, FuzzConfig, Op, Scenario};
+pub use ops::{sources, FuzzConfig, FuzzRelay, Op, Scenario};

@@ -22,7 +22,7 @@
 # servers (7778 and 7779): cone must show the same port twice, symmetric two different ones.
 # Then every group runs at once, each its own session: the first player hosts and starts when
 # all are listed, all punch, then exchange a payload (`--payload`: clients send, the host
-# echoes). With `--retry`, the groups that failed then run once more, in new sessions from the
+# echoes). With `--retry`, a group that fails runs once more at once, in a new session from the
 # same homes, as a game retries after a failed punch. It prints a table, and one
 # machine-readable RESULT line per group (its last attempt).
 #
@@ -49,7 +49,7 @@
 #   --bin    the rabid-punch binary (default: $RABID_PUNCH_BIN, else the newest of
 #            ${CARGO_TARGET_DIR:-target}/{release,debug}/rabid-punch)
 #   --relay  off, auto or always (default off): the main server's relay mode, see above
-#   --retry  run each group that failed once more
+#   --retry  run a group that fails once more
 #   --timeout  bound on each client run, seconds (default 60)
 #   --keep   keep the logs directory (printed at the end)
 # Needs root, iproute2 with `ip netns`, and nft. Installs nothing. Namespaces are named
@@ -89,6 +89,10 @@ case "$TIMEOUT" in ''|*[!0-9]*) echo "nat-lab: --timeout takes whole seconds" >&
 case "$RELAY" in off|auto|always) ;; *) echo "nat-lab: --relay takes off, auto or always" >&2; exit 2 ;; esac
 
 # ---- checks: tools, privileges, groups, binary --------------------------------------------
+# `wait -n -p` (bash 5.1) reaps the players one at a time, in the order they end.
+if [ "${BASH_VERSINFO[0]}" -lt 5 ] || { [ "${BASH_VERSINFO[0]}" = 5 ] && [ "${BASH_VERSINFO[1]}" -lt 1 ]; }; then
+    echo "nat-lab: needs bash 5.1 or later" >&2; exit 3
+fi
 if [ "$(id -u)" != 0 ]; then echo "nat-lab: needs root (network namespaces, nftables)" >&2; exit 3; fi
 for tool in ip nft timeout; do
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -126,7 +130,8 @@ BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 # A binary from before the relay has no --relay flag: it can still run the lab without one.
 RELAY_ARGS=()
 RELAY_OFF_ARGS=()
-if "$BIN" --help 2>/dev/null | grep -q -- '--relay-ports'; then
+# (Not `--help | grep -q`: with pipefail, grep's early exit can fail the pipeline by SIGPIPE.)
+if [[ "$("$BIN" --help 2>/dev/null)" == *--relay-ports* ]]; then
     RELAY_ARGS=(--relay "$RELAY" --relay-ports 40000-40199)
     RELAY_OFF_ARGS=(--relay off)
 elif [ "$RELAY" != off ]; then
@@ -240,7 +245,6 @@ start_server 7777 server "${RELAY_ARGS[@]}" || exit 1
 SERVER_PID=${PIDS[0]}
 start_server 7778 check1 "${RELAY_OFF_ARGS[@]}" || exit 1
 start_server 7779 check2 "${RELAY_OFF_ARGS[@]}" || exit 1
-SERVERS=${#PIDS[@]}
 
 # Homes: k counts players over all groups; HOME_OF[g,i] is the namespace of player i of group g.
 declare -A HOME_OF KIND_OF
@@ -289,6 +293,7 @@ for kind in cone symmetric; do
     fi
 done
 [ "$nat_ok" = 1 ] || exit 1
+echo "nat-lab: set up and NAT check done after ${SECONDS} s"
 
 # ---- run every group at once -------------------------------------------------------------------
 # run_player G A I ARGS...: player I of group G, attempt A, in its home; its JSON line to
@@ -306,24 +311,25 @@ run_player() {
 # session_of G A: the session name of group G's attempt A (a retry is a new session).
 session_of() { if [ "$2" = 1 ]; then echo "lab$1"; else echo "lab$1r$2"; fi; }
 
-# run_round A G...: attempt A of the groups G at once, until every player has ended.
-run_round() {
-    local a=$1 g session i n
-    shift
-    for g in "$@"; do
-        IFS=, read -r -a kinds <<<"${LAB_GROUPS[$((g - 1))]}"
-        n=${#kinds[@]}
-        session="$(session_of "$g" "$a")"
-        run_player "$g" "$a" 0 --host --max-players "$n" --start-when "$n"
-        # Clients join once the session exists (a join before it gets session_non_existent).
-        for _ in $(seq 100); do
-            grep -q "session $session created" "$TMP/server.log" && break
-            sleep 0.05
-        done
-        for ((i = 1; i < n; i++)); do run_player "$g" "$a" "$i"; done
+# start_group G A: attempt A of group G: its host, then its clients once the session exists.
+# The players' pids go to GROUP_PIDS[G].
+start_group() {
+    local g=$1 a=$2 session i n
+    IFS=, read -r -a kinds <<<"${LAB_GROUPS[$((g - 1))]}"
+    n=${#kinds[@]}
+    session="$(session_of "$g" "$a")"
+    ATTEMPTS[g]=$a
+    run_player "$g" "$a" 0 --host --max-players "$n" --start-when "$n"
+    GROUP_PIDS[g]=$!
+    # Clients join once the session exists (a join before it gets session_non_existent).
+    for _ in $(seq 100); do
+        grep -q "session $session created" "$TMP/server.log" && break
+        sleep 0.05
     done
-    for pid in "${PIDS[@]:SERVERS}"; do wait "$pid" 2>/dev/null; done
-    PIDS=("${PIDS[@]:0:SERVERS}")  # reaped: the cleanup must not signal pids that may be reused
+    for ((i = 1; i < n; i++)); do
+        run_player "$g" "$a" "$i"
+        GROUP_PIDS[g]+=" $!"
+    done
 }
 
 # group_punched G A: whether every player of group G's attempt A succeeded with its payload.
@@ -334,19 +340,46 @@ group_punched() {
     done
 }
 
+# without ARRAY_NAME PID: the array without PID.
+without() {
+    local -n list=$1
+    local kept=() p
+    for p in "${list[@]}"; do [ "$p" = "$2" ] || kept+=("$p"); done
+    list=("${kept[@]}")
+}
+
 all_groups=()
-for ((g = 1; g <= ${#LAB_GROUPS[@]}; g++)); do all_groups+=("$g"); ATTEMPTS[g]=1; done
-run_round 1 "${all_groups[@]}"
-if [ -n "$RETRY" ]; then
-    # As a game does after a failed punch: the same players try again, in a new session.
-    failed=()
-    for g in "${all_groups[@]}"; do group_punched "$g" 1 || failed+=("$g"); done
-    if [ ${#failed[@]} -gt 0 ]; then
-        echo "retrying group(s) ${failed[*]}"
-        for g in "${failed[@]}"; do ATTEMPTS[g]=2; done
-        run_round 2 "${failed[@]}"
-    fi
-fi
+declare -a GROUP_PIDS
+for ((g = 1; g <= ${#LAB_GROUPS[@]}; g++)); do
+    all_groups+=("$g")
+    start_group "$g" 1
+done
+# Reap the players one by one as they end. With --retry, a group whose attempt failed starts
+# again at once, as a game does after a failed punch: the same players, in a new session.
+# Bounded: every player is bounded by `timeout`, and each turn reaps one of at most two
+# attempts' players.
+running=()
+for g in "${all_groups[@]}"; do read -r -a pids <<<"${GROUP_PIDS[g]}"; running+=("${pids[@]}"); done
+for ((turn = 0; turn < 2 * players && ${#running[@]} > 0; turn++)); do
+    ended=""
+    wait -n -p ended "${running[@]}" 2>/dev/null
+    [ -n "$ended" ] || break
+    without running "$ended"
+    without PIDS "$ended"  # reaped: the cleanup must not signal a pid that may be reused
+    for g in "${all_groups[@]}"; do
+        [[ " ${GROUP_PIDS[g]} " == *" $ended "* ]] || continue
+        read -r -a left <<<"${GROUP_PIDS[g]}"
+        without left "$ended"
+        GROUP_PIDS[g]="${left[*]}"
+        if [ -z "${GROUP_PIDS[g]}" ] && [ -n "$RETRY" ] && [ "${ATTEMPTS[g]}" = 1 ] &&
+            ! group_punched "$g" 1; then
+            echo "retrying group $g"
+            start_group "$g" 2
+            read -r -a pids <<<"${GROUP_PIDS[g]}"
+            running+=("${pids[@]}")
+        fi
+    done
+done
 
 # The main server's final stats line (written on an orderly stop) tells what it relayed.
 kill -TERM "$SERVER_PID" 2>/dev/null

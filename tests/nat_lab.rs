@@ -5,11 +5,15 @@
 //! exchange a payload peer to peer (the host heard every client from the client's NAT address,
 //! not via the server), and groups with a symmetric NAT fail cleanly within their bound.
 //! With `--relay always`: the same symmetric groups, and a 3-player mix, all succeed, and every
-//! payload flows through the server's relay ports, which the server's stats confirm.
+//! payload flows through the server's relay ports, which the server's stats confirm. With
+//! `--relay auto`: a symmetric pair's first attempt is direct and fails, its retry is relayed
+//! and succeeds, and a cone pair is never relayed.
 //!
 //! Needs root, `ip netns` and `nft`: without them each test prints why and passes, unless
-//! `NAT_LAB_REQUIRED=1` (set it in CI), which turns the skip into a failure. The two tests may
-//! run at once: the script names its namespaces after its own pid, so runs never share one.
+//! `NAT_LAB_REQUIRED=1` (set it in CI), which turns the skip into a failure. The tests may run
+//! at once: the script names its namespaces after its own pid, so runs never share one. A run
+//! takes 20 s (`auto`, which retries, 30 s); on 2 cores libtest runs two tests at a time, in
+//! name order, so the two longest come first (`relay_always`, `relay_auto`): about 40 s in all.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -47,10 +51,11 @@ fn unavailable() -> Option<String> {
     None
 }
 
-/// Runs the lab with `--relay relay` on `groups` and returns its standard output, after
+/// Runs the lab with `--relay relay`, the `options` and `groups`, and returns its standard
+/// output, after
 /// checking that it succeeded, that the NAT kinds were verified and that it left no namespace
 /// behind. None when the lab cannot run here and is not required.
-fn run_lab(relay: &str, groups: &[&str]) -> Option<String> {
+fn run_lab(relay: &str, options: &[&str], groups: &[&str]) -> Option<String> {
     if let Some(why) = unavailable() {
         if std::env::var("NAT_LAB_REQUIRED").is_ok_and(|v| v == "1") {
             panic!("NAT lab required but {why}");
@@ -62,6 +67,7 @@ fn run_lab(relay: &str, groups: &[&str]) -> Option<String> {
     let child = Command::new("bash")
         .args([script, "--bin", env!("CARGO_BIN_EXE_rabid-punch")])
         .args(["--relay", relay])
+        .args(options)
         .args(groups)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -186,9 +192,10 @@ fn relay_stats(stdout: &str) -> HashMap<String, u64> {
 }
 
 #[test]
-fn nat_lab_cone_groups_punch_and_symmetric_groups_fail_cleanly() {
+fn relay_off_cone_groups_punch_and_symmetric_groups_fail_cleanly() {
     let Some(stdout) = run_lab(
         "off",
+        &[],
         &[
             "cone,cone",
             "cone,cone,cone,cone",
@@ -225,9 +232,10 @@ fn nat_lab_cone_groups_punch_and_symmetric_groups_fail_cleanly() {
 }
 
 #[test]
-fn nat_lab_relay_always_connects_symmetric_nats_through_the_server() {
+fn relay_always_connects_symmetric_nats_through_the_server() {
     let Some(stdout) = run_lab(
         "always",
+        &[],
         &[
             "symmetric,symmetric",
             "cone,symmetric",
@@ -277,4 +285,27 @@ fn nat_lab_relay_always_connects_symmetric_nats_through_the_server() {
     assert!(relay["forwarded"] >= 2 * 4, "{relay:?}");
     assert_eq!(relay["budget"], 0, "{relay:?}");
     assert_eq!(relay["send_error"], 0, "{relay:?}");
+}
+
+#[test]
+fn relay_auto_relays_the_retry_of_a_failed_punch() {
+    let Some(stdout) = run_lab("auto", &["--retry"], &["symmetric,symmetric", "cone,cone"]) else {
+        return;
+    };
+    let groups = results(&stdout);
+    assert_eq!(groups.len(), 2, "{stdout}");
+    // The symmetric pair's first start is direct and fails; its host starting again moments
+    // later is what `auto` takes for a retry, and relays.
+    let symmetric = &groups[0];
+    assert_eq!(symmetric["attempts"], "2", "{symmetric:?}");
+    assert_all_punched(symmetric, 2);
+    assert_eq!(symmetric["via"], "server", "{symmetric:?}");
+    // A punch that works is never relayed.
+    let cone = &groups[1];
+    assert_eq!(cone["attempts"], "1", "{cone:?}");
+    assert_all_punched(cone, 2);
+    assert_eq!(cone["via"], "direct", "{cone:?}");
+    let relay = relay_stats(&stdout);
+    assert_eq!(relay["sessions"], 1, "{relay:?}");
+    assert_eq!(relay["fallbacks"], 0, "{relay:?}");
 }

@@ -4,7 +4,7 @@
 //! Without the relay (`--relay off`): 2 and 4 players behind cone NATs all punch and then
 //! exchange a payload peer to peer (the host heard every client from the client's NAT address,
 //! not via the server), and groups with a symmetric NAT fail cleanly within their bound.
-//! With `--relay always`: the same symmetric groups, and a 3-player mix, all succeed, and every
+//! With `--relay always`: the same symmetric groups, and 3- and 4-player mixes, all succeed, and every
 //! payload flows through the server's relay ports, which the server's stats confirm. With
 //! `--relay auto`: a symmetric pair's first attempt is direct and fails, its retry is relayed
 //! and succeeds, and a cone pair is never relayed.
@@ -240,13 +240,15 @@ fn relay_always_connects_symmetric_nats_through_the_server() {
             "symmetric,symmetric",
             "cone,symmetric",
             "symmetric,cone,none",
+            "symmetric,cone,symmetric,none",
         ],
     ) else {
         return;
     };
     let groups = results(&stdout);
-    assert_eq!(groups.len(), 3, "{stdout}");
-    for (group, players) in [(&groups[0], 2), (&groups[1], 2), (&groups[2], 3)] {
+    assert_eq!(groups.len(), 4, "{stdout}");
+    let sizes = [2, 2, 3, 4];
+    for (group, &players) in groups.iter().zip(&sizes) {
         assert_all_punched(group, players);
         assert_eq!(group["via"], "server", "{group:?}");
         // The host heard each client from the server, each from a relay port of its own (a
@@ -280,9 +282,10 @@ fn relay_always_connects_symmetric_nats_through_the_server() {
     // to servers of its own), no fallback to a direct start, and at least the payloads both
     // ways. Legitimate flows stay within the relay budgets.
     let relay = relay_stats(&stdout);
-    assert_eq!(relay["sessions"], 3, "{relay:?}");
+    assert_eq!(relay["sessions"], 4, "{relay:?}");
     assert_eq!(relay["fallbacks"], 0, "{relay:?}");
-    assert!(relay["forwarded"] >= 2 * 4, "{relay:?}");
+    let payloads: usize = sizes.iter().map(|n| 2 * (n - 1)).sum();
+    assert!(relay["forwarded"] >= payloads as u64, "{relay:?}");
     assert_eq!(relay["budget"], 0, "{relay:?}");
     assert_eq!(relay["send_error"], 0, "{relay:?}");
 }

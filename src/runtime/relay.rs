@@ -206,6 +206,12 @@ pub fn run_reader(
             continue;
         }
         let n = batch.len();
+        // Relayed traffic may fill at most half the worker's queue: a flood on relay ports must
+        // not crowd out the lobby's requests, which share the queue.
+        if worker.len() >= worker.capacity().unwrap_or(usize::MAX) / 2 {
+            counters.dropped_queue_full(n);
+            continue;
+        }
         match worker.try_send(Work::Relayed(batch)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => counters.dropped_queue_full(n),

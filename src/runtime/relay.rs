@@ -208,7 +208,7 @@ pub fn run_reader(
         let n = batch.len();
         // Relayed traffic may fill at most half the worker's queue: a flood on relay ports must
         // not crowd out the lobby's requests, which share the queue.
-        if worker.len() >= worker.capacity().unwrap_or(usize::MAX) / 2 {
+        if worker.len() >= (worker.capacity().unwrap_or(usize::MAX) / 2).max(1) {
             counters.dropped_queue_full(n);
             continue;
         }

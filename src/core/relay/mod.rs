@@ -461,14 +461,19 @@ impl Relay {
         if let Some(sender) = known.filter(|&i| i != to) {
             return Some(sender);
         }
-        let sender = match rewrite::peer_name(payload) {
-            // A peer-phase message names its sender; a name that is no member's (a greeting
-            // aimed at a neighbouring port of another relay) is nobody's here.
-            Some(name) => self
+        let sender = match rewrite::peer_sender(payload) {
+            // A peer-phase message names its sender and the sender's own port: both must be a
+            // member's, from its IP. Anything else (a greeting aimed at a neighbouring port of
+            // another session's relay, even from a namesake behind the same NAT) is nobody's.
+            Some((name, port)) => self
                 .members
                 .iter()
-                .position(|m| m.name.as_str().as_bytes() == name)
-                .filter(|&i| i != to && same_ip(self.members[i].addr, from)),
+                .position(|m| {
+                    m.name.as_str().as_bytes() == name
+                        && port == Some(m.addr.port())
+                        && same_ip(m.addr, from)
+                })
+                .filter(|&i| i != to),
             // A member's NAT may map it anew (game traffic after a pause): its IP, when no other
             // member shares it, still tells who it is.
             None => {

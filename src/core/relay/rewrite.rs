@@ -10,14 +10,20 @@
 //!
 //! Everything else (the host's `s:<n>` countdown, the game's own traffic) passes unchanged.
 
-/// The name field of a `g:`, `c:` or `y:` message, if `payload` is one.
-pub(crate) fn peer_name(payload: &[u8]) -> Option<&[u8]> {
+/// Who a `g:`, `c:` or `y:` message says it is from: its name field, and the port after it (the
+/// sender's own port, as in its start message), if `payload` is such a message.
+pub(crate) fn peer_sender(payload: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let (letter, rest) = split_command(payload)?;
     if !matches!(letter, b'g' | b'c' | b'y') {
         return None;
     }
-    let name = rest.split(|&b| b == b':').next()?;
-    (!name.is_empty()).then_some(name)
+    let mut fields = rest.split(|&b| b == b':');
+    let name = fields.next().filter(|name| !name.is_empty())?;
+    let port = fields
+        .next()
+        .filter(|field| is_port(field))
+        .and_then(|field| std::str::from_utf8(field).ok()?.parse().ok());
+    Some((name, port))
 }
 
 /// Appends `payload` to `buf`, rewritten for its receiver: `receiver_port` is the receiver's own
@@ -121,12 +127,17 @@ mod tests {
     }
 
     #[test]
-    fn peer_names_come_from_greetings_and_confirmations_only() {
-        assert_eq!(peer_name(b"g:alice:1:2"), Some(&b"alice"[..]));
-        assert_eq!(peer_name(b"c:bob:1"), Some(&b"bob"[..]));
-        assert_eq!(peer_name(b"y:carol:1"), Some(&b"carol"[..]));
-        assert_eq!(peer_name(b"s:3"), None);
-        assert_eq!(peer_name(b"g::1:2"), None);
-        assert_eq!(peer_name(b"game traffic"), None);
+    fn senders_come_from_greetings_and_confirmations_only() {
+        assert_eq!(peer_sender(b"g:alice:1:2"), Some((&b"alice"[..], Some(1))));
+        assert_eq!(
+            peer_sender(b"c:bob:40000"),
+            Some((&b"bob"[..], Some(40000)))
+        );
+        assert_eq!(peer_sender(b"y:carol:7"), Some((&b"carol"[..], Some(7))));
+        assert_eq!(peer_sender(b"c:bob:x"), Some((&b"bob"[..], None)));
+        assert_eq!(peer_sender(b"c:bob"), Some((&b"bob"[..], None)));
+        assert_eq!(peer_sender(b"s:3"), None);
+        assert_eq!(peer_sender(b"g::1:2"), None);
+        assert_eq!(peer_sender(b"game traffic"), None);
     }
 }

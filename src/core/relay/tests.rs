@@ -369,6 +369,34 @@ fn a_greeting_for_a_neighbouring_relay_is_not_taken_for_a_member_at_the_same_ip(
 }
 
 #[test]
+fn a_namesake_behind_the_same_nat_in_another_session_is_told_apart_by_its_port() {
+    let mut h = Harness::always();
+    h.started("R", 1, 2); // A 50000, B 50001
+                          // Session Q: C, and a second "A" from player 1's IP (the same carrier-grade NAT).
+    h.request(3, "h:Q:C:2");
+    let namesake = SocketAddr::new(addr(1).ip(), 41111);
+    h.shard
+        .handle_datagram_on(h.now, namesake, None, b"c:Q:A", &mut h.out);
+    h.drain();
+    h.request(3, "s:Q:C"); // C 50002, A' 50003
+                           // R's A greets B's neighbourhood and hits C's port: same name, same IP, but its own port
+                           // is not the namesake's.
+    assert!(h
+        .relay(50002, mapped(1, 61000), "g:A:40001:50002")
+        .is_empty());
+    assert_eq!(h.shard.relay_stats().dropped_strangers, 1);
+    // The namesake's own greeting gets through, and C's traffic reaches the namesake.
+    assert_eq!(
+        h.relay(50002, mapped(1, 61003), "g:A:41111:50002"),
+        vec![(50003, addr(3), "g:A:41111:40003".into())]
+    );
+    assert_eq!(
+        h.relay(50003, mapped(3, 63000), "game"),
+        vec![(50002, mapped(1, 61003), "game".into())]
+    );
+}
+
+#[test]
 fn relayed_bytes_obey_the_session_budget() {
     let mut relay = config(RelayMode::Always);
     relay.limits.session_bytes_per_sec = 1000;

@@ -10,7 +10,7 @@ use argh::FromArgs;
 use crate::budget::BudgetConfig;
 use crate::core::{CapsConfig, CoreConfig, RelayConfig, RelayLimitsConfig, RelayMode};
 use crate::logging::{LogConfig, LogTarget};
-use crate::runtime::ServerConfig;
+use crate::runtime::{Scheduling, ServerConfig};
 
 /// rabid-punch: a UDP rendezvous server for NAT hole punching, speaking the Rabid hole-punch
 /// protocol. Durations take a unit: 50ms, 5s, 15m, 1h.
@@ -88,6 +88,12 @@ pub struct Args {
     /// (default 1024)
     #[argh(option, default = "1024")]
     pub queue_capacity: usize,
+
+    /// how the threads that move datagrams are scheduled: batch (Linux SCHED_BATCH: a woken
+    /// thread does not preempt a busy one, so datagrams are taken in larger batches) or normal
+    /// (default batch)
+    #[argh(option, default = "Scheduling::Batch", from_str_fn(parse_scheduling))]
+    pub scheduling: Scheduling,
 
     /// open sessions at most, in total; further hosts are dropped (default 100000)
     #[argh(option, default = "CapsConfig::default().max_sessions")]
@@ -278,6 +284,7 @@ impl Args {
                     },
                 },
                 relay_ports: self.relay_ports.clone(),
+                scheduling: self.scheduling,
                 budget: BudgetConfig {
                     burst: self.budget_burst,
                     refill_per_sec: self.budget_refill,
@@ -305,6 +312,17 @@ pub fn parse_relay_mode(text: &str) -> Result<RelayMode, String> {
         "always" => Ok(RelayMode::Always),
         _ => Err(format!(
             "`{text}` is not a relay mode: use off, auto or always"
+        )),
+    }
+}
+
+/// `batch` or `normal`.
+pub fn parse_scheduling(text: &str) -> Result<Scheduling, String> {
+    match text {
+        "batch" => Ok(Scheduling::Batch),
+        "normal" => Ok(Scheduling::Normal),
+        _ => Err(format!(
+            "`{text}` is not a scheduling policy: use batch or normal"
         )),
     }
 }
@@ -371,6 +389,7 @@ mod tests {
             }
         );
         assert_eq!(settings.server.relay_ports, 7778..=8777);
+        assert_eq!(settings.server.scheduling, Scheduling::Batch);
         assert!(settings.server.workers >= 1);
         assert_eq!(
             settings.log.target,
@@ -412,6 +431,23 @@ mod tests {
         assert_eq!(settings.server.core.start_sends, 4);
         assert_eq!(settings.log.target, LogTarget::Stdout);
         assert_eq!(settings.metrics, None);
+    }
+
+    #[test]
+    fn scheduling_is_batch_or_normal() {
+        let normal = args(&["--scheduling", "normal"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(normal.server.scheduling, Scheduling::Normal);
+        let batch = args(&["--scheduling", "batch"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(batch.server.scheduling, Scheduling::Batch);
+        assert!(args(&["--scheduling", "fifo"])
+            .unwrap_err()
+            .contains("batch or normal"));
     }
 
     #[test]

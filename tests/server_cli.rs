@@ -156,6 +156,7 @@ fn help_lists_every_flag_and_version_prints_the_version() {
         "--relay-session-rate",
         "--relay-ip-rate",
         "--relay-max-per-ip",
+        "--scheduling",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
@@ -165,4 +166,58 @@ fn help_lists_every_flag_and_version_prints_the_version() {
         String::from_utf8_lossy(&version.stdout).trim(),
         format!("rabid-punch {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// The scheduling policy of each thread of process `pid`, by thread name (field 41 of
+/// `/proc/PID/task/TID/stat`, counted after the command name, which may hold spaces).
+#[cfg(target_os = "linux")]
+fn thread_policies(pid: u32) -> Vec<(String, i32)> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        // Fields from the third (state) on; the policy is the 41st field.
+        let policy = after_name.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+        policies.push((comm.trim().to_string(), policy));
+    }
+    policies
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn datagram_threads_run_sched_batch_unless_told_normal() {
+    const SCHED_OTHER: i32 = 0;
+    const SCHED_BATCH: i32 = 3;
+    let dir = temp_dir("scheduling");
+    let log = dir.join("server.log");
+    for (flag, want) in [("batch", SCHED_BATCH), ("normal", SCHED_OTHER)] {
+        let server = start(&[
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--workers",
+            "2",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--scheduling",
+            flag,
+        ]);
+        // An answer means the receiver and a worker ran, past setting their policy.
+        let host = Player::new(server.addr);
+        assert_eq!(host.request("h:Sched:Host:4"), "i:Host");
+        let policies = thread_policies(server.pid());
+        let datagram_threads: Vec<_> = policies
+            .iter()
+            .filter(|(name, _)| name == "receiver" || name.starts_with("worker-"))
+            .collect();
+        assert_eq!(datagram_threads.len(), 3, "{policies:?}");
+        for (name, policy) in datagram_threads {
+            assert_eq!(*policy, want, "{flag}: thread {name}");
+        }
+        assert_eq!(server.stop().code(), Some(0));
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -16,6 +16,7 @@ mod datagram;
 mod poll;
 mod receiver;
 mod relay;
+mod sched;
 pub mod socket;
 mod stats;
 mod worker;
@@ -35,6 +36,7 @@ use socket2::Socket;
 use crate::budget::{BudgetConfig, SendBudgets};
 use crate::core::{Caps, CoreConfig, Shard};
 use crate::outbox::Outbox;
+pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
 use crate::core::{RelayLimits, RelayMode};
@@ -66,6 +68,8 @@ pub struct ServerConfig {
     pub budget: BudgetConfig,
     /// The relay port pool (with `core.relay.mode` not off), shared out among the workers.
     pub relay_ports: RangeInclusive<u16>,
+    /// How the threads that move datagrams are scheduled.
+    pub scheduling: Scheduling,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             core: CoreConfig::default(),
             budget: BudgetConfig::default(),
             relay_ports: 7778..=8777,
+            scheduling: Scheduling::default(),
         }
     }
 }
@@ -178,6 +183,7 @@ impl Server {
                 threads.push(spawn_watched(
                     format!("relay-{index}"),
                     exit_tx.clone(),
+                    config.scheduling,
                     move || {
                         if let Err(e) = relay::run_reader(sockets, worker, counters, stop) {
                             log::error!("relay reader: {e}");
@@ -189,6 +195,7 @@ impl Server {
             threads.push(spawn_watched(
                 format!("worker-{index}"),
                 exit_tx.clone(),
+                config.scheduling,
                 move || worker::run(shard, rx, gate, relay_sockets),
             )?);
         }
@@ -201,11 +208,17 @@ impl Server {
         counters.push(gate.counters.clone());
         let router = receiver::Router::new(workers);
         let receiver_stop = stop.clone();
-        threads.push(spawn_watched("receiver".into(), exit_tx, move || {
-            if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
-                log::error!("receiver: socket error: {e}");
-            }
-        })?);
+        let scheduling = config.scheduling;
+        threads.push(spawn_watched(
+            "receiver".into(),
+            exit_tx,
+            scheduling,
+            move || {
+                if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
+                    log::error!("receiver: socket error: {e}");
+                }
+            },
+        )?);
         Ok(Server {
             local_addr,
             stop,
@@ -280,10 +293,12 @@ fn local_address(socket: &Socket, bound: SocketAddr, config: &ServerConfig) -> L
     }
 }
 
-/// Spawns a named thread that reports on `exits` when it ends, however it ends.
+/// Spawns a named thread, scheduled as `scheduling` says, that reports on `exits` when it ends,
+/// however it ends.
 fn spawn_watched(
     name: String,
     exits: Sender<ThreadExit>,
+    scheduling: Scheduling,
     body: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     struct Watch {
@@ -304,6 +319,13 @@ fn spawn_watched(
     };
     thread::Builder::new().name(name).spawn(move || {
         let _watch = watch;
+        if let Err(e) = scheduling.apply_to_this_thread() {
+            log::warn!(
+                "{}: cannot set its scheduling to {scheduling:?} ({e}); it runs with the \
+                 default",
+                _watch.name
+            );
+        }
         body();
     })
 }
@@ -357,7 +379,10 @@ mod tests {
     #[test]
     fn a_panicking_thread_is_reported() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let handle = spawn_watched("doomed".into(), tx, || panic!("on purpose")).unwrap();
+        let handle = spawn_watched("doomed".into(), tx, Scheduling::Normal, || {
+            panic!("on purpose")
+        })
+        .unwrap();
         let exit = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(
             exit,
@@ -372,7 +397,7 @@ mod tests {
     #[test]
     fn a_thread_that_returns_is_reported_too() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        spawn_watched("short".into(), tx, || {}).unwrap();
+        spawn_watched("short".into(), tx, Scheduling::Normal, || {}).unwrap();
         let exit = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(!exit.panicked);
     }

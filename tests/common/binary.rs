@@ -22,6 +22,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Sends SIGTERM and waits, at most 10 s, for the exit status.
     pub fn stop(mut self) -> ExitStatus {
         let Some(mut child) = self.child.take() else {

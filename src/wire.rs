@@ -147,8 +147,9 @@ fn classify_non_request(body: &[u8]) -> ParseError {
 /// 1 to `max` ASCII letters or digits, as text.
 fn name(field: &[u8], max: usize) -> Result<&str, ParseError> {
     if (1..=max).contains(&field.len()) && field.iter().all(u8::is_ascii_alphanumeric) {
-        // ASCII, hence UTF-8: this cannot fail.
-        std::str::from_utf8(field).map_err(|_| ParseError::Invalid)
+        // SAFETY: every byte is an ASCII letter or digit, so `field` is valid UTF-8. (Checking
+        // it again cost more than the rest of the parse, in `benches/wire.rs`.)
+        Ok(unsafe { std::str::from_utf8_unchecked(field) })
     } else {
         Err(ParseError::Invalid)
     }

@@ -199,7 +199,12 @@ impl Shard {
         player: PlayerName,
         out: &mut Outbox,
     ) -> Result<(), ErrorCode> {
-        if let Some(session) = self.sessions.get(&name).filter(|s| !s.is_open()) {
+        // One lookup: a ping is most of the traffic.
+        let session = self
+            .sessions
+            .get_mut(&name)
+            .ok_or(ErrorCode::SessionNonExistent)?;
+        if !session.is_open() {
             // A player still pinging a starting session missed its start message.
             if let Some(index) = session.position_at(&player, from) {
                 if !session.players[index].confirmed {
@@ -207,10 +212,9 @@ impl Shard {
                     return Ok(());
                 }
             }
+            return Err(ErrorCode::SessionNonExistent);
         }
-        let session = self
-            .open_session(&name, from, now)
-            .ok_or(ErrorCode::SessionNonExistent)?;
+        session.touch(from, now);
         session
             .position_at(&player, from)
             .ok_or(ErrorCode::NonExistentPlayer)?;

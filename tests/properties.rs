@@ -10,6 +10,8 @@
 //!   than its max players, names are unique in a session, the host (first name of `i:`) is the
 //!   first player in join order, and every player of a starting session is in every other
 //!   player's start message.
+//! - Core, batched: datagrams handed over in batches (`Shard::handle_datagrams`, as a worker
+//!   does) get exactly the replies, in the same order, that the same datagrams get one at a time.
 //!
 //! Time is `Instant::now()` plus offsets: nothing sleeps. Case counts are kept modest so that the
 //! whole file runs in a few seconds in debug builds.
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use rabid_punch::core::{CoreConfig, Shard};
+use rabid_punch::core::{CoreConfig, Incoming, Shard};
 use rabid_punch::outbox::Outbox;
 use rabid_punch::wire::{parse, write_info, write_start, Kind, ParseError, Request};
 
@@ -878,5 +880,72 @@ proptest! {
         let unconfirmed = (0..joined.len()).filter(|&i| !confirms[i]).count();
         prop_assert_eq!(got, joined.len() + 7 * unconfirmed);
         prop_assert_eq!(run.shard.sessions(), 0, "forgotten after the last round");
+    }
+}
+
+/// The datagrams a shard sent, as (destination, payload).
+fn sent(out: &mut Outbox) -> Vec<(SocketAddr, Vec<u8>)> {
+    let sent = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
+    out.clear();
+    sent
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The same datagrams, handed over in batches of generated sizes or one at a time, give the
+    /// same replies in the same order and leave the shards alike.
+    #[test]
+    fn batches_are_handled_as_one_at_a_time(
+        steps in proptest::collection::vec(step(), 1..120),
+        sizes in proptest::collection::vec(1usize..48, 1..40),
+    ) {
+        let epoch = Instant::now();
+        let mut single = Shard::new(&config(), epoch);
+        let mut batched = Shard::new(&config(), epoch);
+        let (mut single_out, mut batched_out) = (Outbox::new(), Outbox::new());
+        let mut now = epoch;
+        let mut pending: Vec<(SocketAddr, String)> = Vec::new();
+        let mut sizes = sizes.iter().cycle();
+        let mut size = *sizes.next().unwrap_or(&1);
+        let flush = |pending: &mut Vec<(SocketAddr, String)>,
+                     single: &mut Shard,
+                     batched: &mut Shard,
+                     single_out: &mut Outbox,
+                     batched_out: &mut Outbox,
+                     now: Instant| {
+            for (from, text) in pending.iter() {
+                single.handle_datagram(now, *from, text.as_bytes(), single_out);
+            }
+            let batch = pending.iter().map(|(from, text)| Incoming {
+                from: *from,
+                local: None,
+                bytes: text.as_bytes(),
+            });
+            batched.handle_datagrams(now, batch, batched_out);
+            pending.clear();
+        };
+        for step in &steps {
+            match step {
+                Step::Send { from, fields } => pending.push((sources()[*from], fields.text())),
+                Step::Garbage { from, text, .. } => pending.push((sources()[*from], text.to_string())),
+                Step::Advance { ms } => {
+                    flush(&mut pending, &mut single, &mut batched, &mut single_out, &mut batched_out, now);
+                    now += Duration::from_millis(*ms);
+                    single.handle_timeout(now, &mut single_out);
+                    batched.handle_timeout(now, &mut batched_out);
+                }
+            }
+            if pending.len() >= size {
+                flush(&mut pending, &mut single, &mut batched, &mut single_out, &mut batched_out, now);
+                size = *sizes.next().unwrap_or(&1);
+            }
+            prop_assert_eq!(sent(&mut batched_out), sent(&mut single_out));
+            prop_assert_eq!(batched.check_invariants(), Ok(()));
+            prop_assert_eq!(batched.sessions(), single.sessions());
+            prop_assert_eq!(batched.players(), single.players());
+        }
+        flush(&mut pending, &mut single, &mut batched, &mut single_out, &mut batched_out, now);
+        prop_assert_eq!(sent(&mut batched_out), sent(&mut single_out));
     }
 }

@@ -2,6 +2,7 @@
 //! tests, property tests and fuzzers (never on the hot path).
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 
 use super::clock::Millis;
 use super::shard::Shard;
@@ -17,7 +18,12 @@ impl Shard {
     /// - every relay port is either free or held by exactly one member of an open relay.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut players = 0;
-        for (name, session) in &self.sessions {
+        let live: HashSet<_> = self
+            .timers
+            .iter()
+            .map(|Reverse(t)| (t.name, t.id, t.at))
+            .collect();
+        for (name, session) in self.sessions.iter() {
             let count = session.players.len();
             if count == 0 {
                 return Err(format!("session {name} has no player"));
@@ -37,9 +43,7 @@ impl Shard {
                 }
             }
             if session.timer_at == Millis::MAX
-                || !self.timers.iter().any(|Reverse(t)| {
-                    t.name == *name && t.id == session.id && t.at == session.timer_at
-                })
+                || !live.contains(&(*name, session.id, session.timer_at))
             {
                 return Err(format!("session {name} has no live timer"));
             }

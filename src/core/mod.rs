@@ -24,6 +24,7 @@ mod relay;
 mod repeats;
 mod requests;
 mod session;
+mod session_map;
 mod shard;
 mod timers;
 
@@ -31,7 +32,7 @@ pub use caps::{CapHit, Caps, CapsConfig};
 pub use config::CoreConfig;
 pub use name::{Password, PlayerName, SessionName, ShortName};
 pub use relay::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, RelayStats};
-pub use shard::{Shard, ShardStats};
+pub use shard::{Incoming, Shard, ShardStats};
 
 #[cfg(test)]
 mod tests;

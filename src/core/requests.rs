@@ -127,7 +127,7 @@ impl Shard {
             }
         );
         session.send_info(from, out);
-        self.sessions.insert(name, Box::new(session));
+        self.sessions.insert(name, session);
         self.players += 1;
         self.stats.sessions_created += 1;
         self.schedule(name);

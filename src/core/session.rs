@@ -9,8 +9,17 @@ use crate::outbox::Outbox;
 use crate::wire;
 
 /// A session of the shard that owns it. Keyed by its name in the shard's map.
+///
+/// `repr(C)` with what a ping reads first (`players`, `start`), so that it sits in the first
+/// cache line of the map's entry, the one a batch prefetches (`session_map.rs`).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Session {
+    /// In join order; the first is the host (host migration is removing the first).
+    pub(crate) players: Vec<Player>,
+    /// `Some` once the host started the session: it no longer takes joins, and is forgotten
+    /// when the start message has been sent its number of times.
+    pub(crate) start: Option<Start>,
     /// Tells this session apart from an earlier one of the same name, for timers.
     pub(crate) id: u32,
     pub(crate) created: Millis,
@@ -20,13 +29,8 @@ pub(crate) struct Session {
     pub(crate) timer_at: Millis,
     pub(crate) max_players: u8,
     pub(crate) password: Option<Password>,
-    /// In join order; the first is the host (host migration is removing the first).
-    pub(crate) players: Vec<Player>,
     /// Players the host kicked; they cannot join again.
     pub(crate) banned: Vec<PlayerName>,
-    /// `Some` once the host started the session: it no longer takes joins, and is forgotten
-    /// when the start message has been sent its number of times.
-    pub(crate) start: Option<Start>,
 }
 
 /// One player of a session.

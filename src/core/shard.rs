@@ -1,7 +1,7 @@
 //! A shard: the sessions one worker owns, its timers, and its counters.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,18 +13,17 @@ use super::name::SessionName;
 use super::relay::{RelayLimits, Relays};
 use super::repeats::Repeats;
 use super::session::Session;
+use super::session_map::SessionMap;
 use super::timers::Timer;
 use crate::outbox::Outbox;
-use crate::wire::{self, ErrorCode, ParseError};
+use crate::wire::{self, ErrorCode, ParseError, Request};
 
 /// The sessions of one shard and everything needed to run them. See the [module](super) docs.
 #[derive(Debug)]
 pub struct Shard {
     pub(crate) config: Settings,
     pub(crate) clock: Clock,
-    /// Boxed so that a bucket of the map is one pointer: a map sized for growth is up to half
-    /// empty, and empty buckets of inline sessions would cost their full size.
-    pub(crate) sessions: HashMap<SessionName, Box<Session>>,
+    pub(crate) sessions: SessionMap,
     /// One live entry per session (see `Session::timer_at`), plus stale ones skipped when popped.
     pub(crate) timers: BinaryHeap<Reverse<Timer>>,
     pub(crate) repeats: Repeats,
@@ -33,6 +32,28 @@ pub struct Shard {
     pub(crate) caps: Arc<Caps>,
     pub(crate) relays: Relays,
     pub(crate) stats: ShardStats,
+    /// Scratch space of [`Shard::handle_datagrams`]: the tags of a batch's sessions, and where
+    /// their entries were found.
+    batch_tags: Vec<u32>,
+    batch_found: Vec<u32>,
+}
+
+/// Datagrams [`Shard::handle_datagrams`] parses ahead of handling them: a worker's batch.
+pub const CHUNK: usize = 32;
+
+/// Sessions a shard holds before [`Shard::handle_datagrams`] prefetches. A few hundred
+/// sessions stay in a core's own cache, and there the prefetch instructions only cost (about
+/// 20 ns a ping in `benches/ping_flat.rs`); from 10 000 sessions on it made a ping 1.7 times
+/// faster, at 1 000 000 about 3 times. 1 024 sessions take about 600 KB, a core's L2 cache.
+pub(crate) const PREFETCH_FROM_SESSIONS: usize = 1024;
+
+/// A datagram for [`Shard::handle_datagrams`]: who sent it, the local address it arrived on if
+/// known, and its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Incoming<'a> {
+    pub from: SocketAddr,
+    pub local: Option<IpAddr>,
+    pub bytes: &'a [u8],
 }
 
 /// [`CoreConfig`] in shard milliseconds.
@@ -81,7 +102,7 @@ impl Shard {
                 error_repeat_interval: ms(config.error_repeat_interval),
             },
             clock: Clock::new(now),
-            sessions: HashMap::new(),
+            sessions: SessionMap::new(),
             timers: BinaryHeap::new(),
             repeats: Repeats::default(),
             next_id: 0,
@@ -93,6 +114,8 @@ impl Shard {
                 Arc::new(RelayLimits::new(config.relay.limits)),
             ),
             stats: ShardStats::default(),
+            batch_tags: Vec::new(),
+            batch_found: Vec::new(),
         }
     }
 
@@ -127,10 +150,74 @@ impl Shard {
         datagram: &[u8],
         out: &mut Outbox,
     ) {
-        match wire::parse(datagram) {
+        self.handle_parsed(now, from, local_ip, wire::parse(datagram), out);
+    }
+
+    fn handle_parsed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local_ip: Option<IpAddr>,
+        parsed: Result<Request<'_>, ParseError>,
+        out: &mut Outbox,
+    ) {
+        match parsed {
             Ok(request) => self.handle(now, from, local_ip, &request, out),
             Err(ParseError::Invalid) => out.push_error(from, ErrorCode::InvalidRequest),
             Err(ParseError::UnknownCommand) => {}
+        }
+    }
+
+    /// Handles datagrams received together, in order, exactly as
+    /// [`handle_datagram_on`](Self::handle_datagram_on) would one after the other, but faster:
+    /// each is parsed and its session name hashed once, in a first pass over up to
+    /// [`CHUNK`] datagrams; in a large shard that pass also starts fetching the sessions they
+    /// name into the CPU cache, all at once. There each lookup misses the caches, and the
+    /// misses of a chunk then overlap instead of adding up (see `SessionMap::prefetch_sessions`).
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        datagrams: impl IntoIterator<Item = Incoming<'a>>,
+        out: &mut Outbox,
+    ) {
+        type Parsed<'a> = (
+            Incoming<'a>,
+            Result<Request<'a>, ParseError>,
+            Option<(SessionName, u32)>,
+        );
+        let mut datagrams = datagrams.into_iter();
+        let prefetch = self.sessions.len() >= PREFETCH_FROM_SESSIONS;
+        loop {
+            let mut chunk: [Option<Parsed<'a>>; CHUNK] = [None; CHUNK];
+            let mut n = 0;
+            self.batch_tags.clear();
+            for datagram in datagrams.by_ref().take(CHUNK) {
+                let parsed = wire::parse(datagram.bytes);
+                let named = parsed
+                    .ok()
+                    .and_then(|request| SessionName::new(request.session))
+                    .map(|name| (name, self.sessions.tag(&name)));
+                if let (true, Some((_, tag))) = (prefetch, named) {
+                    self.sessions.prefetch_slot(tag);
+                    self.batch_tags.push(tag);
+                }
+                chunk[n] = Some((datagram, parsed, named));
+                n += 1;
+            }
+            if prefetch {
+                self.sessions
+                    .prefetch_sessions(&self.batch_tags, &mut self.batch_found);
+            }
+            for (datagram, parsed, named) in chunk[..n].iter().flatten() {
+                if let Some((name, tag)) = named {
+                    self.sessions.hint_tag(*name, *tag);
+                }
+                self.handle_parsed(now, datagram.from, datagram.local, *parsed, out);
+            }
+            self.sessions.clear_hint();
+            if n < CHUNK {
+                return;
+            }
         }
     }
 
@@ -150,7 +237,7 @@ impl Shard {
     }
 
     /// Deletes a session, keeping the counts right.
-    pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Box<Session>> {
+    pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
         let session = self.sessions.remove(name)?;
         self.players_left(session.players.len());
         self.caps.close_session(session.owner);

@@ -751,3 +751,55 @@ fn caps_limit_sessions_per_ip_in_total_and_players() {
     h.send_from(ip_a(0), "x:A0:H");
     assert_eq!(h.send_from(ip_a(9), "h:A3:H:4").len(), 1);
 }
+
+#[test]
+fn a_batch_in_a_shard_large_enough_to_prefetch_is_answered_as_one_at_a_time() {
+    let start = Instant::now();
+    let config = CoreConfig::default();
+    let mut single = Shard::new(&config, start);
+    let mut batched = Shard::new(&config, start);
+    let mut out = Outbox::new();
+    let host_addr =
+        |i: usize| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 7000));
+    let sessions = super::shard::PREFETCH_FROM_SESSIONS;
+    for shard in [&mut single, &mut batched] {
+        for i in 0..sessions {
+            let host = format!("h:S{i}:P:4");
+            shard.handle_datagram(start, host_addr(i), host.as_bytes(), &mut out);
+        }
+        out.clear();
+    }
+    // Pings of hosts, of strangers, of sessions that do not exist, joins, and garbage, with the
+    // same session named twice in one batch.
+    let mut datagrams: Vec<(SocketAddr, String)> = Vec::new();
+    for k in 0..100 {
+        let i = (k * 7919) % sessions;
+        datagrams.push(match k % 5 {
+            0 => (host_addr(i), format!("p:S{i}:P")),
+            1 => (addr(1), format!("p:S{i}:P")),
+            2 => (host_addr(i), format!("p:Nope{k}:P")),
+            3 => (addr(2), format!("c:S{i}:Q")),
+            _ => (addr(3), "not a request".to_string()),
+        });
+    }
+    datagrams.push((addr(2), format!("p:S{}:Q", (3 * 7919) % sessions)));
+    let now = start + Duration::from_millis(10);
+    let mut single_out = Outbox::new();
+    for (from, text) in &datagrams {
+        single.handle_datagram(now, *from, text.as_bytes(), &mut single_out);
+    }
+    let mut batched_out = Outbox::new();
+    let batch = datagrams.iter().map(|(from, text)| super::Incoming {
+        from: *from,
+        local: None,
+        bytes: text.as_bytes(),
+    });
+    batched.handle_datagrams(now, batch, &mut batched_out);
+    let collect = |out: &Outbox| -> Vec<(SocketAddr, Vec<u8>)> {
+        out.iter().map(|(to, p)| (to, p.to_vec())).collect()
+    };
+    assert!(single_out.len() > 100, "joins are broadcast");
+    assert_eq!(collect(&batched_out), collect(&single_out));
+    assert_eq!(batched.players(), single.players());
+    batched.check_invariants().unwrap();
+}

@@ -1,32 +1,44 @@
-//! The session core: a ping in shards of 1, 10 000 and 1 000 000 sessions (the cost must not grow
-//! with the number of sessions), a 12-player start, and a whole 4-player lifecycle.
+//! The session core: a ping in shards of 1, 10 000 and 1 000 000 sessions, one at a time and in
+//! a worker's batches of 32 (the cost must not grow with the number of sessions), a 12-player start, and a whole 4-player lifecycle.
 
 mod common;
 
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{addr, filled_shard, uncapped};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use rabid_punch::core::Shard;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rabid_punch::core::{Incoming, Shard};
 use rabid_punch::outbox::Outbox;
 
+/// Players per session in the ping benches: a typical lobby.
+const PLAYERS: u32 = 4;
+
+/// Pings from players of sessions spread over the whole shard, as real traffic is, in a fixed
+/// pseudo-random order: (sender, datagram). As many as there are sessions (at least 4096), so
+/// that a large shard is not read through a small sample of it that the caches would hold.
+fn spread_pings(sessions: u32) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut seed = 0x9e37_79b9_u32;
+    (0..sessions.max(4096))
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let s = seed % sessions;
+            let p = (seed >> 24) % PLAYERS;
+            (addr(s * PLAYERS + p), format!("p:S{s}:P{p}").into_bytes())
+        })
+        .collect()
+}
+
+/// One ping at a time, as `Shard::handle_datagram` is called.
 fn ping(c: &mut Criterion) {
     let mut group = c.benchmark_group("ping");
     let now = Instant::now();
     for sessions in [1u32, 10_000, 1_000_000] {
-        let mut shard = filled_shard(sessions, 1, now);
-        // Pings to sessions spread over the whole shard, as real traffic is, in a fixed order.
-        let mut seed = 0x9e37_79b9_u32;
-        let pings: Vec<(std::net::SocketAddr, Vec<u8>)> = (0..4096)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                let s = seed % sessions;
-                (addr(s), format!("p:S{s}:P0").into_bytes())
-            })
-            .collect();
+        let mut shard = filled_shard(sessions, PLAYERS, now);
+        let pings = spread_pings(sessions);
         let mut out = Outbox::new();
         let mut i = 0;
         group.bench_function(format!("{sessions}_sessions"), |b| {
@@ -34,6 +46,37 @@ fn ping(c: &mut Criterion) {
                 let (from, datagram) = &pings[i % pings.len()];
                 i += 1;
                 shard.handle_datagram(now, *from, datagram, &mut out);
+                out.clear();
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Pings in batches of 32, as a worker hands them to `Shard::handle_datagrams`; criterion's
+/// time is per batch, its throughput per ping.
+fn ping_batch(c: &mut Criterion) {
+    const BATCH: usize = 32;
+    let mut group = c.benchmark_group("ping_batch");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let now = Instant::now();
+    for sessions in [1u32, 10_000, 1_000_000] {
+        let mut shard = filled_shard(sessions, PLAYERS, now);
+        let pings = spread_pings(sessions);
+        let mut out = Outbox::new();
+        let mut i = 0;
+        group.bench_function(format!("{sessions}_sessions"), |b| {
+            b.iter(|| {
+                let start = (i * BATCH) % (pings.len() - BATCH);
+                i += 1;
+                let batch = pings[start..start + BATCH]
+                    .iter()
+                    .map(|(from, bytes)| Incoming {
+                        from: *from,
+                        local: None,
+                        bytes,
+                    });
+                shard.handle_datagrams(now, batch, &mut out);
                 out.clear();
             })
         });
@@ -90,5 +133,11 @@ fn lifecycle_4_players(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ping, start_12_players, lifecycle_4_players);
+criterion_group!(
+    benches,
+    ping,
+    ping_batch,
+    start_12_players,
+    lifecycle_4_players
+);
 criterion_main!(benches);

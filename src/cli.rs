@@ -147,7 +147,17 @@ pub struct Args {
     )]
     pub relay_idle: Duration,
 
-    /// a relay closes this long after its session started, busy or not (default 1h)
+    /// a relay through which no member sent anything this long after its start closes, so that
+    /// starts forged from other people's addresses cannot hold the pool (default 10s)
+    #[argh(
+        option,
+        default = "RelayConfig::default().unused_timeout",
+        from_str_fn(parse_duration)
+    )]
+    pub relay_unused: Duration,
+
+    /// a relay closes this long after its session started, busy or not: a game played through
+    /// the relay for longer loses its connection (default 1h)
     #[argh(
         option,
         default = "RelayConfig::default().lifetime",
@@ -230,6 +240,7 @@ impl Args {
             ("--error-repeat-interval", self.error_repeat_interval),
             ("--stats-interval", self.stats_interval),
             ("--relay-idle", self.relay_idle),
+            ("--relay-unused", self.relay_unused),
             ("--relay-lifetime", self.relay_lifetime),
             ("--relay-auto-window", self.relay_auto_window),
         ] {
@@ -274,6 +285,7 @@ impl Args {
                         mode: self.relay,
                         public_ip: self.relay_public_ip,
                         idle_timeout: self.relay_idle,
+                        unused_timeout: self.relay_unused,
                         lifetime: self.relay_lifetime,
                         auto_window: self.relay_auto_window,
                         limits: RelayLimitsConfig {
@@ -497,6 +509,18 @@ mod tests {
             "203.0.113.7",
             "--relay-idle",
             "10s",
+            "--relay-unused",
+            "7s",
+            "--relay-lifetime",
+            "2h",
+            "--relay-auto-window",
+            "90s",
+            "--relay-session-rate",
+            "1000",
+            "--relay-ip-rate",
+            "2000",
+            "--relay-max-per-ip",
+            "3",
         ])
         .unwrap()
         .settings()
@@ -505,6 +529,17 @@ mod tests {
         assert_eq!(relay.mode, RelayMode::Always);
         assert_eq!(relay.public_ip, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(relay.idle_timeout, Duration::from_secs(10));
+        assert_eq!(relay.unused_timeout, Duration::from_secs(7));
+        assert_eq!(relay.lifetime, Duration::from_secs(7200));
+        assert_eq!(relay.auto_window, Duration::from_secs(90));
+        assert_eq!(
+            relay.limits,
+            RelayLimitsConfig {
+                session_bytes_per_sec: 1000,
+                ip_bytes_per_sec: 2000,
+                max_sessions_per_ip: 3,
+            }
+        );
         assert_eq!(settings.server.relay_ports, 40000..=40099);
         assert!(args(&["--relay", "sometimes"])
             .unwrap_err()

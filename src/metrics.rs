@@ -257,10 +257,15 @@ impl Collector for Snapshot {
         family(
             e,
             "rabid_punch_relay_closed",
-            "Relays closed, by reason: idle (--relay-idle) or lifetime (--relay-lifetime).",
+            "Relays closed, by reason: idle (--relay-idle), unused (no member sent anything \
+             within --relay-unused of the start) or lifetime (--relay-lifetime).",
             Counter,
             "reason",
-            [("idle", r.closed_idle), ("lifetime", r.closed_lifetime)],
+            [
+                ("idle", r.closed_idle),
+                ("unused", r.closed_unused),
+                ("lifetime", r.closed_lifetime),
+            ],
         )?;
         single(
             e,
@@ -478,6 +483,7 @@ mod tests {
         totals.handling[2] = 2;
         totals.relay.sessions_relayed = 8;
         totals.relay.closed_idle = 5;
+        totals.relay.closed_unused = 4;
         totals.relay.dropped_budget = 11;
         totals.relay.ports_total = 1000;
         totals.relay_dropped_too_big = 13;
@@ -523,6 +529,7 @@ mod tests {
             ("rabid_punch_request_duration_seconds_count", "3"),
             ("rabid_punch_relay_sessions_total", "8"),
             ("rabid_punch_relay_closed_total{reason=\"idle\"}", "5"),
+            ("rabid_punch_relay_closed_total{reason=\"unused\"}", "4"),
             ("rabid_punch_relay_drops_total{reason=\"budget\"}", "11"),
             ("rabid_punch_relay_drops_total{reason=\"too_big\"}", "13"),
             ("rabid_punch_relay_ports", "1000"),

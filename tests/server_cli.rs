@@ -151,6 +151,7 @@ fn help_lists_every_flag_and_version_prints_the_version() {
         "--relay-ports",
         "--relay-public-ip",
         "--relay-idle",
+        "--relay-unused",
         "--relay-lifetime",
         "--relay-auto-window",
         "--relay-session-rate",

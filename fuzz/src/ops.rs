@@ -107,7 +107,8 @@ pub struct FuzzRelay {
     pub mode: RelayMode,
     pub pool: u16,
     pub public_ip: Option<IpAddr>,
-    /// Idle timeout, lifetime and auto window in ms; `None`: the defaults.
+    /// Idle timeout (a third of it the unused timeout), lifetime and auto window in ms; `None`:
+    /// the defaults.
     pub timings_ms: Option<(u16, u16, u16)>,
     /// `None`: the default limits.
     pub limits: Option<RelayLimitsConfig>,
@@ -123,6 +124,8 @@ impl FuzzRelay {
         if let Some((idle, lifetime, window)) = self.timings_ms {
             // Zero is allowed although the flags refuse it: the core must not care.
             config.idle_timeout = Duration::from_millis(idle.into());
+            // A third of it: unused relays close first, busy ones live on to their idle end.
+            config.unused_timeout = Duration::from_millis((idle / 3).into());
             config.lifetime = Duration::from_millis(lifetime.into());
             config.auto_window = Duration::from_millis(window.into());
         }

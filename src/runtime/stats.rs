@@ -314,7 +314,7 @@ impl std::fmt::Display for Totals {
              session_timeouts={} player_timeouts={} malformed={} unknown={} drops: \
              budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
              send_error={} budget_ips={} handling={:.1}us/request relay: sessions={} \
-             fallbacks={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} unheld_port={} \
+             fallbacks={} closed_idle={} closed_unused={} closed_lifetime={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} unheld_port={} \
              budget={} too_big={} send_error={}",
             self.sessions,
             self.players,
@@ -338,6 +338,9 @@ impl std::fmt::Display for Totals {
             self.mean_handling_us(),
             self.relay.sessions_relayed,
             self.relay.fallbacks,
+            self.relay.closed_idle,
+            self.relay.closed_unused,
+            self.relay.closed_lifetime,
             self.relay.ports_in_use,
             self.relay.ports_total,
             self.relay_datagrams_in,

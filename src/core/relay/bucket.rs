@@ -17,6 +17,12 @@ impl Bucket {
         }
     }
 
+    /// Whether [`try_take`](Self::try_take) of `bytes` would succeed now. Takes nothing.
+    pub(crate) fn can_take(&self, bytes: u64, rate: u64, now: Millis) -> bool {
+        let mut probe = *self;
+        probe.try_take(bytes, rate, now)
+    }
+
     /// Refills at `rate` bytes per second up to `rate`, then takes `bytes` if there are that
     /// many.
     pub(crate) fn try_take(&mut self, bytes: u64, rate: u64, now: Millis) -> bool {

@@ -60,6 +60,10 @@ pub struct RelayConfig {
     pub public_ip: Option<IpAddr>,
     /// A relay with no datagram forwarded for this long closes.
     pub idle_timeout: Duration,
+    /// A relay through which no member sent anything this long after its start closes: its
+    /// players are not there (a start forged from other people's addresses, or clients that
+    /// gave up), and its ports are better back in the pool.
+    pub unused_timeout: Duration,
     /// A relay closes this long after its start, busy or not.
     pub lifetime: Duration,
     /// `auto` relays a start when the same host IP started a session less than this ago.
@@ -73,6 +77,7 @@ impl Default for RelayConfig {
             mode: RelayMode::Off,
             public_ip: None,
             idle_timeout: Duration::from_secs(30),
+            unused_timeout: Duration::from_secs(10),
             lifetime: Duration::from_secs(60 * 60),
             auto_window: Duration::from_secs(60),
             limits: RelayLimitsConfig::default(),
@@ -90,6 +95,8 @@ pub struct RelayStats {
     pub fallbacks: u64,
     pub closed_idle: u64,
     pub closed_lifetime: u64,
+    /// Relays closed because no member sent through them within `unused_timeout`.
+    pub closed_unused: u64,
     pub datagrams: u64,
     pub bytes: u64,
     /// Datagrams on a relay's port that no member sent.
@@ -107,7 +114,7 @@ pub struct RelayStats {
 
 impl RelayStats {
     /// How many figures [`to_array`](Self::to_array) gives.
-    pub const LEN: usize = 11;
+    pub const LEN: usize = 12;
 
     /// The figures in field order, for counters kept as an array.
     pub fn to_array(&self) -> [u64; Self::LEN] {
@@ -116,6 +123,7 @@ impl RelayStats {
             self.fallbacks,
             self.closed_idle,
             self.closed_lifetime,
+            self.closed_unused,
             self.datagrams,
             self.bytes,
             self.dropped_strangers,
@@ -128,13 +136,14 @@ impl RelayStats {
 
     /// The inverse of [`to_array`](Self::to_array).
     pub fn from_array(a: [u64; Self::LEN]) -> Self {
-        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total] =
+        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, closed_unused, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total] =
             a;
         Self {
             sessions_relayed,
             fallbacks,
             closed_idle,
             closed_lifetime,
+            closed_unused,
             datagrams,
             bytes,
             dropped_strangers,
@@ -161,13 +170,39 @@ pub(crate) struct Relays {
     timers: BinaryHeap<Reverse<(Millis, u32)>>,
     limits: Arc<RelayLimits>,
     pub(crate) stats: RelayStats,
+    /// No fallback is logged before this (see [`FALLBACK_WARNING_EVERY`]).
+    next_fallback_warning: Millis,
+    /// Whether the warning about an unreachable relay address was logged.
+    warned_local_address: bool,
 }
+
+/// Whether `ip` can only be reached from its own network: loopback, private (RFC 1918),
+/// carrier-grade NAT (100.64/10), link-local, or IPv6 unique-local.
+fn is_local_only(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Fallback lines in the log are at least this far apart, per shard.
+const FALLBACK_WARNING_EVERY: Millis = 60_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Settings {
     mode: RelayMode,
     public_ip: Option<IpAddr>,
     idle: Millis,
+    unused: Millis,
     lifetime: Millis,
     auto_window: Millis,
     session_rate: u64,
@@ -178,7 +213,8 @@ struct Settings {
 struct Relay {
     session: SessionName,
     started: Millis,
-    last_forward: Millis,
+    /// When a datagram was last forwarded; `None` until the first.
+    last_forward: Option<Millis>,
     timer_at: Millis,
     bytes: Bucket,
     members: Vec<Member>,
@@ -210,6 +246,7 @@ impl Relays {
                 mode: config.mode,
                 public_ip: config.public_ip,
                 idle: ms(config.idle_timeout),
+                unused: ms(config.unused_timeout),
                 lifetime: ms(config.lifetime),
                 auto_window: ms(config.auto_window),
                 session_rate: limits.config().session_bytes_per_sec,
@@ -221,6 +258,8 @@ impl Relays {
             timers: BinaryHeap::new(),
             limits,
             stats,
+            next_fallback_warning: 0,
+            warned_local_address: false,
         }
     }
 
@@ -334,7 +373,7 @@ impl Relays {
         let relay = Relay {
             session,
             started: now,
-            last_forward: now,
+            last_forward: None,
             timer_at: Millis::MAX,
             bytes: Bucket::full(self.settings.session_rate, now),
             members,
@@ -346,8 +385,15 @@ impl Relays {
         Ok((ip, ports))
     }
 
+    /// When `relay` closes unless it forwards something first: `unused` after its start until
+    /// it has forwarded anything, then `idle` after the last datagram; at the latest at the end
+    /// of its lifetime.
     fn deadline(&self, relay: &Relay) -> Millis {
-        (relay.last_forward + self.settings.idle).min(relay.started + self.settings.lifetime)
+        let quiet_end = match relay.last_forward {
+            None => relay.started + self.settings.unused,
+            Some(at) => at + self.settings.idle,
+        };
+        quiet_end.min(relay.started + self.settings.lifetime)
     }
 
     /// Puts relay `id`'s live timer entry at its deadline, if that is earlier than its entry.
@@ -371,21 +417,27 @@ impl Relays {
                 break;
             }
             self.timers.pop();
-            let Some(relay) = self.relays.get_mut(&id) else {
+            let Some(relay) = self.relays.get(&id) else {
                 continue;
             };
             if relay.timer_at != at {
                 continue; // stale entry
             }
-            relay.timer_at = Millis::MAX;
-            let idle_end = relay.last_forward + self.settings.idle;
+            let used = relay.last_forward.is_some();
             let lifetime_end = relay.started + self.settings.lifetime;
+            let deadline = self.deadline(relay);
+            if let Some(relay) = self.relays.get_mut(&id) {
+                relay.timer_at = Millis::MAX;
+            }
             if now >= lifetime_end {
                 self.stats.closed_lifetime += 1;
                 self.close(id, "its lifetime ended");
-            } else if now >= idle_end {
+            } else if now >= deadline && used {
                 self.stats.closed_idle += 1;
                 self.close(id, "idle");
+            } else if now >= deadline {
+                self.stats.closed_unused += 1;
+                self.close(id, "no member sent anything through it");
             } else {
                 self.schedule(id);
             }
@@ -429,15 +481,18 @@ impl Relays {
             return;
         };
         let bytes = payload.len() as u64;
-        if !relay.bytes.try_take(bytes, self.settings.session_rate, now)
-            || !self
+        // The session's budget is only spent when the sender's IP can pay too: a member whose
+        // IP is out of budget (its other relays) must not drain its session's for nothing.
+        let paid = relay.bytes.can_take(bytes, self.settings.session_rate, now)
+            && self
                 .limits
                 .try_spend(relay.members[sender].ip, payload.len(), now)
-        {
+            && relay.bytes.try_take(bytes, self.settings.session_rate, now);
+        if !paid {
             self.stats.dropped_budget += 1;
             return;
         }
-        relay.last_forward = now;
+        let first = relay.last_forward.replace(now).is_none();
         let receiver = &relay.members[to];
         let dest = receiver.towards[sender].unwrap_or(receiver.addr);
         let receiver_port = receiver.addr.port();
@@ -447,6 +502,10 @@ impl Relays {
         });
         self.stats.datagrams += 1;
         self.stats.bytes += bytes;
+        if first {
+            // From `unused` after the start to `idle` after now, which may come sooner.
+            self.schedule(id);
+        }
     }
 }
 
@@ -530,11 +589,30 @@ impl Shard {
                     player.relay_port = port;
                 }
                 info!("session {name} relayed through {ip}");
+                let outsider = players.iter().any(|(_, a)| !is_local_only(a.ip()));
+                if is_local_only(ip) && outsider && !self.relays.warned_local_address {
+                    self.relays.warned_local_address = true;
+                    warn!(
+                        "relay: session {name} lists relay ports at {ip}, an address players \
+                         on the internet cannot reach, although some of them come from there; \
+                         behind 1:1 NAT (most cloud boxes) set --relay-public-ip to the public \
+                         address (said once)"
+                    );
+                }
                 Some(ip)
             }
             Err(why) => {
                 self.relays.stats.fallbacks += 1;
-                warn!("session {name} starts direct instead of relayed: {why}");
+                // At most one line a minute per shard: a flood of starts must not flood the log.
+                // The count is in the stats line and the metrics.
+                if now >= self.relays.next_fallback_warning {
+                    self.relays.next_fallback_warning = now + FALLBACK_WARNING_EVERY;
+                    warn!(
+                        "session {name} starts direct instead of relayed: {why} ({} fallbacks \
+                         so far in this shard; at most one such line a minute)",
+                        self.relays.stats.fallbacks
+                    );
+                }
                 None
             }
         }
@@ -548,3 +626,35 @@ impl Shard {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod address_tests {
+    use super::is_local_only;
+
+    #[test]
+    fn addresses_the_internet_cannot_reach_are_told_apart() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_local_only(local.parse().unwrap()), "{local}");
+        }
+        for public in [
+            "203.0.113.7",
+            "8.8.8.8",
+            "100.128.0.1",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            assert!(!is_local_only(public.parse().unwrap()), "{public}");
+        }
+    }
+}

@@ -433,13 +433,61 @@ fn relayed_bytes_obey_the_senders_ip_budget_across_sessions() {
     assert_eq!(h.shard.relay_stats().dropped_budget, 1);
 }
 
+#[test]
+fn a_sender_out_of_ip_budget_does_not_drain_its_sessions_budget() {
+    let mut relay = config(RelayMode::Always);
+    relay.limits.ip_bytes_per_sec = 1000;
+    relay.limits.session_bytes_per_sec = 1000;
+    let mut h = Harness::with(relay, POOL);
+    h.started("R", 1, 2); // A 50000, B 50001
+    h.request(3, "h:Q:C:2");
+    let second = SocketAddr::new(addr(1).ip(), 41111);
+    h.shard
+        .handle_datagram_on(h.now, second, None, b"c:Q:Z", &mut h.out);
+    h.drain();
+    h.request(3, "s:Q:C"); // C 50002, Z 50003
+                           // Player 1's IP spends its whole budget in session Q.
+    let big = "x".repeat(1000);
+    assert_eq!(h.relay(50002, mapped(1, 61001), &big).len(), 1);
+    // In session R it is refused, again and again, and R's budget stays whole...
+    for _ in 0..5 {
+        assert!(h.relay(50001, mapped(1, 61000), "x").is_empty());
+    }
+    // ... for B, whose IP has budget of its own.
+    assert_eq!(h.relay(50000, mapped(2, 62000), &big).len(), 1);
+    assert_eq!(h.shard.relay_stats().dropped_budget, 5);
+}
+
+#[test]
+fn a_relayed_start_goes_to_all_players_together_eight_times_within_a_second() {
+    let mut h = Harness::always();
+    let mut rounds: Vec<(Duration, Sent)> = vec![(h.elapsed(), h.started("R", 1, 3))];
+    for _ in 0..12 {
+        let sent = h.advance(100);
+        if !sent.is_empty() {
+            rounds.push((h.elapsed(), sent));
+        }
+    }
+    assert_eq!(rounds.len(), 8, "{rounds:?}");
+    for (i, (at, sent)) in rounds.iter().enumerate() {
+        // Every round, at its 100 ms step, to all three players at once, listing relay ports.
+        assert_eq!(*at, Duration::from_millis(100 * i as u64));
+        let mut to: Vec<_> = sent.iter().map(|(via, a, _)| (*via, *a)).collect();
+        to.sort();
+        assert_eq!(to, vec![(0, addr(1)), (0, addr(2)), (0, addr(3))]);
+        assert!(sent.iter().all(|(_, _, p)| p.contains(":203.0.113.7:5000")));
+    }
+    // Done by 0.7 s: well before the client binds its peer socket, 2 s after the first.
+    assert!(rounds[7].0 < Duration::from_secs(1));
+}
+
 // ---------------------------------------------------------------- closing and the pool
 
 #[test]
 fn an_idle_relay_closes_and_its_ports_go_back_to_the_pool() {
     let mut h = Harness::always();
     h.started("R", 1, 2);
-    h.advance(20_000);
+    h.advance(5_000);
     // Traffic keeps it open.
     assert_eq!(h.relay(50001, mapped(1, 61000), "g:A:40001:50001").len(), 1);
     h.advance(29_000);
@@ -448,11 +496,47 @@ fn an_idle_relay_closes_and_its_ports_go_back_to_the_pool() {
     h.advance(30_001);
     let stats = h.shard.relay_stats();
     assert_eq!(stats.closed_idle, 1);
+    assert_eq!(stats.closed_unused, 0);
     assert_eq!(stats.ports_in_use, 0);
-    assert!(h.elapsed() >= Duration::from_secs(79));
+    assert!(h.elapsed() >= Duration::from_secs(64));
     // Its ports now belong to nobody.
     assert!(h.relay(50000, mapped(2, 62000), "game").is_empty());
     assert_eq!(h.shard.relay_stats().dropped_unheld_port, 1);
+}
+
+#[test]
+fn a_relay_nobody_sends_through_closes_after_relay_unused() {
+    // A start forged from other people's addresses: nobody is there to use the relay.
+    let mut h = Harness::always();
+    h.started("R", 1, 2);
+    h.advance(9_999);
+    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    h.advance(2);
+    let stats = h.shard.relay_stats();
+    assert_eq!((stats.closed_unused, stats.closed_idle), (1, 0));
+    assert_eq!(stats.ports_in_use, 0);
+    // A relay used within the window lives on to its idle timeout instead.
+    h.started("Q", 3, 2);
+    h.advance(9_000);
+    assert_eq!(h.relay(50003, mapped(3, 63000), "g:C:40003:50003").len(), 1);
+    h.advance(20_000);
+    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    assert_eq!(h.shard.relay_stats().closed_unused, 1);
+}
+
+#[test]
+fn an_idle_timeout_shorter_than_the_unused_one_counts_from_the_first_datagram() {
+    let mut relay = config(RelayMode::Always);
+    relay.idle_timeout = Duration::from_secs(2);
+    let mut h = Harness::with(relay, POOL);
+    h.started("R", 1, 2);
+    h.advance(1_000);
+    assert_eq!(h.relay(50001, mapped(1, 61000), "g:A:40001:50001").len(), 1);
+    h.advance(1_999);
+    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    h.advance(2);
+    let stats = h.shard.relay_stats();
+    assert_eq!((stats.closed_idle, stats.ports_in_use), (1, 0));
 }
 
 #[test]

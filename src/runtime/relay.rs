@@ -117,6 +117,17 @@ pub fn bind_pool(ip: IpAddr, range: RangeInclusive<u16>, workers: usize) -> Vec<
     if bound > 0 {
         info!("relay: {bound} relay ports bound on {ip}");
     }
+    // A session takes its ports from its own worker's share: a share smaller than the largest
+    // session (12 players) makes such sessions start direct.
+    let smallest = shares.iter().map(|s| s.ports().len()).min().unwrap_or(0);
+    if smallest < usize::from(*crate::wire::MAX_PLAYERS_RANGE.end()) {
+        warn!(
+            "relay: each of the {} workers holds a share of the relay ports, the smallest {smallest}; \
+             a session with more players than its worker's share starts direct (give \
+             --relay-ports at least 12 ports per worker)",
+            shares.len()
+        );
+    }
     shares
 }
 

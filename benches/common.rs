@@ -41,3 +41,21 @@ pub fn filled_shard(sessions: u32, players: u32, now: Instant) -> Shard {
     }
     shard
 }
+
+/// Pings from players of sessions spread over the whole shard (as filled by [`filled_shard`]
+/// with `players` players each), as real traffic is, in a fixed pseudo-random order: (sender,
+/// datagram). As many as there are sessions (at least 4096), so that a large shard is not read
+/// through a small sample of it that the caches would hold.
+pub fn spread_pings(sessions: u32, players: u32) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut seed = 0x9e37_79b9_u32;
+    (0..sessions.max(4096))
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let s = seed % sessions;
+            let p = (seed >> 24) % players;
+            (addr(s * players + p), format!("p:S{s}:P{p}").into_bytes())
+        })
+        .collect()
+}

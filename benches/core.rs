@@ -4,10 +4,9 @@
 mod common;
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{addr, filled_shard, uncapped};
+use common::{addr, filled_shard, spread_pings, uncapped};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rabid_punch::core::{Incoming, Shard};
 use rabid_punch::outbox::Outbox;
@@ -15,30 +14,13 @@ use rabid_punch::outbox::Outbox;
 /// Players per session in the ping benches: a typical lobby.
 const PLAYERS: u32 = 4;
 
-/// Pings from players of sessions spread over the whole shard, as real traffic is, in a fixed
-/// pseudo-random order: (sender, datagram). As many as there are sessions (at least 4096), so
-/// that a large shard is not read through a small sample of it that the caches would hold.
-fn spread_pings(sessions: u32) -> Vec<(SocketAddr, Vec<u8>)> {
-    let mut seed = 0x9e37_79b9_u32;
-    (0..sessions.max(4096))
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            let s = seed % sessions;
-            let p = (seed >> 24) % PLAYERS;
-            (addr(s * PLAYERS + p), format!("p:S{s}:P{p}").into_bytes())
-        })
-        .collect()
-}
-
 /// One ping at a time, as `Shard::handle_datagram` is called.
 fn ping(c: &mut Criterion) {
     let mut group = c.benchmark_group("ping");
     let now = Instant::now();
     for sessions in [1u32, 10_000, 1_000_000] {
         let mut shard = filled_shard(sessions, PLAYERS, now);
-        let pings = spread_pings(sessions);
+        let pings = spread_pings(sessions, PLAYERS);
         let mut out = Outbox::new();
         let mut i = 0;
         group.bench_function(format!("{sessions}_sessions"), |b| {
@@ -62,7 +44,7 @@ fn ping_batch(c: &mut Criterion) {
     let now = Instant::now();
     for sessions in [1u32, 10_000, 1_000_000] {
         let mut shard = filled_shard(sessions, PLAYERS, now);
-        let pings = spread_pings(sessions);
+        let pings = spread_pings(sessions, PLAYERS);
         let mut out = Outbox::new();
         let mut i = 0;
         group.bench_function(format!("{sessions}_sessions"), |b| {

@@ -17,28 +17,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use common::{addr, filled_shard};
+use common::{addr, filled_shard, spread_pings};
 use rabid_punch::core::{Incoming, Shard};
 use rabid_punch::outbox::Outbox;
 
 const PLAYERS: u32 = 4;
 const BATCH: usize = 32;
-
-/// Pings spread over `sessions` sessions (sender, datagram): as many as there are sessions, at
-/// least 4096, so that a large shard is not read through a small, cache-resident sample of it.
-fn spread_pings(sessions: u32) -> Vec<(SocketAddr, Vec<u8>)> {
-    let mut seed = 0x9e37_79b9_u32;
-    (0..sessions.max(4096))
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            let s = seed % sessions;
-            let p = (seed >> 24) % PLAYERS;
-            (addr(s * PLAYERS + p), format!("p:S{s}:P{p}").into_bytes())
-        })
-        .collect()
-}
 
 /// Pings from the players of session 0 only, whatever the shard's size.
 fn hot_pings() -> Vec<(SocketAddr, Vec<u8>)> {
@@ -161,7 +145,7 @@ fn main() {
         .map(|&sessions| Case {
             sessions,
             shard: filled_shard(sessions, PLAYERS, now),
-            pings: spread_pings(sessions),
+            pings: spread_pings(sessions, PLAYERS),
             next: 0,
             batched_ns: Vec::new(),
             single_ns: Vec::new(),

@@ -117,6 +117,20 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Session R of players 1 (A, relay port 50000) and 2 (B, 50001), and session Q of player 3
+    /// (C, 50002) and, from player 1's IP at another port, Z (50003); both started.
+    fn two_sessions_sharing_player_1s_ip(&mut self) {
+        self.started("R", 1, 2);
+        self.request(3, "h:Q:C:2");
+        let second = SocketAddr::new(addr(1).ip(), 41111);
+        self.shard
+            .handle_datagram_on(self.now, second, None, b"c:Q:Z", &mut self.out);
+        self.drain();
+        self.request(3, "s:Q:C");
+    }
+}
+
 fn config(mode: RelayMode) -> RelayConfig {
     RelayConfig {
         mode,
@@ -416,14 +430,7 @@ fn relayed_bytes_obey_the_senders_ip_budget_across_sessions() {
     let mut relay = config(RelayMode::Always);
     relay.limits.ip_bytes_per_sec = 1000;
     let mut h = Harness::with(relay, POOL);
-    h.started("R", 1, 2); // A 50000, B 50001
-                          // Player 1's IP plays in a second session too, from another port.
-    h.request(3, "h:Q:C:2");
-    let second = SocketAddr::new(addr(1).ip(), 41111);
-    h.shard
-        .handle_datagram_on(h.now, second, None, b"c:Q:Z", &mut h.out);
-    h.drain();
-    h.request(3, "s:Q:C"); // C 50002, Z 50003
+    h.two_sessions_sharing_player_1s_ip();
     let big = "x".repeat(600);
     assert_eq!(h.relay(50001, mapped(1, 61000), &big).len(), 1);
     // The same IP, in the other session: its budget is spent.
@@ -439,14 +446,8 @@ fn a_sender_out_of_ip_budget_does_not_drain_its_sessions_budget() {
     relay.limits.ip_bytes_per_sec = 1000;
     relay.limits.session_bytes_per_sec = 1000;
     let mut h = Harness::with(relay, POOL);
-    h.started("R", 1, 2); // A 50000, B 50001
-    h.request(3, "h:Q:C:2");
-    let second = SocketAddr::new(addr(1).ip(), 41111);
-    h.shard
-        .handle_datagram_on(h.now, second, None, b"c:Q:Z", &mut h.out);
-    h.drain();
-    h.request(3, "s:Q:C"); // C 50002, Z 50003
-                           // Player 1's IP spends its whole budget in session Q.
+    h.two_sessions_sharing_player_1s_ip();
+    // Player 1's IP spends its whole budget in session Q.
     let big = "x".repeat(1000);
     assert_eq!(h.relay(50002, mapped(1, 61001), &big).len(), 1);
     // In session R it is refused, again and again, and R's budget stays whole...

@@ -206,17 +206,27 @@ fn datagram_threads_run_sched_batch_unless_told_normal() {
             "--scheduling",
             flag,
         ]);
-        // An answer means the receiver and a worker ran, past setting their policy.
         let host = Player::new(server.addr);
         assert_eq!(host.request("h:Sched:Host:4"), "i:Host");
-        let policies = thread_policies(server.pid());
-        let datagram_threads: Vec<_> = policies
-            .iter()
-            .filter(|(name, _)| name == "receiver" || name.starts_with("worker-"))
-            .collect();
-        assert_eq!(datagram_threads.len(), 3, "{policies:?}");
-        for (name, policy) in datagram_threads {
-            assert_eq!(*policy, want, "{flag}: thread {name}");
+        // A thread takes its name, then sets its policy, when it first runs: wait (bounded)
+        // until all three did.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let policies = thread_policies(server.pid());
+            let datagram_threads: Vec<_> = policies
+                .iter()
+                .filter(|(name, _)| name == "receiver" || name.starts_with("worker-"))
+                .collect();
+            let settled =
+                datagram_threads.len() == 3 && datagram_threads.iter().all(|(_, p)| *p == want);
+            if settled {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{flag}: datagram threads not all at policy {want}: {policies:?}"
+            );
+            std::thread::yield_now();
         }
         assert_eq!(server.stop().code(), Some(0));
     }

@@ -208,11 +208,10 @@ impl Server {
         counters.push(gate.counters.clone());
         let router = receiver::Router::new(workers);
         let receiver_stop = stop.clone();
-        let scheduling = config.scheduling;
         threads.push(spawn_watched(
             "receiver".into(),
             exit_tx,
-            scheduling,
+            config.scheduling,
             move || {
                 if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
                     log::error!("receiver: socket error: {e}");
@@ -318,12 +317,13 @@ fn spawn_watched(
         exits,
     };
     thread::Builder::new().name(name).spawn(move || {
-        let _watch = watch;
+        // Held to the end of the thread: its drop reports the exit.
+        let watch = watch;
         if let Err(e) = scheduling.apply_to_this_thread() {
             log::warn!(
                 "{}: cannot set its scheduling to {scheduling:?} ({e}); it runs with the \
                  default",
-                _watch.name
+                watch.name
             );
         }
         body();

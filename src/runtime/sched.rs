@@ -7,9 +7,9 @@
 //! switches cost more than the protocol work (README, Performance). `SCHED_BATCH` (Linux, no
 //! privilege needed) keeps the same fair share of CPU but does not preempt on wake-up: the worker
 //! finishes its `sendmmsg`, and the receiver then takes everything that arrived meanwhile in one
-//! `recvmmsg`. Latency grows by at most a scheduler slice (about a millisecond), which a
-//! rendezvous server never notices; the rest of the machine gains, as our threads no longer
-//! preempt other programs either.
+//! `recvmmsg`. Latency grows by at most a scheduler slice (a few milliseconds when another
+//! program keeps the core busy), which a rendezvous server never notices; the rest of the
+//! machine gains, as our threads no longer preempt other programs either.
 
 use std::io;
 

@@ -6,6 +6,7 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Player;
@@ -16,10 +17,19 @@ use rabid_punch::runtime::{Server, ServerConfig, Totals};
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A range of `len` consecutive ports that were all free a moment ago.
+///
+/// Tests of one binary run in parallel and each starts a server binding its range, so every
+/// call takes a block of its own (a process-wide counter; the process id spreads binaries
+/// apart), and the blocks lie below the kernel's ephemeral range (32768 up on Linux), where
+/// the other tests' `bind(0)` sockets land.
 fn free_ports(len: u16) -> RangeInclusive<u16> {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 2000) * 16;
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    const BLOCKS: u16 = (32_768 - 20_000) / 16;
+    assert!(len <= 16, "a block holds 16 ports");
+    let seed = (std::process::id() % u32::from(BLOCKS)) as u16;
+    for _ in 0..BLOCKS {
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000 + ((seed + call % BLOCKS) % BLOCKS) * 16;
         let held: Vec<_> = (base..base + len)
             .map_while(|port| UdpSocket::bind(("0.0.0.0", port)).ok())
             .collect();
@@ -132,7 +142,11 @@ fn members_reach_each_other_through_their_relay_ports_and_strangers_do_not() {
         client_start,
         format!("s:{}:P0:127.0.0.1:{r_host}", client.port())
     );
-    assert!(ports.contains(&r_host) && ports.contains(&r_client) && r_host != r_client);
+    assert!(
+        ports.contains(&r_host) && ports.contains(&r_client) && r_host != r_client,
+        "the start lists {r_host} and {r_client}, not two relay ports of {ports:?}: {}",
+        server.totals()
+    );
     let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
     // The peer phase, each player from a new port as a symmetric NAT would map it.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rabid_punch::core::{CapsConfig, CoreConfig, Shard};
+use rabid_punch::core::{CapsConfig, CoreConfig, Incoming, Shard};
 use rabid_punch::outbox::Outbox;
 
 /// A distinct address for player `i`.
@@ -58,4 +58,13 @@ pub fn spread_pings(sessions: u32, players: u32) -> Vec<(SocketAddr, Vec<u8>)> {
             (addr(s * players + p), format!("p:S{s}:P{p}").into_bytes())
         })
         .collect()
+}
+
+/// Recorded datagrams as the batch a worker hands `Shard::handle_datagrams`.
+pub fn incoming(datagrams: &[(SocketAddr, Vec<u8>)]) -> impl Iterator<Item = Incoming<'_>> {
+    datagrams.iter().map(|(from, bytes)| Incoming {
+        from: *from,
+        local: None,
+        bytes,
+    })
 }

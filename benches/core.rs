@@ -6,9 +6,9 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{addr, filled_shard, spread_pings, uncapped};
+use common::{addr, filled_shard, incoming, spread_pings, uncapped};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use rabid_punch::core::{Incoming, Shard};
+use rabid_punch::core::Shard;
 use rabid_punch::outbox::Outbox;
 
 /// Players per session in the ping benches: a typical lobby.
@@ -51,14 +51,7 @@ fn ping_batch(c: &mut Criterion) {
             b.iter(|| {
                 let start = (i * BATCH) % (pings.len() - BATCH);
                 i += 1;
-                let batch = pings[start..start + BATCH]
-                    .iter()
-                    .map(|(from, bytes)| Incoming {
-                        from: *from,
-                        local: None,
-                        bytes,
-                    });
-                shard.handle_datagrams(now, batch, &mut out);
+                shard.handle_datagrams(now, incoming(&pings[start..start + BATCH]), &mut out);
                 out.clear();
             })
         });

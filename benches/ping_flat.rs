@@ -17,8 +17,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use common::{addr, filled_shard, spread_pings};
-use rabid_punch::core::{Incoming, Shard};
+use common::{addr, filled_shard, incoming, spread_pings};
+use rabid_punch::core::Shard;
 use rabid_punch::outbox::Outbox;
 
 const PLAYERS: u32 = 4;
@@ -61,14 +61,8 @@ impl Case {
             }
             let start = self.next;
             self.next += BATCH;
-            let batch = pings[start..start + BATCH]
-                .iter()
-                .map(|(from, bytes)| Incoming {
-                    from: *from,
-                    local: None,
-                    bytes,
-                });
-            self.shard.handle_datagrams(now, batch, out);
+            self.shard
+                .handle_datagrams(now, incoming(&pings[start..start + BATCH]), out);
             assert_eq!(out.len(), BATCH, "every ping answered");
             out.clear();
         }

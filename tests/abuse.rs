@@ -102,11 +102,12 @@ fn reflection_run(rate: Option<u32>) -> (u64, u64, Duration) {
     let sent = attack(server.local_addr(), &victims, Duration::from_secs(3), rate);
     // Re-sends and timeouts go on after the last forged request: measure them too.
     std::thread::sleep(Duration::from_millis(1500));
-    let window = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.join().unwrap();
     }
+    // Taken once the readers stopped counting, so that every counted byte lies inside it.
+    let window = started.elapsed();
     server.shutdown();
     (sent, received.load(Ordering::Relaxed), window)
 }

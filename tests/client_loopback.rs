@@ -297,6 +297,46 @@ fn host_migration_makes_the_next_player_host() {
 }
 
 #[test]
+fn a_reply_that_arrived_while_the_lobby_was_not_driven_is_read_before_its_timer_fires() {
+    // A socket stands in for the server, so the test decides what it answers and when.
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut recv = || {
+        let (n, from) = server
+            .recv_from(&mut buf)
+            .expect("a request from the client");
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    };
+    let mut host = Session::open(
+        server.local_addr().unwrap(),
+        Request::host("Late", "alice", 4),
+    )
+    .unwrap();
+    let (request, client) = recv();
+    assert_eq!(request, "h:Late:alice:4");
+    server.send_to(b"i:alice", client).unwrap();
+    expect_event(&mut host, |e| matches!(e, LobbyEvent::Joined(_)));
+
+    // Starting alone is refused; the refusal is queued while the caller is busy elsewhere
+    // for longer than the lobby's 0.5 s re-send timer.
+    assert!(host.start());
+    assert_eq!(recv().0, "s:Late:alice");
+    server
+        .send_to(b"error:only_one_player_in_session", client)
+        .unwrap();
+    thread::sleep(Duration::from_millis(700));
+
+    // Driven again, the lobby takes the refusal first: it goes back to pings instead of
+    // re-sending the refused start.
+    let outcome = host.next_event(Some(Instant::now() + Duration::from_millis(100)));
+    assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+    assert_eq!(recv().0, "p:Late:alice");
+}
+
+#[test]
 fn a_silent_server_is_a_server_timeout_after_15_s() {
     // A bound UDP socket that never answers stands in for a dead server.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();

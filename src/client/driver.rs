@@ -120,12 +120,16 @@ impl Session {
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
-            match recv_until(&self.socket, &mut buf, wake)? {
+            let got = recv_queued_or_until(&self.socket, &mut buf, wake)?;
+            let now = Instant::now();
+            match got {
                 Some((n, from)) if from == self.server => {
-                    self.lobby.handle_datagram(Instant::now(), &buf[..n])
+                    self.lobby.handle_datagram(now, &buf[..n])
                 }
-                Some(_) => {} // not the server: ignored
-                None => self.lobby.handle_timeout(Instant::now()),
+                _ => {} // nothing, or not the server: ignored
+            }
+            if now >= wake {
+                self.lobby.handle_timeout(now);
             }
         }
     }
@@ -223,13 +227,13 @@ pub fn run_peer_phase(
         };
         match &socket {
             Some(s) => {
-                if let Some((n, from)) = recv_until(s, &mut buf, wake)? {
+                if let Some((n, from)) = recv_queued_or_until(s, &mut buf, wake)? {
                     phase.handle_datagram(Instant::now(), from, &buf[..n]);
-                    continue;
                 }
             }
             None => std::thread::sleep(wake.saturating_duration_since(Instant::now())),
         }
+        // It acts only on the timers that are due.
         phase.handle_timeout(Instant::now());
     }
 }
@@ -246,7 +250,33 @@ pub(crate) fn recv_until(
         return Ok(None);
     }
     socket.set_read_timeout(Some(wait))?;
-    match socket.recv_from(buf) {
+    received(socket.recv_from(buf))
+}
+
+/// As [`recv_until`], but once `wake` has passed it still takes a datagram already queued.
+/// A state machine's loop uses it: a reply that arrived while the caller was not driving the
+/// loop is handled before the timer it answers fires (else a lobby re-sends a request the
+/// server has already refused). The loop fires due timers after each datagram, so a stream
+/// of datagrams cannot hold them off.
+fn recv_queued_or_until(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    wake: Instant,
+) -> Result<Option<(usize, SocketAddr)>, Error> {
+    if Instant::now() < wake {
+        return recv_until(socket, buf, wake);
+    }
+    socket.set_nonblocking(true)?;
+    let got = socket.recv_from(buf);
+    socket.set_nonblocking(false)?;
+    received(got)
+}
+
+/// A receive's result, with transient errors as "nothing received".
+fn received(
+    got: std::io::Result<(usize, SocketAddr)>,
+) -> Result<Option<(usize, SocketAddr)>, Error> {
+    match got {
         Ok(got) => Ok(Some(got)),
         Err(e)
             if matches!(

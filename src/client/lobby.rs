@@ -342,7 +342,12 @@ impl Lobby {
         }
         if now >= self.next_send {
             self.transmits.push_back(self.repeat.clone().into_bytes());
-            self.next_send = now + RESEND_INTERVAL;
+            // On the 0.5 s grid, so that a late wake-up does not push every later send back;
+            // after a stall longer than that, the grid restarts from now rather than bursting.
+            self.next_send += RESEND_INTERVAL;
+            if self.next_send <= now {
+                self.next_send = now + RESEND_INTERVAL;
+            }
         }
     }
 
@@ -391,6 +396,23 @@ mod tests {
         assert!(lobby.is_host());
         lobby.handle_timeout(t0 + ms(1100));
         assert_eq!(drain(&mut lobby), ["p:Room:alice"]);
+    }
+
+    #[test]
+    fn late_wake_ups_keep_the_half_second_grid_and_a_long_stall_restarts_it() {
+        let t0 = Instant::now();
+        let mut lobby = Lobby::new(Request::join("Room", "bob"), t0).unwrap();
+        drain(&mut lobby);
+        // Woken 40 ms late: the next send is still due at 1 s, not at 1.04 s.
+        lobby.handle_timeout(t0 + ms(540));
+        assert_eq!(drain(&mut lobby), ["c:Room:bob"]);
+        assert_eq!(lobby.poll_timeout(), Some(t0 + ms(1000)));
+        // Stalled past two sends: one send, then 0.5 s on from now, no burst to catch up.
+        lobby.handle_timeout(t0 + ms(2200));
+        assert_eq!(drain(&mut lobby), ["c:Room:bob"]);
+        lobby.handle_timeout(t0 + ms(2200));
+        assert!(drain(&mut lobby).is_empty());
+        assert_eq!(lobby.poll_timeout(), Some(t0 + ms(2700)));
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn punch_group(
     session: &str,
     n: usize,
 ) -> Vec<(client::Punched, payload::Exchange)> {
-    let names: Vec<String> = (0..n).map(|i| player_name(&session, i)).collect();
+    let names: Vec<String> = (0..n).map(|i| player_name(session, i)).collect();
     let host_name = names[0].clone();
     let session = session.to_string();
     let host = {
@@ -356,6 +356,39 @@ fn a_reply_that_arrived_while_the_lobby_was_not_driven_is_read_before_its_timer_
     let outcome = host.next_event(Some(Instant::now() + Duration::from_millis(100)));
     assert!(matches!(outcome, Ok(None)), "{outcome:?}");
     assert_eq!(recv().0, "p:Late:alice");
+}
+
+#[test]
+fn the_port_stays_the_clients_through_the_2_s_wait_after_the_start() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut bob =
+        Session::open(server.local_addr().unwrap(), Request::join("Hold", "bob")).unwrap();
+    let (_, client) = server.recv_from(&mut buf).expect("the join");
+    server.send_to(b"i:alice:bob", client).unwrap();
+    let start = format!("s:{}:alice:127.0.0.1:9", client.port());
+    server.send_to(start.as_bytes(), client).unwrap();
+    expect_event(&mut bob, |e| matches!(e, LobbyEvent::Started(_)));
+
+    // The plugin's socket would be closed for 2 s now; this one is held, so a bind of the port
+    // by anyone else fails all along, and the phase takes the port up again without binding.
+    let punching =
+        thread::spawn(move || bob.punch(Some(Instant::now() + Duration::from_millis(2500))));
+    // A re-sent start message lands in the wait and is dropped unread, as the plugin's would.
+    server.send_to(start.as_bytes(), client).unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert!(
+            UdpSocket::bind(("0.0.0.0", client.port())).is_err(),
+            "the client's port was free during the wait"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let outcome = punching.join().unwrap();
+    assert!(matches!(outcome, Err(Error::Deadline)), "{outcome:?}");
 }
 
 #[test]

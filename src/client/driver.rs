@@ -134,8 +134,8 @@ impl Session {
         }
     }
 
-    /// Runs the peer phase after the start message (see [`super::peer`]): closes the server
-    /// socket, then greets, confirms and counts down with the other players. Bounded by the
+    /// Runs the peer phase after the start message (see [`super::peer`]): stops reading the
+    /// server, then greets, confirms and counts down with the other players. Bounded by the
     /// phase's own timers (about 17 s at most in practice) and by `deadline`.
     pub fn punch(self, deadline: Option<Instant>) -> Result<Connected, Error> {
         let Some((info, started_at)) = self.started else {
@@ -145,11 +145,10 @@ impl Session {
         };
         let me = self.lobby.request().player.clone();
         let is_host = self.lobby.is_host();
-        let family = self.server.ip();
-        drop(self.socket); // as the plugin: the server socket closes at once
         run_peer_phase(
             PeerPhase::new(&me, is_host, &info, started_at),
-            family,
+            self.server.ip(),
+            self.socket,
             deadline,
         )
     }
@@ -187,20 +186,33 @@ pub fn run_session(
 }
 
 /// Drives a peer phase on real sockets until it ends or `deadline` passes.
-pub fn run_peer_phase(
+///
+/// The plugin closes its server socket at the start and binds its port again 2 s later. Here
+/// the `lobby` socket is held unread meanwhile instead, so that nothing else can take the
+/// port in between; when the phase binds that port, what queued up in those 2 s is
+/// discarded, as the plugin's closed socket would never have received it.
+fn run_peer_phase(
     mut phase: PeerPhase,
     server_ip: IpAddr,
+    lobby: UdpSocket,
     deadline: Option<Instant>,
 ) -> Result<Connected, Error> {
+    let mut held = Some(lobby);
     let mut socket: Option<UdpSocket> = None;
     let mut buf = [0u8; RECV_BUFFER];
     loop {
         while let Some(Action::Bind(port)) = phase.poll_action() {
             drop(socket.take()); // close before re-binding: the new port may be the same
-            socket = Some(UdpSocket::bind(SocketAddr::new(
-                unspecified(server_ip),
-                port,
-            ))?);
+            let reused = held
+                .take()
+                .filter(|s| s.local_addr().is_ok_and(|a| a.port() == port));
+            socket = Some(match reused {
+                Some(s) => {
+                    discard_queued(&s, &mut buf)?;
+                    s
+                }
+                None => UdpSocket::bind(SocketAddr::new(unspecified(server_ip), port))?,
+            });
         }
         while let Some((to, datagram)) = phase.poll_transmit() {
             if let Some(s) = &socket {
@@ -292,6 +304,29 @@ fn received(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Reads and drops every datagram already queued on `socket`.
+fn discard_queued(socket: &UdpSocket, buf: &mut [u8]) -> Result<(), Error> {
+    socket.set_nonblocking(true)?;
+    let mut drained = 0usize;
+    loop {
+        match socket.recv_from(buf) {
+            Ok(_) => drained += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    socket.set_nonblocking(false)?;
+    log::debug!("client: {drained} datagrams of the 2 s wait discarded");
+    Ok(())
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

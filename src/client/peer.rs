@@ -5,7 +5,8 @@
 //! other. `own_port` is the port in our own start message (our port as the server saw it);
 //! every peer's `ip:port` comes from the start message's list.
 //!
-//! 1. **Server finish wait.** The server socket is already closed. Wait 2 s (the server stops
+//! 1. **Server finish wait.** The server socket is no longer read (the plugin closes it; the
+//!    driver holds it, unread, so that the port stays ours). Wait 2 s (the server stops
 //!    re-sending the start message within about 0.8 s), then [`Action::Bind`] `own_port`.
 //! 2. **Greetings.** Each peer has a window of 17 ports to try: its port first, then port-8 ..
 //!    port+8 except the port itself, ascending. A 50 ms tick sends every peer

@@ -221,7 +221,8 @@ mod tests {
         assert!(o.replies > 100, "only {} replies", o.replies);
         assert!(o.latency.count() > 100);
         let w = o.window.expect("thread 0 measures the window");
-        assert!(w.wall >= Duration::from_millis(290), "{:?}", w.wall);
+        // The 0.3 s window, less what a preempted first snapshot after the warm-up may lose.
+        assert!(w.wall >= Duration::from_millis(200), "{:?}", w.wall);
         assert!(w.server_cpu.is_some());
     }
 
@@ -245,8 +246,9 @@ mod tests {
         args.threads = 2;
         let o = ping::run(&args).unwrap();
         assert_eq!(o.wrong.count, 0, "{:?}", o.wrong.samples);
-        // 2000/s for 0.3 s: about 600 pings, allow for a slow test machine.
-        assert!((300..=700).contains(&o.sent), "{}", o.sent);
+        // 2000/s for 0.3 s: about 600 pings. Allow for a slow test machine: a late start of
+        // the window, and an open loop catching up on pings scheduled before it.
+        assert!((200..=900).contains(&o.sent), "{}", o.sent);
     }
 
     #[test]

@@ -321,11 +321,14 @@ start_group() {
     ATTEMPTS[g]=$a
     run_player "$g" "$a" 0 --host --max-players "$n" --start-when "$n"
     GROUP_PIDS[g]=$!
-    # Clients join once the session exists (a join before it gets session_non_existent).
-    for _ in $(seq 100); do
-        grep -q "session $session created" "$TMP/server.log" && break
+    # Clients join once the session exists (a join before it gets session_non_existent, which
+    # the client takes as final). Up to 15 s: a loaded box can be slow to start the host.
+    local created=0
+    for _ in $(seq 300); do
+        grep -q "session $session created" "$TMP/server.log" && created=1 && break
         sleep 0.05
     done
+    [ "$created" = 1 ] || echo "nat-lab: group $g: session $session not created after 15 s; its clients join anyway" >&2
     for ((i = 1; i < n; i++)); do
         run_player "$g" "$a" "$i"
         GROUP_PIDS[g]+=" $!"

@@ -318,13 +318,19 @@ fn host_migration_makes_the_next_player_host() {
     assert!(bob.lobby().is_host());
 }
 
-#[test]
-fn a_reply_that_arrived_while_the_lobby_was_not_driven_is_read_before_its_timer_fires() {
-    // A socket stands in for the server, so the test decides what it answers and when.
+/// A socket standing in for the server, so that a test decides what it answers and when;
+/// its reads wait 5 s at most.
+fn fake_server() -> UdpSocket {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     server
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    server
+}
+
+#[test]
+fn a_reply_that_arrived_while_the_lobby_was_not_driven_is_read_before_its_timer_fires() {
+    let server = fake_server();
     let mut buf = [0u8; 256];
     let mut recv = || {
         let (n, from) = server
@@ -360,10 +366,7 @@ fn a_reply_that_arrived_while_the_lobby_was_not_driven_is_read_before_its_timer_
 
 #[test]
 fn the_port_stays_the_clients_through_the_2_s_wait_after_the_start() {
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    server
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let server = fake_server();
     let mut buf = [0u8; 256];
     let mut bob =
         Session::open(server.local_addr().unwrap(), Request::join("Hold", "bob")).unwrap();

@@ -290,20 +290,21 @@ fn received(
 ) -> Result<Option<(usize, SocketAddr)>, Error> {
     match got {
         Ok(got) => Ok(Some(got)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::WouldBlock
-                    | ErrorKind::TimedOut
-                    | ErrorKind::Interrupted
-                    | ErrorKind::ConnectionRefused
-                    | ErrorKind::ConnectionReset
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock || is_transient(e.kind()) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Errors a receive reports that say nothing about the socket's health: an ICMP error from an
+/// earlier send, an interrupted or timed-out call.
+fn is_transient(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::TimedOut
+            | ErrorKind::Interrupted
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+    )
 }
 
 /// Reads and drops every datagram already queued on `socket`.
@@ -314,13 +315,7 @@ fn discard_queued(socket: &UdpSocket, buf: &mut [u8]) -> Result<(), Error> {
         match socket.recv_from(buf) {
             Ok(_) => drained += 1,
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionRefused
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_transient(e.kind()) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -306,6 +306,20 @@ impl Collector for Snapshot {
                 ("send_error", t.relay_send_errors),
             ],
         )?;
+        family(
+            e,
+            "rabid_punch_relay_auto_decisions",
+            "Starts decided by --relay auto, by decision: retry (two of its players started \
+             together within --relay-auto-window: relayed), local (every player on the server's \
+             own machine: direct) or new_group (direct).",
+            Counter,
+            "decision",
+            [
+                ("retry", r.auto_retries),
+                ("local", r.auto_direct_local),
+                ("new_group", r.auto_direct_new),
+            ],
+        )?;
         single(
             e,
             "rabid_punch_relay_ports_in_use",
@@ -486,6 +500,8 @@ mod tests {
         totals.relay.closed_unused = 4;
         totals.relay.dropped_budget = 11;
         totals.relay.ports_total = 1000;
+        totals.relay.auto_retries = 6;
+        totals.relay.auto_direct_local = 9;
         totals.relay_dropped_too_big = 13;
         let text = Snapshot {
             totals,
@@ -528,6 +544,18 @@ mod tests {
             ),
             ("rabid_punch_request_duration_seconds_count", "3"),
             ("rabid_punch_relay_sessions_total", "8"),
+            (
+                "rabid_punch_relay_auto_decisions_total{decision=\"retry\"}",
+                "6",
+            ),
+            (
+                "rabid_punch_relay_auto_decisions_total{decision=\"local\"}",
+                "9",
+            ),
+            (
+                "rabid_punch_relay_auto_decisions_total{decision=\"new_group\"}",
+                "0",
+            ),
             ("rabid_punch_relay_closed_total{reason=\"idle\"}", "5"),
             ("rabid_punch_relay_closed_total{reason=\"unused\"}", "4"),
             ("rabid_punch_relay_drops_total{reason=\"budget\"}", "11"),

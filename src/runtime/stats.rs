@@ -315,7 +315,7 @@ impl std::fmt::Display for Totals {
              budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
              send_error={} budget_ips={} handling={:.1}us/request relay: sessions={} \
              fallbacks={} closed_idle={} closed_unused={} closed_lifetime={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} unheld_port={} \
-             budget={} too_big={} send_error={}",
+             budget={} too_big={} send_error={} auto: retries={} direct_local={} direct_new={}",
             self.sessions,
             self.players,
             self.datagrams_in,
@@ -351,6 +351,9 @@ impl std::fmt::Display for Totals {
             self.relay.dropped_budget,
             self.relay_dropped_too_big,
             self.relay_send_errors,
+            self.relay.auto_retries,
+            self.relay.auto_direct_local,
+            self.relay.auto_direct_new,
         )
     }
 }

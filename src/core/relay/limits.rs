@@ -1,15 +1,14 @@
 //! What relaying may cost, across all shards: how many relayed sessions one IP may be part of,
-//! how many bytes per second one IP may send through relays, and which hosts started a session
-//! a moment ago (the `auto` policy).
+//! and how many bytes per second one IP may send through relays. It also carries the recent
+//! starts the `auto` policy matches retries against ([`RecentStarts`]), which span shards too.
 //!
 //! Shared by the shards like [`Caps`](crate::core::Caps): a `DashMap` touched when a relay
 //! opens or closes, and once per relayed datagram for the sender's byte budget.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::auto::RecentStarts;
 use super::bucket::Bucket;
 use crate::core::clock::Millis;
 use crate::ip_key::IpKey;
@@ -41,10 +40,8 @@ impl Default for RelayLimitsConfig {
 pub struct RelayLimits {
     config: RelayLimitsConfig,
     ips: DashMap<IpKey, IpUse>,
-    /// When each host IP last started a session (the `auto` policy).
-    starts: DashMap<IpKey, Millis>,
-    /// `starts` is pruned of old entries when it grows past this.
-    prune_at: AtomicUsize,
+    /// The recent starts of every shard, for the `auto` policy.
+    pub(crate) recent_starts: RecentStarts,
 }
 
 /// One IP's share of the relays.
@@ -54,16 +51,12 @@ struct IpUse {
     bytes: Bucket,
 }
 
-/// `starts` is first pruned at this size.
-const PRUNE_FIRST_AT: usize = 4096;
-
 impl RelayLimits {
     pub fn new(config: RelayLimitsConfig) -> Self {
         Self {
             config,
             ips: DashMap::new(),
-            starts: DashMap::new(),
-            prune_at: AtomicUsize::new(PRUNE_FIRST_AT),
+            recent_starts: RecentStarts::default(),
         }
     }
 
@@ -122,19 +115,6 @@ impl RelayLimits {
             used.bytes
                 .try_take(bytes as u64, self.config.ip_bytes_per_sec, now)
         })
-    }
-
-    /// Records that `host` starts a session at `now`, and tells whether it had started one
-    /// less than `window` ago.
-    pub(crate) fn note_start(&self, host: IpKey, now: Millis, window: Millis) -> bool {
-        let previous = self.starts.insert(host, now);
-        if self.starts.len() >= self.prune_at.load(Ordering::Relaxed) {
-            self.starts.retain(|_, at| now.saturating_sub(*at) < window);
-            // Pruned again only after doubling: amortised O(1) per start.
-            let next = (self.starts.len() * 2).max(PRUNE_FIRST_AT);
-            self.prune_at.store(next, Ordering::Relaxed);
-        }
-        previous.is_some_and(|at| now.saturating_sub(at) < window)
     }
 
     /// IPs that are members of a relayed session now.

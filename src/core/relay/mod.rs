@@ -18,6 +18,7 @@
 //!
 //! The runtime owns the sockets; this module only decides.
 
+mod auto;
 mod bucket;
 mod limits;
 mod rewrite;
@@ -35,6 +36,7 @@ use super::name::{PlayerName, SessionName};
 use super::shard::Shard;
 use crate::ip_key::IpKey;
 use crate::outbox::Outbox;
+use auto::AutoDecision;
 use bucket::Bucket;
 pub use limits::{RelayLimits, RelayLimitsConfig};
 
@@ -44,8 +46,8 @@ pub enum RelayMode {
     /// None: every start is direct, as with the original server.
     #[default]
     Off,
-    /// A session whose host IP started another session less than `auto_window` ago: the game
-    /// retrying after a failed punch.
+    /// A start of the same group of players as a start less than `auto_window` ago: the game
+    /// retrying after a failed punch ([`auto`] has the rule and its limits).
     Auto,
     /// Every session.
     Always,
@@ -66,7 +68,7 @@ pub struct RelayConfig {
     pub unused_timeout: Duration,
     /// A relay closes this long after its start, busy or not.
     pub lifetime: Duration,
-    /// `auto` relays a start when the same host IP started a session less than this ago.
+    /// `auto` relays a start when two of its players started together less than this ago.
     pub auto_window: Duration,
     pub limits: RelayLimitsConfig,
 }
@@ -110,11 +112,18 @@ pub struct RelayStats {
     pub ports_in_use: u64,
     /// Relay ports this shard was given.
     pub ports_total: u64,
+    /// Starts `auto` took for a retry of the same group, and relayed (or tried to: a fallback
+    /// is counted in `fallbacks` too).
+    pub auto_retries: u64,
+    /// Starts `auto` left direct because every player is on the server's own machine.
+    pub auto_direct_local: u64,
+    /// Starts `auto` left direct because no recent start had two of their players.
+    pub auto_direct_new: u64,
 }
 
 impl RelayStats {
     /// How many figures [`to_array`](Self::to_array) gives.
-    pub const LEN: usize = 12;
+    pub const LEN: usize = 15;
 
     /// The figures in field order, for counters kept as an array.
     pub fn to_array(&self) -> [u64; Self::LEN] {
@@ -131,12 +140,15 @@ impl RelayStats {
             self.dropped_budget,
             self.ports_in_use,
             self.ports_total,
+            self.auto_retries,
+            self.auto_direct_local,
+            self.auto_direct_new,
         ]
     }
 
     /// The inverse of [`to_array`](Self::to_array).
     pub fn from_array(a: [u64; Self::LEN]) -> Self {
-        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, closed_unused, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total] =
+        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, closed_unused, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total, auto_retries, auto_direct_local, auto_direct_new] =
             a;
         Self {
             sessions_relayed,
@@ -151,6 +163,9 @@ impl RelayStats {
             dropped_budget,
             ports_in_use,
             ports_total,
+            auto_retries,
+            auto_direct_local,
+            auto_direct_new,
         }
     }
 }
@@ -316,16 +331,36 @@ impl Relays {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Whether a start of a session hosted at `host` is to be relayed. Every start is noted for
-    /// the `auto` policy.
-    fn wanted(&self, host: IpKey, now: Millis) -> bool {
+    /// Whether a start of `players` (name and address, host first) is to be relayed, as the
+    /// mode says; `local_ip` is the address the start arrived on. `auto`'s decisions are counted.
+    fn wanted(
+        &mut self,
+        players: &[(PlayerName, SocketAddr)],
+        local_ip: Option<IpAddr>,
+        now: Millis,
+    ) -> bool {
         match self.settings.mode {
             RelayMode::Off => false,
-            RelayMode::Always => {
-                self.limits.note_start(host, now, self.settings.auto_window);
-                true
+            RelayMode::Always => true,
+            RelayMode::Auto => {
+                let own: Vec<IpAddr> = local_ip
+                    .into_iter()
+                    .chain(self.settings.public_ip)
+                    .collect();
+                let players: Vec<_> = players.iter().map(|(n, a)| (*n, a.ip())).collect();
+                let decision = self.limits.recent_starts.decide(
+                    &players,
+                    &own,
+                    now,
+                    self.settings.auto_window,
+                );
+                match decision {
+                    AutoDecision::Retry => self.stats.auto_retries += 1,
+                    AutoDecision::Local => self.stats.auto_direct_local += 1,
+                    AutoDecision::NewGroup => self.stats.auto_direct_new += 1,
+                }
+                decision == AutoDecision::Retry
             }
-            RelayMode::Auto => self.limits.note_start(host, now, self.settings.auto_window),
         }
     }
 
@@ -578,11 +613,10 @@ impl Shard {
         local_ip: Option<IpAddr>,
     ) -> Option<IpAddr> {
         let session = self.sessions.get_mut(&name)?;
-        let host = session.host()?;
-        if !self.relays.wanted(IpKey::from(host.addr.ip()), now) {
+        let players: Vec<_> = session.players.iter().map(|p| (p.name, p.addr)).collect();
+        if !self.relays.wanted(&players, local_ip, now) {
             return None;
         }
-        let players: Vec<_> = session.players.iter().map(|p| (p.name, p.addr)).collect();
         match self.relays.try_open(now, name, &players, local_ip) {
             Ok((ip, ports)) => {
                 for (player, port) in session.players.iter_mut().zip(ports) {

@@ -589,6 +589,49 @@ fn one_ip_holds_at_most_its_share_of_relays() {
 
 // ---------------------------------------------------------------- the auto policy
 
+/// Plays `group` (name, address; host first) into session `session` and starts it; returns
+/// what the start sent. The start arrives on the relay's address, as on a public server.
+fn start_group(h: &mut Harness, session: &str, group: &[(&str, SocketAddr)]) -> Sent {
+    let local = Some(RELAY_IP.parse().unwrap());
+    let (host, host_addr) = group[0];
+    let max = group.len().max(2);
+    let mut requests = vec![(host_addr, format!("h:{session}:{host}:{max}"))];
+    for &(name, at) in &group[1..] {
+        requests.push((at, format!("c:{session}:{name}")));
+    }
+    requests.push((host_addr, format!("s:{session}:{host}")));
+    for (from, text) in requests {
+        h.shard
+            .handle_datagram_on(h.now, from, local, text.as_bytes(), &mut h.out);
+    }
+    h.drain()
+}
+
+/// The start message in `sent` to `to` (other replies to it skipped).
+fn start_message(sent: &Sent, to: SocketAddr) -> String {
+    let starts: Vec<_> = sent
+        .iter()
+        .filter(|(_, a, p)| *a == to && p.starts_with("s:"))
+        .collect();
+    assert_eq!(starts.len(), 1, "one start message to {to} in {sent:?}");
+    starts[0].2.clone()
+}
+
+/// Whether the start message `sent` to `to` lists relay ports (at the relay's address).
+fn relayed_to(sent: &Sent, to: SocketAddr) -> bool {
+    start_message(sent, to).contains(RELAY_IP)
+}
+
+/// A start message to `to` that lists its peers at their own addresses, as the original does.
+fn direct_to(sent: &Sent, to: SocketAddr) -> bool {
+    !relayed_to(sent, to)
+}
+
+/// Player addresses behind one public IP (a carrier-grade NAT): 198.51.100.200, port `port`.
+fn cgnat(port: u16) -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, 200], port))
+}
+
 #[test]
 fn auto_relays_a_host_that_starts_again_soon_after() {
     let mut h = Harness::with(config(RelayMode::Auto), POOL);
@@ -609,6 +652,91 @@ fn auto_relays_a_host_that_starts_again_soon_after() {
 }
 
 #[test]
+fn auto_relays_the_same_group_retrying_under_the_same_or_a_new_name() {
+    for retry_name in ["R", "Fresh"] {
+        let mut h = Harness::with(config(RelayMode::Auto), POOL);
+        let group = [("Ana", addr(1)), ("Ben", addr(2))];
+        let first = start_group(&mut h, "R", &group);
+        assert_eq!(
+            start_message(&first, addr(2)),
+            "s:40002:Ana:198.51.100.1:40001"
+        );
+        // The plugin gives up 12 to 20 s after the start; the game hosts again.
+        h.advance(15_000);
+        // A symmetric NAT maps the retry to new ports: the IPs and names are what match.
+        let again = [("Ana", mapped(1, 41001)), ("Ben", mapped(2, 42002))];
+        let sent = start_group(&mut h, retry_name, &again);
+        assert!(
+            relayed_to(&sent, again[0].1) && relayed_to(&sent, again[1].1),
+            "{sent:?}"
+        );
+        let stats = h.shard.relay_stats();
+        assert_eq!(
+            (stats.auto_direct_new, stats.auto_retries),
+            (1, 1),
+            "{stats:?}"
+        );
+        assert_eq!(stats.sessions_relayed, 1);
+    }
+}
+
+#[test]
+fn auto_keeps_groups_behind_one_ip_apart() {
+    let mut h = Harness::with(config(RelayMode::Auto), POOL);
+    // Two groups behind one carrier-grade NAT, starting seconds apart, then two more.
+    let groups = [
+        [("Ana", cgnat(1001)), ("Ben", cgnat(1002))],
+        [("Cy", cgnat(1003)), ("Dee", cgnat(1004))],
+        [("Eve", cgnat(1005)), ("Ben", addr(2))],
+        [("Ana", addr(1)), ("Finn", cgnat(1006))],
+    ];
+    for (n, group) in groups.iter().enumerate() {
+        let sent = start_group(&mut h, &format!("G{n}"), group);
+        assert!(
+            direct_to(&sent, group[0].1) && direct_to(&sent, group[1].1),
+            "{sent:?}"
+        );
+        h.advance(2_000);
+    }
+    let stats = h.shard.relay_stats();
+    assert_eq!(
+        (stats.auto_direct_new, stats.auto_retries),
+        (4, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn auto_relays_a_retry_with_one_player_more_or_fewer() {
+    // The pair whose punch failed is still there: one player who gave up, or one who joined,
+    // does not make the next attempt punch.
+    let mut h = Harness::with(config(RelayMode::Auto), POOL);
+    let trio = [("Ana", addr(1)), ("Ben", addr(2)), ("Cy", addr(3))];
+    assert!(direct_to(&start_group(&mut h, "R", &trio), addr(2)));
+    h.advance(18_000);
+    let fewer = start_group(&mut h, "R", &trio[..2]);
+    assert!(relayed_to(&fewer, addr(2)), "{fewer:?}");
+    // Its relay stays open (the players are there); a fourth joins for the next attempt.
+    h.advance(18_000);
+    let more = [trio[0], trio[1], trio[2], ("Dee", addr(4))];
+    let sent = start_group(&mut h, "Q", &more);
+    assert!(relayed_to(&sent, addr(4)), "{sent:?}");
+    assert_eq!(h.shard.relay_stats().auto_retries, 2);
+}
+
+#[test]
+fn auto_starts_a_rematch_after_the_window_direct() {
+    let mut h = Harness::with(config(RelayMode::Auto), POOL);
+    let group = [("Ana", addr(1)), ("Ben", addr(2))];
+    start_group(&mut h, "R", &group);
+    // A real game: the next start of the same group comes after the window.
+    h.advance(60_000);
+    let rematch = start_group(&mut h, "R", &group);
+    assert!(direct_to(&rematch, addr(2)), "{rematch:?}");
+    assert_eq!(h.shard.relay_stats().auto_direct_new, 2);
+}
+
+#[test]
 fn auto_starts_direct_when_the_previous_start_is_old() {
     let mut h = Harness::with(config(RelayMode::Auto), POOL);
     h.started("R", 1, 2);
@@ -619,6 +747,39 @@ fn auto_starts_direct_when_the_previous_start_is_old() {
     let other = h.started("P", 3, 2);
     assert_eq!(start_to(&other, addr(4)), "s:40004:C:198.51.100.3:40003");
     assert_eq!(h.shard.relay_stats().sessions_relayed, 0);
+}
+
+#[test]
+fn players_on_the_servers_machine_are_never_relayed_by_auto_but_are_by_always() {
+    let loopback = [
+        ("Ana", SocketAddr::from(([127, 0, 0, 1], 5001))),
+        ("Ben", SocketAddr::from(([127, 0, 0, 1], 5002))),
+    ];
+    // A player on the server's own public address (a game run on the server box) is local too.
+    let own = [
+        ("Ana", SocketAddr::from(([127, 0, 0, 1], 5003))),
+        ("Ben", SocketAddr::new(RELAY_IP.parse().unwrap(), 5004)),
+    ];
+    let mut h = Harness::with(config(RelayMode::Auto), POOL);
+    for round in 0..3 {
+        for (n, group) in [loopback, own].iter().enumerate() {
+            let sent = start_group(&mut h, &format!("L{round}x{n}"), group);
+            assert_eq!(
+                start_message(&sent, group[1].1),
+                format!(
+                    "s:{}:Ana:127.0.0.1:{}",
+                    group[1].1.port(),
+                    group[0].1.port()
+                )
+            );
+            h.advance(1_000);
+        }
+    }
+    let stats = h.shard.relay_stats();
+    assert_eq!((stats.auto_direct_local, stats.sessions_relayed), (6, 0));
+    let mut h = Harness::always();
+    let sent = start_group(&mut h, "L", &loopback);
+    assert!(relayed_to(&sent, loopback[1].1), "{sent:?}");
 }
 
 // ---------------------------------------------------------------- shared limits

@@ -32,6 +32,29 @@ impl Server {
     }
 
     fn start_on(bind: &str) -> Server {
+        // `--relay off`, as common::binary::start says why: the default binds the default
+        // relay pool, which servers of tests running at once would race for.
+        Server::start_with(&["--bind", bind, "--relay", "off"])
+    }
+
+    /// A server with the default relay mode (`auto`) and one worker, whose relay pool is 4
+    /// ports that were free a moment ago, in the ephemeral range (the relay tests take theirs
+    /// below it); a port taken since only leaves the pool smaller. Enough for a relay to open,
+    /// so a wrongly relayed start would show.
+    fn start_default_relay() -> Server {
+        let ports = free_block(4);
+        let range = format!("{}-{}", ports.start(), ports.end());
+        Server::start_with(&[
+            "--bind",
+            "127.0.0.1",
+            "--workers",
+            "1",
+            "--relay-ports",
+            &range,
+        ])
+    }
+
+    fn start_with(args: &[&str]) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "rabid-client-test-{}-{:?}",
             std::process::id(),
@@ -40,17 +63,9 @@ impl Server {
         std::fs::create_dir_all(&dir).unwrap();
         let dir = TempDir(dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_rabid-punch"))
-            // `--relay off`, as common::binary::start says why: the default binds the default
-            // relay pool, which servers of tests running at once would race for.
-            .args([
-                "--port",
-                "0",
-                "--bind",
-                bind,
-                "--relay",
-                "off",
-                "--log-file",
-            ])
+            .args(["--port", "0"])
+            .args(args)
+            .arg("--log-file")
             .arg(dir.0.join("server.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -86,6 +101,20 @@ impl Drop for Server {
     }
 }
 
+/// `len` consecutive loopback UDP ports that were all free a moment ago, from 40000 up.
+fn free_block(len: u16) -> std::ops::RangeInclusive<u16> {
+    let first = 40_000 + (std::process::id() % 1000) as u16 * 16;
+    for base in (first..60_000).step_by(usize::from(len)) {
+        let held: Vec<_> = (base..base + len)
+            .map_while(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == usize::from(len) {
+            return base..=base + len - 1;
+        }
+    }
+    panic!("no {len} free consecutive ports");
+}
+
 const BOUND: Duration = Duration::from_secs(40);
 
 /// Drives `session` until an event matching `wanted`; panics on error or after 10 s.
@@ -119,7 +148,17 @@ fn punch_group(
     session: &str,
     n: usize,
 ) -> Vec<(client::Punched, payload::Exchange)> {
-    let names: Vec<String> = (0..n).map(|i| player_name(session, i)).collect();
+    punch_group_named(server, session, session, n)
+}
+
+/// [`punch_group`] with players named after `group` rather than the session.
+fn punch_group_named(
+    server: SocketAddr,
+    session: &str,
+    group: &str,
+    n: usize,
+) -> Vec<(client::Punched, payload::Exchange)> {
+    let names: Vec<String> = (0..n).map(|i| player_name(group, i)).collect();
     let host_name = names[0].clone();
     let session = session.to_string();
     let host = {
@@ -180,6 +219,16 @@ fn check_group(
     session: &str,
     results: &[(client::Punched, payload::Exchange)],
 ) {
+    check_group_named(server, session, results)
+}
+
+/// [`check_group`] for players named after `group`. A client's host address is the host's
+/// own port on the server's IP: a relayed start would list a relay port instead.
+fn check_group_named(
+    server: SocketAddr,
+    group: &str,
+    results: &[(client::Punched, payload::Exchange)],
+) {
     let (host, host_exchange) = &results[0];
     assert_eq!(host.host, None);
     assert!(
@@ -195,7 +244,7 @@ fn check_group(
         // The echo came from the host's punched address, not from the server.
         assert_eq!(exchange.heard["host"].0, host_addr);
         // The host heard this client from its punched port.
-        let name = player_name(session, i);
+        let name = player_name(group, i);
         let (from, text) = &host_exchange.heard[&name];
         assert_eq!(from.port(), punched.self_port);
         assert_eq!(text, &format!("hello from {name}"));
@@ -208,6 +257,18 @@ fn two_players_punch_on_loopback() {
     let server = Server::start();
     let results = punch_group(server.addr, "Two", 2);
     check_group(server.addr, "Two", &results);
+}
+
+/// A developer testing a game against a local server plays game after game with the same
+/// players: with the default `--relay auto`, none is relayed (nothing to traverse on loopback),
+/// although the second start is, by its players, a retry.
+#[test]
+fn the_default_relay_mode_connects_loopback_players_directly_game_after_game() {
+    let server = Server::start_default_relay();
+    for session in ["Again", "Again"] {
+        let results = punch_group_named(server.addr, session, "Dev", 2);
+        check_group_named(server.addr, "Dev", &results);
+    }
 }
 
 #[test]

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 
 use super::driver::{run_session, Connected, Session};
-use super::error::Error;
-use super::lobby::{LobbyEvent, Request};
+use super::error::{Error, ServerError};
+use super::lobby::{LobbyEvent, Request, Role};
 use super::payload;
 
 /// How long the payload exchange may take after the punch. Clients finish their countdown up
@@ -23,6 +23,12 @@ use super::payload;
 const PAYLOAD_BOUND: Duration = Duration::from_secs(10);
 /// Longest `--payload`: it travels in one datagram with its header.
 const MAX_PAYLOAD: usize = 1000;
+/// With `--retry`, how long a client that failed first keeps asking to join the session again
+/// before its host has hosted it again. Players of one group fail within a few seconds of each
+/// other (all give up at the end of the same greetings phase), so this leaves ample room.
+const REJOIN_WAIT: Duration = Duration::from_secs(15);
+/// Between two joins while the retried session does not exist yet: the plugin's re-send period.
+const REJOIN_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(FromArgs, Debug)]
 /// Host or join a session on a rabid-punch server, punch through NAT to the other players
@@ -68,6 +74,11 @@ struct Args {
     /// local UDP port to talk to the server from (default: any free port)
     #[argh(option, default = "0")]
     local_port: u16,
+    /// when the punch fails, try once more in the same session (the host hosts it again, the
+    /// others join again), as a game does after a failed punch; a server with the default
+    /// --relay auto relays that retry
+    #[argh(switch)]
+    retry: bool,
 }
 
 /// Runs `rabid-punch client` with `args`, the arguments after `client`.
@@ -119,7 +130,18 @@ pub fn run_cli(args: &[String]) -> ExitCode {
         .start_when
         .or(args.host.then_some(usize::from(args.max_players)));
     let started = Instant::now();
-    let outcome = run(server, request, args.local_port, deadline, !args.json);
+    let verbose = !args.json;
+    let mut attempts = 1;
+    let mut outcome = run(server, request.clone(), args.local_port, deadline, verbose);
+    if let Err(e) = &outcome {
+        if args.retry && is_punch_failure(e) {
+            if verbose {
+                eprintln!("punch failed ({}); trying once more", e.code());
+            }
+            attempts = 2;
+            outcome = retry(server, request, args.local_port, deadline, verbose);
+        }
+    }
     let elapsed = started.elapsed();
     let exchange = match (&outcome, &args.payload) {
         (Ok(connected), Some(text)) => {
@@ -133,9 +155,15 @@ pub fn run_cli(args: &[String]) -> ExitCode {
             .as_ref()
             .is_none_or(|e| e.as_ref().is_ok_and(|e| e.complete));
     if args.json {
-        println!("{}", json_summary(&outcome, elapsed, exchange.as_ref()));
+        println!(
+            "{}",
+            json_summary(&outcome, elapsed, attempts, exchange.as_ref())
+        );
     } else {
-        println!("{}", text_summary(&outcome, elapsed, exchange.as_ref()));
+        println!(
+            "{}",
+            text_summary(&outcome, elapsed, attempts, exchange.as_ref())
+        );
     }
     if ok {
         ExitCode::SUCCESS
@@ -156,6 +184,35 @@ fn resolve(server: &str) -> Result<SocketAddr, String> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// Whether `e` ended a punch that a second attempt, relayed, could make: the server and the
+/// peers were there, the peers' NATs were not passable.
+fn is_punch_failure(e: &Error) -> bool {
+    matches!(e, Error::UnreachableSelf | Error::HostNotConfirmed)
+}
+
+/// The second attempt of `--retry`: the host hosts again at once; a client joins again, and
+/// while its host has not hosted again yet (`session_non_existent`), asks again every
+/// [`REJOIN_EVERY`] for up to [`REJOIN_WAIT`].
+fn retry(
+    server: SocketAddr,
+    request: Request,
+    local_port: u16,
+    deadline: Instant,
+    verbose: bool,
+) -> Result<Connected, Error> {
+    let give_up = Instant::now() + REJOIN_WAIT;
+    loop {
+        let outcome = run(server, request.clone(), local_port, deadline, verbose);
+        let not_yet = matches!(outcome, Err(Error::Server(ServerError::SessionNonExistent)))
+            && request.role == Role::Join;
+        let next = Instant::now() + REJOIN_EVERY;
+        if !not_yet || next > give_up || next > deadline {
+            return outcome;
+        }
+        std::thread::sleep(REJOIN_EVERY);
+    }
 }
 
 fn run(
@@ -202,6 +259,7 @@ fn run(
 fn text_summary(
     outcome: &Result<Connected, Error>,
     elapsed: Duration,
+    attempts: u32,
     exchange: Option<&Result<payload::Exchange, Error>>,
 ) -> String {
     let secs = elapsed.as_secs_f64();
@@ -218,6 +276,9 @@ fn text_summary(
         },
         Err(e) => format!("failed in {secs:.1} s: {} ({e})", e.code()),
     };
+    if attempts > 1 {
+        let _ = write!(line, " (after {attempts} attempts)");
+    }
     match exchange {
         Some(Ok(x)) => {
             let heard: Vec<String> = x
@@ -239,6 +300,7 @@ fn text_summary(
 fn json_summary(
     outcome: &Result<Connected, Error>,
     elapsed: Duration,
+    attempts: u32,
     exchange: Option<&Result<payload::Exchange, Error>>,
 ) -> String {
     let (code, self_port, host) = match outcome {
@@ -255,6 +317,7 @@ fn json_summary(
     }
     let _ = write!(out, ",\"host_port\":{}", opt_num(host.map(|h| h.port())));
     let _ = write!(out, ",\"elapsed_ms\":{}", elapsed.as_millis());
+    let _ = write!(out, ",\"attempts\":{attempts}");
     if let Err(e) = outcome {
         out.push_str(",\"error\":");
         push_json_str(&mut out, &e.to_string());
@@ -471,10 +534,11 @@ mod tests {
         let line = json_summary(
             &Err(Error::UnreachableSelf),
             Duration::from_millis(1500),
+            2,
             None,
         );
         assert!(line.starts_with(
-            r#"{"outcome":"unreachable_self","self_port":null,"host_ip":null,"host_port":null,"elapsed_ms":1500,"error":"#
+            r#"{"outcome":"unreachable_self","self_port":null,"host_ip":null,"host_port":null,"elapsed_ms":1500,"attempts":2,"error":"#
         ));
         assert!(!line.contains('\n'));
     }

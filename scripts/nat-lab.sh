@@ -23,8 +23,10 @@
 # Then every group runs at once, each its own session: the first player hosts and starts when
 # all are listed, all punch, then exchange a payload (`--payload`: clients send, the host
 # echoes). With `--retry`, a group that fails runs once more at once, in a new session from the
-# same homes, as a game retries after a failed punch. It prints a table, and one
-# machine-readable RESULT line per group (its last attempt).
+# same homes, as a game retries after a failed punch; with `--client-retry` the clients retry
+# by themselves instead (`rabid-punch client --retry`: the same session name again). With
+# `--rematch`, a group that punched plays a second game, in a new session, once its first
+# ended. It prints a table, and one machine-readable RESULT line per group (its last attempt).
 #
 # Relay mode (`--relay`): the server on 7777 runs with `--relay MODE --relay-ports
 # 40000-40199` (the NAT check's servers always with `--relay off`). A relayed session's start
@@ -35,14 +37,16 @@
 #   always  every group punches, symmetric NATs included, and every payload goes through the
 #           server (via=server): the host hears each client from 203.0.113.7:<relay port>,
 #           not from the client's NAT, and each client hears the host from there too.
-#   auto    the server relays a start whose host IP started a session shortly before: a
-#           first attempt is direct (as with off), a retry (`--retry`) is relayed, so with
-#           --retry every group ends punched, symmetric ones on their second attempt via=server.
+#   auto    the server relays a start of the same players (names and IPs) as a start shortly
+#           before (`--relay-auto-window`, 60 s; `--auto-window DUR` sets it): a first attempt
+#           is direct (as with off), a retry (`--retry`, `--client-retry`) is relayed, so with
+#           a retry every group ends punched, symmetric ones on their second attempt via=server.
+#           A rematch (`--rematch`) whose start comes after the window is direct.
 # After the runs the server on 7777 is stopped and its final stats line is printed as
 # `SERVER stats: ...` (relay counters included when the server has them).
 #
-# Usage: scripts/nat-lab.sh [--bin PATH] [--relay MODE] [--retry] [--timeout SECS] [--keep]
-#                           [GROUP...]
+# Usage: scripts/nat-lab.sh [--bin PATH] [--relay MODE] [--retry | --client-retry] [--rematch]
+#                           [--auto-window DUR] [--timeout SECS] [--keep] [GROUP...]
 #   GROUP    NAT kinds of the players, host first, comma-separated, 2-4 players:
 #            e.g. cone,cone  none,cone,symmetric. Default: none,none none,cone cone,cone
 #            cone,cone,cone,cone none,symmetric cone,symmetric symmetric,symmetric
@@ -50,6 +54,9 @@
 #            ${CARGO_TARGET_DIR:-target}/{release,debug}/rabid-punch)
 #   --relay  off, auto or always (default off): the main server's relay mode, see above
 #   --retry  run a group that fails once more
+#   --client-retry  give every player `--retry`: the client tries once more by itself
+#   --rematch  a group that punched plays a second game once its first ended
+#   --auto-window  the main server's --relay-auto-window (e.g. 5s)
 #   --timeout  bound on each client run, seconds (default 60)
 #   --keep   keep the logs directory (printed at the end)
 # Needs root, iproute2 with `ip netns`, and nft. Installs nothing. Namespaces are named
@@ -67,6 +74,9 @@ BIN="${RABID_PUNCH_BIN:-}"
 TIMEOUT=60
 RELAY=off
 RETRY=""
+CLIENT_RETRY=""
+REMATCH=""
+AUTO_WINDOW=""
 KEEP=""
 LAB_GROUPS=()
 while [ $# -gt 0 ]; do
@@ -75,6 +85,9 @@ while [ $# -gt 0 ]; do
         --timeout) TIMEOUT="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --relay) RELAY="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --retry) RETRY=1; shift ;;
+        --client-retry) CLIENT_RETRY=1; shift ;;
+        --rematch) REMATCH=1; shift ;;
+        --auto-window) AUTO_WINDOW="${2:-}"; shift 2 || { usage >&2; exit 2; } ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "nat-lab: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -87,6 +100,7 @@ if [ ${#LAB_GROUPS[@]} -eq 0 ]; then
 fi
 case "$TIMEOUT" in ''|*[!0-9]*) echo "nat-lab: --timeout takes whole seconds" >&2; exit 2 ;; esac
 case "$RELAY" in off|auto|always) ;; *) echo "nat-lab: --relay takes off, auto or always" >&2; exit 2 ;; esac
+if [ -n "$RETRY" ] && [ -n "$CLIENT_RETRY" ]; then echo "nat-lab: --retry or --client-retry, not both" >&2; exit 2; fi
 
 # ---- checks: tools, privileges, groups, binary --------------------------------------------
 # `wait -n -p` (bash 5.1) reaps the players one at a time, in the order they end.
@@ -133,6 +147,7 @@ RELAY_OFF_ARGS=()
 # (Not `--help | grep -q`: with pipefail, grep's early exit can fail the pipeline by SIGPIPE.)
 if [[ "$("$BIN" --help 2>/dev/null)" == *--relay-ports* ]]; then
     RELAY_ARGS=(--relay "$RELAY" --relay-ports 40000-40199)
+    [ -n "$AUTO_WINDOW" ] && RELAY_ARGS+=(--relay-auto-window "$AUTO_WINDOW")
     RELAY_OFF_ARGS=(--relay off)
 elif [ "$RELAY" != off ]; then
     echo "nat-lab: $BIN has no --relay flag: it cannot run --relay $RELAY" >&2; exit 2
@@ -248,7 +263,7 @@ start_server 7779 check2 "${RELAY_OFF_ARGS[@]}" || exit 1
 
 # Homes: k counts players over all groups; HOME_OF[g,i] is the namespace of player i of group g.
 declare -A HOME_OF KIND_OF
-declare -a ATTEMPTS
+declare -a ATTEMPTS REMATCHED
 k=0
 g=0
 for group in "${LAB_GROUPS[@]}"; do
@@ -301,6 +316,7 @@ echo "nat-lab: set up and NAT check done after ${SECONDS} s"
 run_player() {
     local g=$1 a=$2 i=$3
     shift 3
+    [ -n "$CLIENT_RETRY" ] && set -- "$@" --retry
     ip netns exec "${HOME_OF[$g,$i]}" timeout $((TIMEOUT + 15)) "$BIN" client \
         --server "$SERVER_IP:7777" --session "$(session_of "$g" "$a")" --name "g${g}p$i" \
         --json --payload "hello-from-g${g}p$i" --timeout "$TIMEOUT" "$@" \
@@ -380,6 +396,13 @@ for ((turn = 0; turn < 2 * players && ${#running[@]} > 0; turn++)); do
             start_group "$g" 2
             read -r -a pids <<<"${GROUP_PIDS[g]}"
             running+=("${pids[@]}")
+        elif [ -z "${GROUP_PIDS[g]}" ] && [ -n "$REMATCH" ] && [ "${ATTEMPTS[g]}" = 1 ] &&
+            group_punched "$g" 1; then
+            echo "rematch of group $g"
+            REMATCHED[g]=1
+            start_group "$g" 2
+            read -r -a pids <<<"${GROUP_PIDS[g]}"
+            running+=("${pids[@]}")
         fi
     done
 done
@@ -412,6 +435,13 @@ for g in "${all_groups[@]}"; do
     group="${LAB_GROUPS[$((g - 1))]}"
     a=${ATTEMPTS[g]}
     IFS=, read -r -a kinds <<<"$group"
+    # Tries of the reported game: the script's attempts, or the clients' own (--client-retry).
+    tries=$a
+    for f in "$TMP/g${g}a${a}p"*.json; do
+        t="$(json_field "$f" attempts)"
+        [ -n "$t" ] && [ "$t" -gt "$tries" ] && tries=$t
+    done
+    [ -n "${REMATCHED[g]:-}" ] && tries=1  # a rematch is a first try of a new game
     outcomes=() payloads=() clients_heard=()
     host_heard=""
     max_ms=0
@@ -451,14 +481,14 @@ for g in "${all_groups[@]}"; do
     elif [ "$from_elsewhere" -gt 0 ]; then
         via=direct
     fi
-    # What the mode promises: `always` relays every session, `auto` a retry (its host started
-    # a session moments ago), `off` none; only a relayed session gets through a symmetric NAT.
+    # What the mode promises: `always` relays every session, `auto` a retry (the same players
+    # started moments ago), `off` none; only a relayed session gets through a symmetric NAT.
     relayed=no
-    if [ "$RELAY" = always ] || { [ "$RELAY" = auto ] && [ "$a" -gt 1 ]; }; then relayed=yes; fi
+    if [ "$RELAY" = always ] || { [ "$RELAY" = auto ] && [ "$tries" -gt 1 ]; }; then relayed=yes; fi
     expected=yes
     if [[ ",$group," == *",symmetric,"* ]]; then
         expected=no
-        if [ "$RELAY" = always ] || { [ "$RELAY" = auto ] && [ -n "$RETRY" ]; }; then expected=yes; fi
+        if [ "$RELAY" = always ] || { [ "$RELAY" = auto ] && [ -n "$RETRY$CLIENT_RETRY" ]; }; then expected=yes; fi
     fi
     expected_via=direct
     [ "$relayed" = yes ] && expected_via=server
@@ -473,9 +503,9 @@ for g in "${all_groups[@]}"; do
     secs="$(printf '%d.%d s' $((max_ms / 1000)) $(((max_ms % 1000) / 100)))"
     shown=$punched
     [ "$punched" = no ] && [ "$ok" -gt 0 ] && shown="no($ok/${#kinds[@]})"
-    printf '%-5s %-30s %-8s %-8s %-8s %-7s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$a" "$via" \
+    printf '%-5s %-30s %-8s %-8s %-8s %-7s %-8s %s%s\n' "$g" "$group" "$shown" "$expected" "$tries" "$via" \
         "$secs" "$(IFS=,; echo "${outcomes[*]}")" "$mark"
-    results+=("RESULT group=$g kinds=$group relay=$RELAY attempts=$a punched=$punched players_ok=$ok expected=$expected via=$via time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$host_heard clients_heard=$(IFS=,; echo "${clients_heard[*]}")")
+    results+=("RESULT group=$g kinds=$group relay=$RELAY attempts=$tries games=$a punched=$punched players_ok=$ok expected=$expected via=$via time_ms=$max_ms outcomes=$(IFS=,; echo "${outcomes[*]}") payload=$(IFS=,; echo "${payloads[*]}") host_heard=$host_heard clients_heard=$(IFS=,; echo "${clients_heard[*]}")")
 done
 echo
 printf '%s\n' "${results[@]}"

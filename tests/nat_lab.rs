@@ -6,14 +6,16 @@
 //! not via the server), and groups with a symmetric NAT fail cleanly within their bound.
 //! With `--relay always`: the same symmetric groups, and 3- and 4-player mixes, all succeed, and every
 //! payload flows through the server's relay ports, which the server's stats confirm. With
-//! `--relay auto`: a symmetric pair's first attempt is direct and fails, its retry is relayed
-//! and succeeds, and a cone pair is never relayed.
+//! `--relay auto` (the default): a symmetric pair's first attempt is direct and fails, its
+//! retry (the clients' own `--retry`) is relayed and succeeds, a cone pair is never relayed, and
+//! a cone pair's rematch after the window is direct.
 //!
 //! Needs root, `ip netns` and `nft`: without them each test prints why and passes, unless
 //! `NAT_LAB_REQUIRED=1` (set it in CI), which turns the skip into a failure. The tests may run
 //! at once: the script names its namespaces after its own pid, so runs never share one. A run
-//! takes 20 s (`auto`, which retries, 30 s); on 2 cores libtest runs two tests at a time, in
-//! name order, so the two longest come first (`relay_always`, `relay_auto`): about 40 s in all.
+//! takes 20 s (`auto`, which retries or plays a rematch, 30 to 40 s); on 2 cores libtest runs
+//! two tests at a time, in name order, so the longest come first (`relay_always`,
+//! `relay_auto_*`): about 60 s in all.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -292,13 +294,19 @@ fn relay_always_connects_symmetric_nats_through_the_server() {
 
 #[test]
 fn relay_auto_relays_the_retry_of_a_failed_punch() {
-    let Some(stdout) = run_lab("auto", &["--retry"], &["symmetric,symmetric", "cone,cone"]) else {
+    // The server's default relay mode; the clients retry by themselves (`client --retry`),
+    // in the same session.
+    let Some(stdout) = run_lab(
+        "auto",
+        &["--client-retry"],
+        &["symmetric,symmetric", "cone,cone"],
+    ) else {
         return;
     };
     let groups = results(&stdout);
     assert_eq!(groups.len(), 2, "{stdout}");
-    // The symmetric pair's first start is direct and fails; its host starting again moments
-    // later is what `auto` takes for a retry, and relays.
+    // The symmetric pair's first start is direct and fails; the same two players starting
+    // again moments later is what `auto` takes for a retry, and relays.
     let symmetric = &groups[0];
     assert_eq!(symmetric["attempts"], "2", "{symmetric:?}");
     assert_all_punched(symmetric, 2);
@@ -311,4 +319,28 @@ fn relay_auto_relays_the_retry_of_a_failed_punch() {
     let relay = relay_stats(&stdout);
     assert_eq!(relay["sessions"], 1, "{relay:?}");
     assert_eq!(relay["fallbacks"], 0, "{relay:?}");
+    // Three starts: two first tries (new groups), one retry.
+    assert_eq!((relay["retries"], relay["direct_new"]), (1, 2), "{relay:?}");
+}
+
+#[test]
+fn relay_auto_starts_a_rematch_after_the_window_direct() {
+    // A cone pair punches, plays, and plays again: the second start comes after the window
+    // (shortened to 5 s; a punch alone takes longer), so it is a new game, not a retry.
+    let Some(stdout) = run_lab(
+        "auto",
+        &["--rematch", "--auto-window", "5s"],
+        &["cone,cone"],
+    ) else {
+        return;
+    };
+    let groups = results(&stdout);
+    assert_eq!(groups.len(), 1, "{stdout}");
+    let cone = &groups[0];
+    assert_eq!(cone["games"], "2", "{cone:?}");
+    assert_all_punched(cone, 2);
+    assert_eq!(cone["via"], "direct", "{cone:?}");
+    let relay = relay_stats(&stdout);
+    assert_eq!(relay["sessions"], 0, "{relay:?}");
+    assert_eq!((relay["retries"], relay["direct_new"]), (0, 2), "{relay:?}");
 }

@@ -24,9 +24,10 @@ const PAYLOAD_BOUND: Duration = Duration::from_secs(10);
 /// Longest `--payload`: it travels in one datagram with its header.
 const MAX_PAYLOAD: usize = 1000;
 /// With `--retry`, how long a client that failed first keeps asking to join the session again
-/// before its host has hosted it again. Players of one group fail within a few seconds of each
-/// other (all give up at the end of the same greetings phase), so this leaves ample room.
-const REJOIN_WAIT: Duration = Duration::from_secs(15);
+/// before its host has hosted it again. Players of one group end their punch within a few
+/// seconds of each other (a client gives up after the greetings, about 12 s after the start; a
+/// host whose countdown ran out at about 15 s), so this leaves ample room.
+const REJOIN_WAIT: Duration = Duration::from_secs(20);
 /// Between two joins while the retried session does not exist yet: the plugin's re-send period.
 const REJOIN_EVERY: Duration = Duration::from_millis(500);
 
@@ -133,14 +134,12 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     let verbose = !args.json;
     let mut attempts = 1;
     let mut outcome = run(server, request.clone(), args.local_port, deadline, verbose);
-    if let Err(e) = &outcome {
-        if args.retry && is_punch_failure(e) {
-            if verbose {
-                eprintln!("punch failed ({}); trying once more", e.code());
-            }
-            attempts = 2;
-            outcome = retry(server, request, args.local_port, deadline, verbose);
+    if let Some(why) = punch_failure(&outcome).filter(|_| args.retry) {
+        if verbose {
+            eprintln!("punch failed ({why}); trying once more");
         }
+        attempts = 2;
+        outcome = retry(server, request, args.local_port, deadline, verbose);
     }
     let elapsed = started.elapsed();
     let exchange = match (&outcome, &args.payload) {
@@ -186,10 +185,18 @@ fn resolve(server: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "resolves to no address".to_string())
 }
 
-/// Whether `e` ended a punch that a second attempt, relayed, could make: the server and the
-/// peers were there, the peers' NATs were not passable.
-fn is_punch_failure(e: &Error) -> bool {
-    matches!(e, Error::UnreachableSelf | Error::HostNotConfirmed)
+/// Why `outcome` is a punch that a second attempt, relayed, could make, if it is one: the
+/// server and the peers were there, their NATs were not passable. A host whose countdown ran
+/// out reports success, as the plugin does, even if a client never reached it: that is a
+/// failed punch too.
+fn punch_failure(outcome: &Result<Connected, Error>) -> Option<&str> {
+    match outcome {
+        Err(e @ (Error::UnreachableSelf | Error::HostNotConfirmed)) => Some(e.code()),
+        Ok(c) if c.punched.host.is_none() && c.punched.peers.iter().any(|p| !p.confirmed) => {
+            Some("a client never confirmed")
+        }
+        _ => None,
+    }
 }
 
 /// The second attempt of `--retry`: the host hosts again at once; a client joins again, and

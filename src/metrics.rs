@@ -20,6 +20,8 @@ use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, MetricEnco
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::runtime::stats::table::{Kind, Metric};
+use crate::runtime::stats::Value;
 use crate::runtime::{Probe, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 use crate::wire::ErrorCode;
 
@@ -90,39 +92,64 @@ fn write_value(mut metric: MetricEncoder, kind: MetricType, value: u64) -> std::
     }
 }
 
+/// The Prometheus type of a figure.
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+    }
+}
+
+/// Writes the figures of the counter tables: each single metric at its row, each family once,
+/// at its first series, with all its series in table order.
+fn figures(e: &mut DescriptorEncoder, totals: &Totals) -> Result<(), std::fmt::Error> {
+    let all: Vec<Value> = totals.figures().collect();
+    let in_family = |v: &Value, name: &str| matches!(v.metric, Metric::Series { family, .. } if family.name == name);
+    for (i, v) in all.iter().enumerate() {
+        match *v.metric {
+            Metric::Single { name, kind, help } => {
+                single(e, name, help, metric_type(kind), v.value)?;
+            }
+            Metric::Series { family: f, .. } => {
+                if all[..i].iter().any(|w| in_family(w, f.name)) {
+                    continue;
+                }
+                let series: Vec<(&str, &str, u64)> = all[i..]
+                    .iter()
+                    .filter_map(|w| match *w.metric {
+                        Metric::Series {
+                            family,
+                            value,
+                            help,
+                        } if family.name == f.name => Some((value, help, w.value)),
+                        _ => None,
+                    })
+                    .collect();
+                let reasons: Vec<String> = series
+                    .iter()
+                    .map(|(value, help, _)| format!("{value} ({help})"))
+                    .collect();
+                let help = format!("{}: {}.", f.help, reasons.join(", "));
+                family(
+                    e,
+                    f.name,
+                    &help,
+                    metric_type(f.kind),
+                    f.label,
+                    series.iter().map(|&(value, _, n)| (value, n)),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Collector for Snapshot {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use MetricType::{Counter, Gauge};
         let t = &self.totals;
         let e = &mut e;
-        single(
-            e,
-            "rabid_punch_datagrams_in",
-            "Datagrams received.",
-            Counter,
-            t.datagrams_in,
-        )?;
-        single(
-            e,
-            "rabid_punch_bytes_in",
-            "Bytes received, in UDP payloads.",
-            Counter,
-            t.bytes_in,
-        )?;
-        single(
-            e,
-            "rabid_punch_datagrams_out",
-            "Datagrams sent.",
-            Counter,
-            t.datagrams_out,
-        )?;
-        single(
-            e,
-            "rabid_punch_bytes_out",
-            "Bytes sent, in UDP payloads.",
-            Counter,
-            t.bytes_out,
-        )?;
+        figures(e, t)?;
         family(
             e,
             "rabid_punch_requests",
@@ -151,71 +178,6 @@ impl Collector for Snapshot {
                 .map(|code| code.as_str().trim_start_matches("error:"))
                 .zip(t.errors),
         )?;
-        family(
-            e,
-            "rabid_punch_drops",
-            "Datagrams not handled or not sent, by reason. Incoming: queue_full (a worker's queue \
-             was full), malformed (garbage; answered invalid_request when long enough, else not), \
-             unknown_command (silently ignored), session_cap (host request dropped at a session \
-             cap), player_cap (join answered session_full at the total players cap). Outgoing: \
-             budget (reply withheld, the destination's anti-amplification budget is spent), \
-             budget_table_full (reply withheld, too many IPs tracked), send_error (the kernel \
-             refused the datagram).",
-            Counter,
-            "reason",
-            [
-                ("queue_full", t.dropped_queue_full),
-                ("malformed", t.malformed),
-                ("unknown_command", t.unknown_command),
-                ("session_cap", t.hosts_refused_by_cap),
-                ("player_cap", t.joins_refused_by_cap),
-                ("budget", t.dropped_budget),
-                ("budget_table_full", t.dropped_table_full),
-                ("send_error", t.send_errors),
-            ],
-        )?;
-        single(
-            e,
-            "rabid_punch_sessions_created",
-            "Sessions created.",
-            Counter,
-            t.sessions_created,
-        )?;
-        single(
-            e,
-            "rabid_punch_sessions_started",
-            "Sessions started.",
-            Counter,
-            t.sessions_started,
-        )?;
-        single(
-            e,
-            "rabid_punch_sessions_timed_out",
-            "Sessions deleted at the end of their lifetime.",
-            Counter,
-            t.sessions_timed_out,
-        )?;
-        single(
-            e,
-            "rabid_punch_players_timed_out",
-            "Players removed because they were not heard from in time.",
-            Counter,
-            t.players_timed_out,
-        )?;
-        single(
-            e,
-            "rabid_punch_sessions_open",
-            "Open sessions, started ones included until they are forgotten.",
-            Gauge,
-            t.sessions,
-        )?;
-        single(
-            e,
-            "rabid_punch_players",
-            "Players in open sessions.",
-            Gauge,
-            t.players,
-        )?;
         let workers: Vec<String> = (0..self.queue_depths.len())
             .map(|w| w.to_string())
             .collect();
@@ -230,95 +192,6 @@ impl Collector for Snapshot {
                 .iter()
                 .map(String::as_str)
                 .zip(self.queue_depths.iter().map(|&d| d as u64)),
-        )?;
-        single(
-            e,
-            "rabid_punch_budget_tracked_ips",
-            "IPs with a send budget being tracked, as of the last sweep (every 5 s).",
-            Gauge,
-            t.budget_tracked_ips,
-        )?;
-        let r = &t.relay;
-        single(
-            e,
-            "rabid_punch_relay_sessions",
-            "Sessions started through the relay.",
-            Counter,
-            r.sessions_relayed,
-        )?;
-        single(
-            e,
-            "rabid_punch_relay_fallbacks",
-            "Starts the relay policy picked that went direct instead: relay port pool empty, an \
-             IP at --relay-max-per-ip, or no address to list.",
-            Counter,
-            r.fallbacks,
-        )?;
-        family(
-            e,
-            "rabid_punch_relay_closed",
-            "Relays closed, by reason: idle (--relay-idle), unused (no member sent anything \
-             within --relay-unused of the start) or lifetime (--relay-lifetime).",
-            Counter,
-            "reason",
-            [
-                ("idle", r.closed_idle),
-                ("unused", r.closed_unused),
-                ("lifetime", r.closed_lifetime),
-            ],
-        )?;
-        single(
-            e,
-            "rabid_punch_relay_datagrams_in",
-            "Datagrams that arrived on relay ports, strangers' included.",
-            Counter,
-            t.relay_datagrams_in,
-        )?;
-        single(
-            e,
-            "rabid_punch_relay_datagrams",
-            "Datagrams relayed between members of relayed sessions.",
-            Counter,
-            r.datagrams,
-        )?;
-        single(
-            e,
-            "rabid_punch_relay_bytes",
-            "Bytes relayed (UDP payloads); the server sends what it receives, so its bandwidth \
-             for relaying is about twice this.",
-            Counter,
-            r.bytes,
-        )?;
-        family(
-            e,
-            "rabid_punch_relay_drops",
-            "Datagrams on relay ports not relayed, by reason: stranger (on a relay's port, not \
-             from a member), unheld_port (on a port of the pool no relay holds: mostly greetings \
-             aimed at a relay port's neighbours), budget (over --relay-session-rate or --relay-ip-rate), \
-             too_big (longer than a relay forwards), send_error (the kernel refused it).",
-            Counter,
-            "reason",
-            [
-                ("stranger", r.dropped_strangers),
-                ("unheld_port", r.dropped_unheld_port),
-                ("budget", r.dropped_budget),
-                ("too_big", t.relay_dropped_too_big),
-                ("send_error", t.relay_send_errors),
-            ],
-        )?;
-        single(
-            e,
-            "rabid_punch_relay_ports_in_use",
-            "Relay ports held by open relays.",
-            Gauge,
-            r.ports_in_use,
-        )?;
-        single(
-            e,
-            "rabid_punch_relay_ports",
-            "Relay ports bound (the pool); 0 with --relay off.",
-            Gauge,
-            r.ports_total,
         )?;
         // Per-bucket counts, not cumulative: the encoder adds them up into `le` buckets.
         let buckets: Vec<(f64, u64)> = HANDLING_BUCKETS_NS
@@ -464,14 +337,14 @@ mod tests {
     #[test]
     fn every_figure_is_exported_under_its_name_and_labels() {
         let mut totals = Totals {
-            datagrams_in: 7,
-            bytes_out: 99,
-            dropped_table_full: 3,
-            hosts_refused_by_cap: 2,
-            sessions: 4,
             handling_sum_ns: 3_000,
             ..Totals::default()
         };
+        totals.runtime.datagrams_in = 7;
+        totals.runtime.bytes_out = 99;
+        totals.runtime.dropped_table_full = 3;
+        totals.shard.hosts_refused_by_cap = 2;
+        totals.runtime.sessions = 4;
         totals.requests[1] = 5;
         totals.replies[2] = 6;
         let full = ErrorCode::ALL
@@ -486,7 +359,7 @@ mod tests {
         totals.relay.closed_unused = 4;
         totals.relay.dropped_budget = 11;
         totals.relay.ports_total = 1000;
-        totals.relay_dropped_too_big = 13;
+        totals.runtime.relay_dropped_too_big = 13;
         let text = Snapshot {
             totals,
             queue_depths: vec![0, 12],

@@ -1,60 +1,21 @@
-//! The metrics endpoint (`--metrics ADDR`): Prometheus text at `/metrics`, 404 elsewhere.
+//! The Prometheus text of a [`Snapshot`]: the figures of the counter tables
+//! (`runtime::stats::sets`), each at its row, and what is not a table row: the requests,
+//! replies and error replies by label, the queue depths, the handling time histogram and the
+//! build info.
 //!
-//! Nothing here is on the datagram path. The threads count in their own
-//! [`Counters`](crate::runtime::Counters); a scrape takes a [`Snapshot`] of them through a
-//! [`Probe`] (plain atomic loads, no lock, so a scrape never makes a worker wait), builds a fresh
-//! `prometheus-client` registry around that snapshot and encodes it. The HTTP side is
-//! `tiny_http` on a thread of its own: blocking, small, one scrape at a time, which is all
-//! Prometheus needs. It is not meant to face the internet (see the README's Monitoring section).
-//!
-//! Every metric name starts with `rabid_punch_`; `contrib/prometheus/rabid-punch.rules.yml`
-//! alerts on them, so a rename must update it too.
-
-use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+//! prometheus-client's own metric types keep their values in atomics of their own; the
+//! threads already count in [`Counters`](crate::runtime::Counters), so a scrape encodes a
+//! snapshot through a [`Collector`] instead of copying it into a registry of metrics.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
 
+use super::Snapshot;
 use crate::runtime::stats::table::{Kind, Metric};
 use crate::runtime::stats::Value;
-use crate::runtime::{Probe, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
+use crate::runtime::{Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 use crate::wire::ErrorCode;
-
-/// The path Prometheus scrapes.
-pub const PATH: &str = "/metrics";
-
-/// What one scrape reports: every thread's counters added up, and the worker queues' depths.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub totals: Totals,
-    /// Batches waiting per worker, in worker order.
-    pub queue_depths: Vec<usize>,
-}
-
-impl Snapshot {
-    /// Reads the running server's figures now.
-    pub fn take(probe: &Probe) -> Self {
-        Self {
-            totals: probe.totals(),
-            queue_depths: probe.queue_depths(),
-        }
-    }
-
-    /// The snapshot in the Prometheus text format (version 0.0.4).
-    pub fn encode(&self) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(self.clone()));
-        let mut text = String::new();
-        // Writing into a String cannot fail, and our collector returns no error of its own.
-        let _ = prometheus_text::encode(&mut text, &registry);
-        text
-    }
-}
 
 /// Writes one metric without labels.
 fn single(
@@ -221,105 +182,6 @@ impl Collector for Snapshot {
             "version",
             [(env!("CARGO_PKG_VERSION"), 1)],
         )
-    }
-}
-
-/// The metrics endpoint, bound but not yet serving.
-pub struct Endpoint {
-    listener: TcpListener,
-    addr: SocketAddr,
-}
-
-impl Endpoint {
-    /// Binds `addr`. The error is one line for the user.
-    pub fn bind(addr: SocketAddr) -> Result<Self, String> {
-        let fail = |e: io::Error| match e.kind() {
-            io::ErrorKind::AddrInUse => {
-                format!("cannot serve metrics on {addr}: the port is already in use")
-            }
-            io::ErrorKind::AddrNotAvailable => format!(
-                "cannot serve metrics on {addr}: no network interface of this machine has that \
-                 address"
-            ),
-            io::ErrorKind::PermissionDenied => {
-                format!("cannot serve metrics on {addr}: permission denied (a port below 1024?)")
-            }
-            _ => format!("cannot serve metrics on {addr}: {e}"),
-        };
-        let listener = TcpListener::bind(addr).map_err(fail)?;
-        let addr = listener.local_addr().map_err(fail)?;
-        Ok(Self { listener, addr })
-    }
-
-    /// The address bound (with the real port when port 0 was asked for).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Serves scrapes of `probe` on a thread of its own until [`Serving::stop`].
-    pub fn serve(self, probe: Probe) -> io::Result<Serving> {
-        let http = tiny_http::Server::from_listener(self.listener, None)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let http = Arc::new(http);
-        let server = http.clone();
-        let thread = thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                for request in server.incoming_requests() {
-                    answer(request, &probe);
-                }
-            })?;
-        Ok(Serving {
-            http,
-            addr: self.addr,
-            thread: Some(thread),
-        })
-    }
-}
-
-/// Answers one HTTP request: the metrics at [`PATH`], 404 anywhere else, 405 for a method
-/// other than GET or HEAD.
-fn answer(request: tiny_http::Request, probe: &Probe) {
-    let path = request.url().split('?').next().unwrap_or_default();
-    let response = if path != PATH {
-        tiny_http::Response::from_string("not found: metrics are at /metrics\n")
-            .with_status_code(404)
-    } else if !matches!(
-        request.method(),
-        tiny_http::Method::Get | tiny_http::Method::Head
-    ) {
-        tiny_http::Response::from_string("only GET\n").with_status_code(405)
-    } else {
-        let response = tiny_http::Response::from_string(Snapshot::take(probe).encode());
-        match tiny_http::Header::from_bytes("Content-Type", prometheus_text::CONTENT_TYPE) {
-            Ok(header) => response.with_header(header),
-            Err(()) => response,
-        }
-    };
-    // A scraper that hung up is its own problem.
-    let _ = request.respond(response);
-}
-
-/// The metrics endpoint, serving. Dropping it leaves the thread serving until the process
-/// ends, as the server binary wants; [`stop`](Self::stop) ends it.
-pub struct Serving {
-    http: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Serving {
-    /// The address served.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops serving and waits for the thread.
-    pub fn stop(mut self) {
-        self.http.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

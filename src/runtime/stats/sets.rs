@@ -311,7 +311,10 @@ mod tests {
         let mut names = fields::<S>();
         rows.sort_unstable();
         names.sort_unstable();
-        assert_eq!(rows, names, "a field without a row, or a row twice");
+        assert_eq!(
+            rows, names,
+            "each field needs one row in src/runtime/stats/sets.rs"
+        );
         let mut stats = S::default();
         for (n, figure) in (1..).zip(table) {
             (figure.set)(&mut stats, n);

@@ -361,4 +361,29 @@ mod tests {
         let t = Totals::sum([&a, &b]);
         assert_eq!(t.requests, [1, 0, 2, 0, 0, 0, 0]);
     }
+
+    #[test]
+    fn published_sets_add_up_across_workers() {
+        let mut shard = ShardStats::default();
+        for (n, figure) in (1..).zip(SHARD) {
+            (figure.set)(&mut shard, n);
+        }
+        let mut relay = RelayStats::default();
+        for (n, figure) in (1..).zip(RELAY) {
+            (figure.set)(&mut relay, n);
+        }
+        let workers = [Counters::default(), Counters::default()];
+        for c in &workers {
+            c.set_shard(3, 7, shard);
+            c.set_relay(relay);
+        }
+        let t = Totals::sum(&workers);
+        assert_eq!((t.runtime.sessions, t.runtime.players), (6, 14));
+        for (n, figure) in (1..).zip(SHARD) {
+            assert_eq!((figure.get)(&t.shard), 2 * n, "{}", figure.field);
+        }
+        for (n, figure) in (1..).zip(RELAY) {
+            assert_eq!((figure.get)(&t.relay), 2 * n, "{}", figure.field);
+        }
+    }
 }

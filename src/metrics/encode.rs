@@ -222,6 +222,8 @@ mod tests {
         totals.relay.dropped_budget = 11;
         totals.relay.ports_total = 1000;
         totals.runtime.relay_dropped_too_big = 13;
+        totals.shard.players_joined = 9;
+        totals.runtime.relay_bytes_in = 17;
         let text = Snapshot {
             totals,
             queue_depths: vec![0, 12],
@@ -269,6 +271,10 @@ mod tests {
             ("rabid_punch_relay_drops_total{reason=\"too_big\"}", "13"),
             ("rabid_punch_relay_ports", "1000"),
             ("rabid_punch_relay_ports_in_use", "0"),
+            ("rabid_punch_players_joined_total", "9"),
+            ("rabid_punch_players_kicked_total", "0"),
+            ("rabid_punch_players_exited_total", "0"),
+            ("rabid_punch_relay_bytes_in_total", "17"),
             ("rabid_punch_request_duration_seconds_sum", "0.000003"),
         ] {
             let found = line(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));

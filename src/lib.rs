@@ -16,4 +16,5 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod runtime;
-pub mod wire;
+/// The wire format, in its own crate (`crates/wire`) so the client shares it without the server.
+pub use rabid_wire as wire;

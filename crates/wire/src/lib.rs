@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub mod lobby;
+
 /// Longest datagram that can hold a valid request:
 /// `h:` + 10 + `:` + 12 + `:` + `12` + `:` + 12 + `\r\n`.
 pub const MAX_REQUEST_LEN: usize = 43;

@@ -154,13 +154,15 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     let before = Snapshot::take(plan.server_pid);
     let barrier = Barrier::new(threads);
     let t0 = OnceLock::new();
+    let window_start = OnceLock::new();
     let abort = AtomicBool::new(false);
     let results: Vec<Result<Outcome, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
             .iter()
             .map(|share| {
-                let (plan, barrier, t0, abort) = (&plan, &barrier, &t0, &abort);
-                scope.spawn(move || thread(plan, share, barrier, t0, abort))
+                let (plan, barrier, t0, window_start, abort) =
+                    (&plan, &barrier, &t0, &window_start, &abort);
+                scope.spawn(move || thread(plan, share, barrier, t0, window_start, abort))
             })
             .collect();
         handles
@@ -196,6 +198,7 @@ fn thread(
     share: &Share,
     barrier: &Barrier,
     t0: &OnceLock<Instant>,
+    window_start: &OnceLock<Snapshot>,
     abort: &AtomicBool,
 ) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
@@ -212,7 +215,15 @@ fn thread(
         return Err("stopped: another generator thread failed".into());
     }
     let start = *t0.get_or_init(Instant::now);
-    let mut out = flood(plan, share, &mut players, &mut batch, start, abort)?;
+    let mut out = flood(
+        plan,
+        share,
+        &mut players,
+        &mut batch,
+        start,
+        window_start,
+        abort,
+    )?;
     out.setup = setup;
     Ok(out)
 }
@@ -253,12 +264,19 @@ fn prepare(plan: &Plan, share: &Share, batch: &mut RecvBatch) -> Result<Vec<Play
 }
 
 /// The flood itself: warm-up, measured window, then a drain of the last replies.
+///
+/// The measured window begins when the first thread sees the warm-up end (it takes the
+/// `window_start` snapshot) and lasts `--duration` from that snapshot for every thread; thread 0
+/// takes the closing snapshot. Timed from the snapshot rather than from the planned end of the
+/// warm-up, the window is never shorter than `--duration`, however late a preempted thread
+/// noticed the warm-up's end.
 fn flood(
     plan: &Plan,
     share: &Share,
     players: &mut [Player],
     batch: &mut RecvBatch,
     t0: Instant,
+    window_start: &OnceLock<Snapshot>,
     abort: &AtomicBool,
 ) -> Result<Outcome, String> {
     let info = proto::info(&proto::players(plan.players));
@@ -276,7 +294,8 @@ fn flood(
         refused: None,
     };
     let warm_end = t0 + plan.warmup;
-    let end = warm_end + plan.duration;
+    // Moved to the window's start plus its duration once the window starts.
+    let mut end = warm_end + plan.duration;
     let mut first_snap: Option<Snapshot> = None;
     let mut next_due = t0;
     let mut total_sent = 0u64;
@@ -285,8 +304,10 @@ fn flood(
         let now = Instant::now();
         if !run.measuring && now >= warm_end {
             run.measuring = true;
+            let first = *window_start.get_or_init(|| Snapshot::take(plan.server_pid));
+            end = first.at + plan.duration;
             if share.thread == 0 {
-                first_snap = Some(Snapshot::take(plan.server_pid));
+                first_snap = Some(first);
             }
         }
         if now >= end || total_sent >= share.max_pings {

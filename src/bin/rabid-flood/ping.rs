@@ -17,6 +17,7 @@ use crate::net::{self, Conn, RecvBatch};
 use crate::proto::{self, Names};
 use crate::report::{Failures, Latency};
 use crate::setup;
+use crate::threads::{self, split_len, split_start};
 
 /// How often pings without a reply are looked for.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(5);
@@ -156,22 +157,8 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     let t0 = OnceLock::new();
     let window_start = OnceLock::new();
     let abort = AtomicBool::new(false);
-    let results: Vec<Result<Outcome, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .iter()
-            .map(|share| {
-                let (plan, barrier, t0, window_start, abort) =
-                    (&plan, &barrier, &t0, &window_start, &abort);
-                scope.spawn(move || thread(plan, share, barrier, t0, window_start, abort))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a generator thread panicked".into()))
-            })
-            .collect()
+    let results = threads::run_each(&shares, |share| {
+        thread(&plan, share, &barrier, &t0, &window_start, &abort)
     });
     let mut total = Outcome::new();
     for r in results {
@@ -183,16 +170,6 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     Ok(total)
 }
 
-/// Start of part `t` of `n` equal parts of `0..len`.
-fn split_start(len: usize, n: usize, t: usize) -> usize {
-    t * (len / n) + t.min(len % n)
-}
-
-/// Length of part `t` of `n` equal parts of `0..len`.
-fn split_len(len: usize, n: usize, t: usize) -> usize {
-    len / n + usize::from(t < len % n)
-}
-
 fn thread(
     plan: &Plan,
     share: &Share,
@@ -202,19 +179,8 @@ fn thread(
     abort: &AtomicBool,
 ) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
-    let began = Instant::now();
-    let prepared = prepare(plan, share, &mut batch);
-    let setup = began.elapsed();
-    // Every thread reaches the barrier, failed or not, so none waits forever.
-    if prepared.is_err() {
-        abort.store(true, Ordering::SeqCst);
-    }
-    barrier.wait();
-    let mut players = prepared?;
-    if abort.load(Ordering::SeqCst) {
-        return Err("stopped: another generator thread failed".into());
-    }
-    let start = *t0.get_or_init(Instant::now);
+    let (mut players, start, setup) =
+        threads::set_up_together(barrier, t0, abort, || prepare(plan, share, &mut batch))?;
     let mut out = flood(
         plan,
         share,
@@ -569,22 +535,5 @@ fn describe(e: &io::Error) -> String {
         "connection refused (nothing listens at the target)".into()
     } else {
         e.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_cover_the_range_exactly() {
-        for (len, n) in [(10, 3), (1000, 1), (7, 7), (64, 5)] {
-            let mut next = 0;
-            for t in 0..n {
-                assert_eq!(split_start(len, n, t), next);
-                next += split_len(len, n, t);
-            }
-            assert_eq!(next, len);
-        }
     }
 }

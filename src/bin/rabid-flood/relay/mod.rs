@@ -26,7 +26,7 @@ mod setup;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use crate::meter::Window;
 use crate::net::{self, Conn, RecvBatch};
 use crate::proto::Names;
 use crate::report::{Failures, Latency};
+use crate::threads::{self, split_len, split_start};
 
 pub const MIN_BYTES: usize = 16;
 pub const MAX_BYTES: usize = 1400;
@@ -163,37 +164,12 @@ pub fn run(args: &RelayArgs) -> Result<Outcome, String> {
     let barrier = Barrier::new(threads);
     let t0 = OnceLock::new();
     let abort = AtomicBool::new(false);
-    let results: Vec<Result<Outcome, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .iter()
-            .map(|share| {
-                let (plan, barrier, t0, abort) = (&plan, &barrier, &t0, &abort);
-                scope.spawn(move || thread(plan, share, barrier, t0, abort))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a generator thread panicked".into()))
-            })
-            .collect()
-    });
+    let results = threads::run_each(&shares, |share| thread(&plan, share, &barrier, &t0, &abort));
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
     }
     Ok(total)
-}
-
-/// Start of part `t` of `n` equal parts of `0..len`.
-fn split_start(len: usize, n: usize, t: usize) -> usize {
-    t * (len / n) + t.min(len % n)
-}
-
-/// Length of part `t` of `n` equal parts of `0..len`.
-fn split_len(len: usize, n: usize, t: usize) -> usize {
-    len / n + usize::from(t < len % n)
 }
 
 fn thread(
@@ -204,19 +180,9 @@ fn thread(
     abort: &AtomicBool,
 ) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
-    let began = Instant::now();
-    let prepared = setup::prepare(plan, share, &mut batch);
-    let setup = began.elapsed();
-    // Every thread reaches the barrier, failed or not, so none waits forever.
-    if prepared.is_err() {
-        abort.store(true, Ordering::SeqCst);
-    }
-    barrier.wait();
-    let mut players = prepared?;
-    if abort.load(Ordering::SeqCst) {
-        return Err("stopped: another generator thread failed".into());
-    }
-    let start = *t0.get_or_init(Instant::now);
+    let (mut players, start, setup) = threads::set_up_together(barrier, t0, abort, || {
+        setup::prepare(plan, share, &mut batch)
+    })?;
     let mut out = flood::flood(plan, share, &mut players, &mut batch, start, abort)?;
     out.setup = setup;
     Ok(out)
@@ -238,21 +204,4 @@ struct Player {
     /// Set-up datagrams that may still arrive late (a re-sent start message or greeting): not
     /// game traffic, but not a failure either.
     tolerated: Vec<Vec<u8>>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_cover_the_range_exactly() {
-        for (len, n) in [(10, 3), (1000, 1), (7, 7), (64, 5)] {
-            let mut next = 0;
-            for t in 0..n {
-                assert_eq!(split_start(len, n, t), next);
-                next += split_len(len, n, t);
-            }
-            assert_eq!(next, len);
-        }
-    }
 }

@@ -6,7 +6,6 @@
 //! a session the server did not relay would make the flood measure nothing.
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use super::{Plan, Player, Share, PLAYERS};
 use crate::cli;
 use crate::net::{self, Conn, RecvBatch};
 use crate::proto;
+use crate::setup::io_failure;
 
 /// Sessions started (or greeted) together during set-up: enough to hide round trips, few
 /// enough that one burst does not overflow the server's receive buffer.
@@ -277,14 +277,4 @@ fn greet(
         }
     }
     Ok(())
-}
-
-fn io_failure(e: &io::Error, session: &str, player: &str) -> String {
-    if e.kind() == io::ErrorKind::ConnectionRefused {
-        format!(
-            "session {session} player {player}: connection refused: nothing listens at the target"
-        )
-    } else {
-        format!("session {session} player {player}: socket error: {e}")
-    }
 }

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::game::{game_datagram, game_header};
@@ -18,12 +19,17 @@ use crate::proto;
 const TIMEOUT_SCAN: Duration = Duration::from_millis(5);
 
 /// The flood itself: warm-up, measured window, then a drain of the datagrams still in flight.
+///
+/// As in the ping mode, the measured window begins when the first thread sees the warm-up end
+/// (it takes the `window_start` snapshot) and lasts `--duration` from that snapshot for every
+/// thread, so that it is never shorter than `--duration`; thread 0 takes the closing snapshot.
 pub(super) fn flood(
     plan: &Plan,
     share: &Share,
     players: &mut [Player],
     batch: &mut RecvBatch,
     t0: Instant,
+    window_start: &OnceLock<Snapshot>,
     abort: &AtomicBool,
 ) -> Result<Outcome, String> {
     let mut out = Outcome::new();
@@ -43,7 +49,8 @@ pub(super) fn flood(
         check_buf: Vec::with_capacity(plan.bytes),
     };
     let warm_end = t0 + plan.warmup;
-    let end = warm_end + plan.duration;
+    // Moved to the window's start plus its duration once the window starts.
+    let mut end = warm_end + plan.duration;
     let mut first_snap: Option<Snapshot> = None;
     let mut total_sent = 0u64;
     let mut last_scan = t0;
@@ -51,8 +58,10 @@ pub(super) fn flood(
         let now = Instant::now();
         if !run.measuring && now >= warm_end {
             run.measuring = true;
+            let first = *window_start.get_or_init(|| Snapshot::take(plan.server_pid));
+            end = first.at + plan.duration;
             if share.thread == 0 {
-                first_snap = Some(Snapshot::take(plan.server_pid));
+                first_snap = Some(first);
             }
         }
         if now >= end || total_sent >= share.max_datagrams {

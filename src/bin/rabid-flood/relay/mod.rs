@@ -31,7 +31,7 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cli::{self, RelayArgs};
-use crate::meter::Window;
+use crate::meter::{Snapshot, Window};
 use crate::net::{self, Conn, RecvBatch};
 use crate::proto::Names;
 use crate::report::{Failures, Latency};
@@ -163,8 +163,11 @@ pub fn run(args: &RelayArgs) -> Result<Outcome, String> {
         .collect();
     let barrier = Barrier::new(threads);
     let t0 = OnceLock::new();
+    let window_start = OnceLock::new();
     let abort = AtomicBool::new(false);
-    let results = threads::run_each(&shares, |share| thread(&plan, share, &barrier, &t0, &abort));
+    let results = threads::run_each(&shares, |share| {
+        thread(&plan, share, &barrier, &t0, &window_start, &abort)
+    });
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
@@ -177,13 +180,22 @@ fn thread(
     share: &Share,
     barrier: &Barrier,
     t0: &OnceLock<Instant>,
+    window_start: &OnceLock<Snapshot>,
     abort: &AtomicBool,
 ) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
     let (mut players, start, setup) = threads::set_up_together(barrier, t0, abort, || {
         setup::prepare(plan, share, &mut batch)
     })?;
-    let mut out = flood::flood(plan, share, &mut players, &mut batch, start, abort)?;
+    let mut out = flood::flood(
+        plan,
+        share,
+        &mut players,
+        &mut batch,
+        start,
+        window_start,
+        abort,
+    )?;
     out.setup = setup;
     Ok(out)
 }

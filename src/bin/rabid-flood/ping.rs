@@ -7,8 +7,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cli::{self, PingArgs, MAX_PLAYERS};
@@ -17,7 +15,7 @@ use crate::net::{self, Conn, RecvBatch};
 use crate::proto::{self, Names};
 use crate::report::{Failures, Latency};
 use crate::setup;
-use crate::threads::{self, split_len, split_start};
+use crate::threads::{self, split_len, split_start, Together};
 
 /// How often pings without a reply are looked for.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(5);
@@ -153,13 +151,8 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
         })
         .collect();
     let before = Snapshot::take(plan.server_pid);
-    let barrier = Barrier::new(threads);
-    let t0 = OnceLock::new();
-    let window_start = OnceLock::new();
-    let abort = AtomicBool::new(false);
-    let results = threads::run_each(&shares, |share| {
-        thread(&plan, share, &barrier, &t0, &window_start, &abort)
-    });
+    let together = Together::new(threads);
+    let results = threads::run_each(&shares, |share| thread(&plan, share, &together));
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
@@ -170,26 +163,10 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     Ok(total)
 }
 
-fn thread(
-    plan: &Plan,
-    share: &Share,
-    barrier: &Barrier,
-    t0: &OnceLock<Instant>,
-    window_start: &OnceLock<Snapshot>,
-    abort: &AtomicBool,
-) -> Result<Outcome, String> {
+fn thread(plan: &Plan, share: &Share, together: &Together) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
-    let (mut players, start, setup) =
-        threads::set_up_together(barrier, t0, abort, || prepare(plan, share, &mut batch))?;
-    let mut out = flood(
-        plan,
-        share,
-        &mut players,
-        &mut batch,
-        start,
-        window_start,
-        abort,
-    )?;
+    let (mut players, start, setup) = together.set_up(|| prepare(plan, share, &mut batch))?;
+    let mut out = flood(plan, share, &mut players, &mut batch, start, together)?;
     out.setup = setup;
     Ok(out)
 }
@@ -231,19 +208,15 @@ fn prepare(plan: &Plan, share: &Share, batch: &mut RecvBatch) -> Result<Vec<Play
 
 /// The flood itself: warm-up, measured window, then a drain of the last replies.
 ///
-/// The measured window begins when the first thread sees the warm-up end (it takes the
-/// `window_start` snapshot) and lasts `--duration` from that snapshot for every thread; thread 0
-/// takes the closing snapshot. Timed from the snapshot rather than from the planned end of the
-/// warm-up, the window is never shorter than `--duration`, however late a preempted thread
-/// noticed the warm-up's end.
+/// The measured window opens at [`Together::window_start`] and lasts `--duration` for every
+/// thread; thread 0 takes the closing snapshot.
 fn flood(
     plan: &Plan,
     share: &Share,
     players: &mut [Player],
     batch: &mut RecvBatch,
     t0: Instant,
-    window_start: &OnceLock<Snapshot>,
-    abort: &AtomicBool,
+    together: &Together,
 ) -> Result<Outcome, String> {
     let info = proto::info(&proto::players(plan.players));
     let mut out = Outcome::new();
@@ -270,7 +243,7 @@ fn flood(
         let now = Instant::now();
         if !run.measuring && now >= warm_end {
             run.measuring = true;
-            let first = *window_start.get_or_init(|| Snapshot::take(plan.server_pid));
+            let first = together.window_start(plan.server_pid);
             end = first.at + plan.duration;
             if share.thread == 0 {
                 first_snap = Some(first);
@@ -282,10 +255,10 @@ fn flood(
         // Nothing listens at the target (or another thread found so): flooding a closed port
         // measures nothing.
         if let Some(why) = run.refused.take() {
-            abort.store(true, Ordering::SeqCst);
+            together.abort();
             return Err(why);
         }
-        if abort.load(Ordering::Relaxed) {
+        if together.aborted() {
             return Err("stopped: another generator thread failed".into());
         }
         match share.interval {

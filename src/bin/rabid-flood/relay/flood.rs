@@ -5,8 +5,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::game::{game_datagram, game_header};
@@ -14,23 +12,22 @@ use super::{Outcome, Plan, Player, Share};
 use crate::meter::{Snapshot, Window};
 use crate::net::RecvBatch;
 use crate::proto;
+use crate::threads::Together;
 
 /// How often datagrams that never arrived are looked for.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(5);
 
 /// The flood itself: warm-up, measured window, then a drain of the datagrams still in flight.
 ///
-/// As in the ping mode, the measured window begins when the first thread sees the warm-up end
-/// (it takes the `window_start` snapshot) and lasts `--duration` from that snapshot for every
-/// thread, so that it is never shorter than `--duration`; thread 0 takes the closing snapshot.
+/// The measured window opens at [`Together::window_start`] and lasts `--duration` for every
+/// thread; thread 0 takes the closing snapshot.
 pub(super) fn flood(
     plan: &Plan,
     share: &Share,
     players: &mut [Player],
     batch: &mut RecvBatch,
     t0: Instant,
-    window_start: &OnceLock<Snapshot>,
-    abort: &AtomicBool,
+    together: &Together,
 ) -> Result<Outcome, String> {
     let mut out = Outcome::new();
     let ready = (0..plan.window)
@@ -58,7 +55,7 @@ pub(super) fn flood(
         let now = Instant::now();
         if !run.measuring && now >= warm_end {
             run.measuring = true;
-            let first = *window_start.get_or_init(|| Snapshot::take(plan.server_pid));
+            let first = together.window_start(plan.server_pid);
             end = first.at + plan.duration;
             if share.thread == 0 {
                 first_snap = Some(first);
@@ -68,10 +65,10 @@ pub(super) fn flood(
             break;
         }
         if let Some(why) = run.refused.take() {
-            abort.store(true, Ordering::SeqCst);
+            together.abort();
             return Err(why);
         }
-        if abort.load(Ordering::Relaxed) {
+        if together.aborted() {
             return Err("stopped: another generator thread failed".into());
         }
         // At most one pass over the slots free now, so sends that keep failing cannot hold the

@@ -26,16 +26,14 @@ mod setup;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cli::{self, RelayArgs};
-use crate::meter::{Snapshot, Window};
+use crate::meter::Window;
 use crate::net::{self, Conn, RecvBatch};
 use crate::proto::Names;
 use crate::report::{Failures, Latency};
-use crate::threads::{self, split_len, split_start};
+use crate::threads::{self, split_len, split_start, Together};
 
 pub const MIN_BYTES: usize = 16;
 pub const MAX_BYTES: usize = 1400;
@@ -161,13 +159,8 @@ pub fn run(args: &RelayArgs) -> Result<Outcome, String> {
             max_datagrams: (args.max_datagrams / threads as u64).max(1),
         })
         .collect();
-    let barrier = Barrier::new(threads);
-    let t0 = OnceLock::new();
-    let window_start = OnceLock::new();
-    let abort = AtomicBool::new(false);
-    let results = threads::run_each(&shares, |share| {
-        thread(&plan, share, &barrier, &t0, &window_start, &abort)
-    });
+    let together = Together::new(threads);
+    let results = threads::run_each(&shares, |share| thread(&plan, share, &together));
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
@@ -175,27 +168,11 @@ pub fn run(args: &RelayArgs) -> Result<Outcome, String> {
     Ok(total)
 }
 
-fn thread(
-    plan: &Plan,
-    share: &Share,
-    barrier: &Barrier,
-    t0: &OnceLock<Instant>,
-    window_start: &OnceLock<Snapshot>,
-    abort: &AtomicBool,
-) -> Result<Outcome, String> {
+fn thread(plan: &Plan, share: &Share, together: &Together) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
-    let (mut players, start, setup) = threads::set_up_together(barrier, t0, abort, || {
-        setup::prepare(plan, share, &mut batch)
-    })?;
-    let mut out = flood::flood(
-        plan,
-        share,
-        &mut players,
-        &mut batch,
-        start,
-        window_start,
-        abort,
-    )?;
+    let (mut players, start, setup) =
+        together.set_up(|| setup::prepare(plan, share, &mut batch))?;
+    let mut out = flood::flood(plan, share, &mut players, &mut batch, start, together)?;
     out.setup = setup;
     Ok(out)
 }

@@ -7,9 +7,11 @@
 //! of the protocol is a unit test with a made-up clock.
 //!
 //! Where each rule lives:
-//! - [`requests`]: the table of requests (checks in order, errors, replies), host migration and
-//!   the "heard from" rule;
-//! - [`timers`]: start re-sends, the player timeout and the session lifetime;
+//! - [`shard`]: the [`Shard`] type, with the table of requests (checks in order, errors,
+//!   replies), host migration and the "heard from" rule, and its timeouts (start re-sends, the
+//!   player timeout and the session lifetime);
+//! - [`config`]: the protocol's durations and counts, and the caps and relay settings;
+//! - [`timers`]: the timer heap that sessions and relays keep their deadlines in;
 //! - [`session`]: what one session holds, and the `i:` and `s:` messages built from it;
 //! - [`repeats`]: errors sent several times (`player_timeout`, `session_timeout`);
 //! - [`caps`]: caps on sessions and players across shards (abuse resistance);
@@ -18,11 +20,9 @@
 mod caps;
 mod clock;
 mod config;
-mod invariants;
 mod name;
 mod relay;
 mod repeats;
-mod requests;
 mod session;
 mod session_map;
 mod shard;

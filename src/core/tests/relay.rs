@@ -5,8 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode};
-use crate::core::{CoreConfig, Shard};
+use crate::core::{CoreConfig, RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, Shard};
 use crate::outbox::Outbox;
 
 const RELAY_IP: &str = "203.0.113.7";
@@ -219,7 +218,7 @@ fn relay_off_starts_direct_and_counts_no_fallback() {
     assert_eq!(start_to(&sent, addr(2)), "s:40002:A:198.51.100.1:40001");
     assert_eq!(
         h.shard.relay_stats(),
-        super::RelayStats {
+        crate::core::RelayStats {
             ports_total: 12,
             ..Default::default()
         }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use super::{CoreConfig, Shard};
 use crate::outbox::Outbox;
 
+mod relay;
+
 /// A shard driven like the runtime drives it, with time moved by hand.
 struct Harness {
     shard: Shard,

@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::clock::Millis;
-use super::name::{Password, PlayerName, SessionName};
-use super::session::{Player, Session, Start};
-use super::shard::Shard;
+use super::Shard;
+use crate::core::clock::Millis;
+use crate::core::name::{Password, PlayerName, SessionName};
+use crate::core::session::{Player, Session, Start};
 use crate::ip_key::IpKey;
 use crate::outbox::Outbox;
 use crate::wire::{ErrorCode, Kind, Request};

@@ -1,37 +1,49 @@
 //! A shard: the sessions one worker owns, its timers, and its counters.
+//!
+//! The type is here with its constructors and its entry points for requests; its other jobs
+//! have a file each:
+//! - [`requests`]: the table of requests (checks in order, errors, replies), host migration and
+//!   the "heard from" rule;
+//! - [`timeouts`]: start re-sends, the player timeout and the session lifetime;
+//! - [`relay`]: what a start and a relay port ask of the shard's relays;
+//! - [`invariants`]: what must hold after any sequence of requests and timeouts.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+mod invariants;
+mod relay;
+mod requests;
+mod timeouts;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::caps::Caps;
-use super::clock::{ms, Clock, Millis};
-use super::config::CoreConfig;
+use super::clock::Clock;
+use super::config::{CoreConfig, Settings};
 use super::name::SessionName;
 use super::relay::{RelayLimits, Relays};
 use super::repeats::Repeats;
 use super::session::Session;
 use super::session_map::SessionMap;
-use super::timers::Timer;
+use super::timers::Timers;
 use crate::outbox::Outbox;
 use crate::wire::{self, ErrorCode, ParseError, Request};
 
 /// The sessions of one shard and everything needed to run them. See the [module](super) docs.
 #[derive(Debug)]
 pub struct Shard {
-    pub(crate) config: Settings,
-    pub(crate) clock: Clock,
-    pub(crate) sessions: SessionMap,
-    /// One live entry per session (see `Session::timer_at`), plus stale ones skipped when popped.
-    pub(crate) timers: BinaryHeap<Reverse<Timer>>,
-    pub(crate) repeats: Repeats,
-    pub(crate) next_id: u32,
-    pub(crate) players: usize,
-    pub(crate) caps: Arc<Caps>,
-    pub(crate) relays: Relays,
-    pub(crate) stats: ShardStats,
+    config: Settings,
+    clock: Clock,
+    sessions: SessionMap,
+    /// One live entry per session, keyed by its id and name, at its `Session::timer_at`; stale
+    /// ones are skipped when popped.
+    timers: Timers<(u32, SessionName)>,
+    repeats: Repeats,
+    next_id: u32,
+    players: usize,
+    caps: Arc<Caps>,
+    relays: Relays,
+    stats: ShardStats,
     /// Scratch space of [`Shard::handle_datagrams`]: the tags of a batch's sessions, and where
     /// their entries were found.
     batch_tags: Vec<u32>,
@@ -54,17 +66,6 @@ pub struct Incoming<'a> {
     pub from: SocketAddr,
     pub local: Option<IpAddr>,
     pub bytes: &'a [u8],
-}
-
-/// [`CoreConfig`] in shard milliseconds.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Settings {
-    pub(crate) player_timeout: Millis,
-    pub(crate) session_lifetime: Millis,
-    pub(crate) start_interval: Millis,
-    pub(crate) start_sends: u8,
-    pub(crate) error_repeats: u8,
-    pub(crate) error_repeat_interval: Millis,
 }
 
 /// Counters of what a shard did, for the stats line and metrics.
@@ -93,17 +94,10 @@ impl Shard {
     /// shards.
     pub fn with_caps(config: &CoreConfig, caps: Arc<Caps>, now: Instant) -> Self {
         Self {
-            config: Settings {
-                player_timeout: ms(config.player_timeout),
-                session_lifetime: ms(config.session_lifetime),
-                start_interval: ms(config.start_interval),
-                start_sends: config.start_sends.max(1),
-                error_repeats: config.error_repeats,
-                error_repeat_interval: ms(config.error_repeat_interval),
-            },
+            config: Settings::new(config),
             clock: Clock::new(now),
             sessions: SessionMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             repeats: Repeats::default(),
             next_id: 0,
             players: 0,
@@ -237,7 +231,7 @@ impl Shard {
     }
 
     /// Deletes a session, keeping the counts right.
-    pub(crate) fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
+    fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
         let session = self.sessions.remove(name)?;
         self.players_left(session.players.len());
         self.caps.close_session(session.owner);
@@ -252,7 +246,7 @@ impl Shard {
 
     /// Counts `n` players just removed from session `name` (kicked, exited, timed out), and
     /// deletes the session if nobody is left.
-    pub(crate) fn players_removed(&mut self, name: &SessionName, n: usize) {
+    fn players_removed(&mut self, name: &SessionName, n: usize) {
         self.players_left(n);
         if self
             .sessions

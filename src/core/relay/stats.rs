@@ -1,0 +1,71 @@
+//! The counters of a shard's relays.
+
+/// Counters of a shard's relays, for the stats line and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Sessions started through the relay.
+    pub sessions_relayed: u64,
+    /// Starts that should have been relayed but went direct: pool empty, an IP at its cap, or no
+    /// address to list.
+    pub fallbacks: u64,
+    pub closed_idle: u64,
+    pub closed_lifetime: u64,
+    /// Relays closed because no member sent through them within `unused_timeout`.
+    pub closed_unused: u64,
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// Datagrams on a relay's port that no member sent.
+    pub dropped_strangers: u64,
+    /// Datagrams on a port of the pool that no relay holds: mostly greetings aimed at the
+    /// neighbours of a relay port (the peer phase tries 8 ports each side), or a port scan.
+    pub dropped_unheld_port: u64,
+    /// Datagrams over the byte budget of their session or of their sender's IP.
+    pub dropped_budget: u64,
+    /// Relay ports held by open relays now.
+    pub ports_in_use: u64,
+    /// Relay ports this shard was given.
+    pub ports_total: u64,
+}
+
+impl RelayStats {
+    /// How many figures [`to_array`](Self::to_array) gives.
+    pub const LEN: usize = 12;
+
+    /// The figures in field order, for counters kept as an array.
+    pub fn to_array(&self) -> [u64; Self::LEN] {
+        [
+            self.sessions_relayed,
+            self.fallbacks,
+            self.closed_idle,
+            self.closed_lifetime,
+            self.closed_unused,
+            self.datagrams,
+            self.bytes,
+            self.dropped_strangers,
+            self.dropped_unheld_port,
+            self.dropped_budget,
+            self.ports_in_use,
+            self.ports_total,
+        ]
+    }
+
+    /// The inverse of [`to_array`](Self::to_array).
+    pub fn from_array(a: [u64; Self::LEN]) -> Self {
+        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, closed_unused, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total] =
+            a;
+        Self {
+            sessions_relayed,
+            fallbacks,
+            closed_idle,
+            closed_lifetime,
+            closed_unused,
+            datagrams,
+            bytes,
+            dropped_strangers,
+            dropped_unheld_port,
+            dropped_budget,
+            ports_in_use,
+            ports_total,
+        }
+    }
+}

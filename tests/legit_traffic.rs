@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rabid_punch::budget::{BudgetConfig, SendBudgets};
-use rabid_punch::core::{CoreConfig, Shard};
+use rabid_punch::core::{Clock, CoreConfig, Shard};
 use rabid_punch::outbox::Outbox;
 
 /// The core and the budgets, driven with a made-up clock.
@@ -23,7 +23,7 @@ impl Sim {
         let now = Instant::now();
         Self {
             shard: Shard::new(&CoreConfig::default(), now),
-            budgets: SendBudgets::new(BudgetConfig::default(), now),
+            budgets: SendBudgets::new(BudgetConfig::default(), Clock::new(now)),
             out: Outbox::new(),
             now,
             delivered: Vec::new(),

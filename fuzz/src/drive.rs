@@ -22,10 +22,9 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rabid_punch::core::{Caps, RelayLimits, RelayMode, RelayStats, Shard};
+use rabid_punch::core::{RelayMode, RelayStats, Shard, Shared};
 use rabid_punch::outbox::Outbox;
 use rabid_punch::wire::ErrorCode;
 
@@ -70,11 +69,10 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
     let sources = sources();
     let mut now = Instant::now();
     let config = scenario.core();
-    let caps = Arc::new(Caps::new(config.caps));
+    let shared = Shared::new(&config, now);
+    let (caps, limits) = (&shared.caps, &shared.relay_limits);
     let pool = scenario.relay.ports();
-    let limits = Arc::new(RelayLimits::new(config.relay.limits));
-    let mut shard = Shard::with_caps(&config, Arc::clone(&caps), now)
-        .with_relay_pool(pool.clone(), Arc::clone(&limits));
+    let mut shard = Shard::with_shared(&config, &shared).with_relay_pool(pool.clone());
     let mut out = Outbox::new();
     let mut heard = Heard::default();
     for (step, op) in scenario.ops.iter().enumerate() {

@@ -14,9 +14,12 @@
 //! - [`timers`]: the timer heap that sessions and relays keep their deadlines in;
 //! - [`session`]: what one session holds, and the `i:` and `s:` messages built from it;
 //! - [`repeats`]: errors sent several times (`player_timeout`, `session_timeout`);
-//! - [`caps`]: caps on sessions and players across shards (abuse resistance);
+//! - [`shared`]: what the shards share: one clock, the [`caps`] on sessions and players
+//!   (abuse resistance) and the relay limits;
+//! - [`bucket`]: the token bucket of the relay limits and of the send budgets;
 //! - [`relay`]: the relay fallback for players whose NATs cannot be punched.
 
+mod bucket;
 mod caps;
 mod clock;
 mod config;
@@ -26,13 +29,17 @@ mod repeats;
 mod session;
 mod session_map;
 mod shard;
+mod shared;
 mod timers;
 
+pub(crate) use bucket::{Bucket, Refill};
 pub use caps::{CapHit, Caps, CapsConfig};
+pub use clock::Clock;
 pub use config::CoreConfig;
 pub use name::{Password, PlayerName, SessionName, ShortName};
 pub use relay::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, RelayStats};
 pub use shard::{Incoming, Shard, ShardStats};
+pub use shared::Shared;
 
 #[cfg(test)]
 mod tests;

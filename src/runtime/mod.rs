@@ -34,12 +34,12 @@ use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
 use crate::budget::{BudgetConfig, SendBudgets};
-use crate::core::{Caps, CoreConfig, Shard};
+use crate::core::{CoreConfig, Shard, Shared};
 use crate::outbox::Outbox;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
-use crate::core::{RelayLimits, RelayMode};
+use crate::core::RelayMode;
 use datagram::Batch;
 use receiver::LocalAddress;
 use relay::RelayBatch;
@@ -144,10 +144,11 @@ impl Server {
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
         let now = Instant::now();
-        let budgets = Arc::new(SendBudgets::new(config.budget, now));
-        let caps = Arc::new(Caps::new(config.core.caps));
+        // One clock for the shards and the send budgets; the shards share the caps and the relay
+        // limits through `shared`.
+        let shared = Shared::new(&config.core, now);
+        let budgets = Arc::new(SendBudgets::new(config.budget, shared.clock));
         let relay_on = config.core.relay.mode != RelayMode::Off;
-        let relay_limits = Arc::new(RelayLimits::new(config.core.relay.limits));
         let pool = if relay_on {
             relay::bind_pool(local_addr.ip(), config.relay_ports.clone(), workers)
         } else {
@@ -165,8 +166,8 @@ impl Server {
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
             let relay_sockets = Arc::new(pool.next().unwrap_or_default());
-            let shard = Shard::with_caps(&config.core, caps.clone(), now)
-                .with_relay_pool(relay_sockets.ports(), relay_limits.clone());
+            let shard =
+                Shard::with_shared(&config.core, &shared).with_relay_pool(relay_sockets.ports());
             let gate = Gate {
                 socket: clone,
                 budgets: budgets.clone(),

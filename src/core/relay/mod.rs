@@ -18,7 +18,6 @@
 //!
 //! The runtime owns the sockets; this module only decides.
 
-mod bucket;
 mod expiry;
 mod forward;
 mod limits;
@@ -31,11 +30,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::bucket::{Bucket, Refill};
 use super::clock::{ms, Millis};
 use super::name::{PlayerName, SessionName};
 use super::timers::Timers;
 use crate::ip_key::IpKey;
-use bucket::Bucket;
 pub use limits::{RelayLimits, RelayLimitsConfig};
 pub(crate) use pool::is_local_only;
 pub use stats::RelayStats;
@@ -120,7 +119,8 @@ struct Settings {
     unused: Millis,
     lifetime: Millis,
     auto_window: Millis,
-    session_rate: u64,
+    /// The byte budget of one relayed session.
+    session_rate: Refill,
 }
 
 /// One relayed session.
@@ -160,7 +160,7 @@ impl Relays {
                 unused: ms(config.unused_timeout),
                 lifetime: ms(config.lifetime),
                 auto_window: ms(config.auto_window),
-                session_rate: limits.config().session_bytes_per_sec,
+                session_rate: Refill::per_sec(limits.config().session_bytes_per_sec),
             },
             free: ports.into(),
             ports: HashMap::new(),
@@ -174,10 +174,9 @@ impl Relays {
         }
     }
 
-    pub(crate) fn set_pool(&mut self, ports: Vec<u16>, limits: Arc<RelayLimits>) {
+    pub(crate) fn set_pool(&mut self, ports: Vec<u16>) {
         self.stats.ports_total = ports.len() as u64;
         self.free = ports.into();
-        self.limits = limits;
     }
 
     /// See `Shard::check_invariants`.

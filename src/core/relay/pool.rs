@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use log::info;
 
-use super::bucket::Bucket;
 use super::{Member, Relay, Relays};
+use crate::core::bucket::Bucket;
 use crate::core::clock::Millis;
 use crate::core::name::{PlayerName, SessionName};
 use crate::ip_key::IpKey;

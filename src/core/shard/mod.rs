@@ -21,10 +21,11 @@ use super::caps::Caps;
 use super::clock::Clock;
 use super::config::{CoreConfig, Settings};
 use super::name::SessionName;
-use super::relay::{RelayLimits, Relays};
+use super::relay::Relays;
 use super::repeats::Repeats;
 use super::session::Session;
 use super::session_map::SessionMap;
+use super::shared::Shared;
 use super::timers::Timers;
 use crate::outbox::Outbox;
 use crate::wire::{self, ErrorCode, ParseError, Request};
@@ -85,39 +86,35 @@ pub struct ShardStats {
 }
 
 impl Shard {
-    /// An empty shard whose clock starts at `now`, with caps of its own.
+    /// An empty shard alone: its clock starts at `now`, and it has caps and relay limits of its
+    /// own.
     pub fn new(config: &CoreConfig, now: Instant) -> Self {
-        Self::with_caps(config, Arc::new(Caps::new(config.caps)), now)
+        Self::with_shared(config, &Shared::new(config, now))
     }
 
-    /// An empty shard counting its sessions and players against `caps`, shared with other
-    /// shards.
-    pub fn with_caps(config: &CoreConfig, caps: Arc<Caps>, now: Instant) -> Self {
+    /// An empty shard reading the clock of `shared` and counting its sessions, players and
+    /// relays against the caps and relay limits there, shared with other shards.
+    pub fn with_shared(config: &CoreConfig, shared: &Shared) -> Self {
         Self {
             config: Settings::new(config),
-            clock: Clock::new(now),
+            clock: shared.clock,
             sessions: SessionMap::new(),
             timers: Timers::default(),
             repeats: Repeats::default(),
             next_id: 0,
             players: 0,
-            caps,
-            relays: Relays::new(
-                &config.relay,
-                Vec::new(),
-                Arc::new(RelayLimits::new(config.relay.limits)),
-            ),
+            caps: Arc::clone(&shared.caps),
+            relays: Relays::new(&config.relay, Vec::new(), Arc::clone(&shared.relay_limits)),
             stats: ShardStats::default(),
             batch_tags: Vec::new(),
             batch_found: Vec::new(),
         }
     }
 
-    /// The shard with relay ports `ports` to give relayed sessions, counting relays against
-    /// `limits`, shared with other shards. Without it a shard has no relay port, and every
-    /// start the relay policy picks falls back to direct.
-    pub fn with_relay_pool(mut self, ports: Vec<u16>, limits: Arc<RelayLimits>) -> Self {
-        self.relays.set_pool(ports, limits);
+    /// The shard with relay ports `ports` to give relayed sessions. Without it a shard has no
+    /// relay port, and every start the relay policy picks falls back to direct.
+    pub fn with_relay_pool(mut self, ports: Vec<u16>) -> Self {
+        self.relays.set_pool(ports);
         self
     }
 

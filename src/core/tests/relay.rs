@@ -2,7 +2,6 @@
 //! the `auto` policy and the no-proxy rules.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::{CoreConfig, RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, Shard};
@@ -38,14 +37,13 @@ struct Harness {
 
 impl Harness {
     fn with(relay: RelayConfig, pool: impl IntoIterator<Item = u16>) -> Self {
-        let limits = Arc::new(RelayLimits::new(relay.limits));
         let config = CoreConfig {
             relay,
             ..CoreConfig::default()
         };
         let start = Instant::now();
         Self {
-            shard: Shard::new(&config, start).with_relay_pool(pool.into_iter().collect(), limits),
+            shard: Shard::new(&config, start).with_relay_pool(pool.into_iter().collect()),
             start,
             now: start,
             out: Outbox::new(),

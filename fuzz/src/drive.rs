@@ -1,4 +1,6 @@
-//! Runs a [`Scenario`] against a `Shard`, checking after every operation:
+//! Runs a [`Scenario`] against a `Shard` behind the server's front door (`FrontDoor`: the
+//! datagrams for the server port go through it as the receiver passes them, so short garbage is
+//! dropped there, as in the server), checking after every operation:
 //! - the shard's own invariants hold (`check_invariants`, which also checks that every relay port
 //!   is free or held by exactly one member), and the shared counts behind the caps equal what the
 //!   shard holds (a leak there would shut the server out, or let memory grow); the caps
@@ -24,7 +26,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rabid_punch::core::{RelayMode, RelayStats, Shard, Shared};
+use rabid_punch::core::{FrontDoor, RelayMode, RelayStats, Shard, Shared, Verdict};
 use rabid_punch::outbox::Outbox;
 use rabid_punch::wire::ErrorCode;
 
@@ -73,6 +75,7 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
     let (caps, limits) = (&shared.caps, &shared.relay_limits);
     let pool = scenario.relay.ports();
     let mut shard = Shard::with_shared(&config, &shared).with_relay_pool(pool.clone());
+    let door = FrontDoor::new(1);
     let mut out = Outbox::new();
     let mut heard = Heard::default();
     for (step, op) in scenario.ops.iter().enumerate() {
@@ -81,11 +84,20 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
         match op {
             Op::Send { from, local, text } => {
                 heard.request(sources[*from]);
-                shard.handle_datagram_on(now, sources[*from], *local, text.as_bytes(), &mut out);
+                let (from, bytes) = (sources[*from], text.as_bytes());
+                deliver(&door, &mut shard, now, from, *local, bytes, &mut out);
             }
             Op::Garbage { from, bytes } => {
                 heard.request(sources[*from]);
-                shard.handle_datagram(now, sources[*from], bytes, &mut out);
+                deliver(
+                    &door,
+                    &mut shard,
+                    now,
+                    sources[*from],
+                    None,
+                    bytes,
+                    &mut out,
+                );
             }
             Op::Advance { ms } => {
                 now += Duration::from_millis(*ms);
@@ -95,10 +107,13 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
             Op::Crowd { sends } => {
                 for (from, text) in sends {
                     heard.request(sources[*from]);
-                    shard.handle_datagram_on(
+                    let (from, local) = (sources[*from], Some(LOCAL_IPS[0]));
+                    deliver(
+                        &door,
+                        &mut shard,
                         now,
-                        sources[*from],
-                        Some(LOCAL_IPS[0]),
+                        from,
+                        local,
                         text.as_bytes(),
                         &mut out,
                     );
@@ -107,9 +122,12 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
             Op::Game { local, sends } => {
                 for (from, text) in sends {
                     heard.request(sources[*from]);
-                    shard.handle_datagram_on(
+                    let from = sources[*from];
+                    deliver(
+                        &door,
+                        &mut shard,
                         now,
-                        sources[*from],
+                        from,
                         *local,
                         text.as_bytes(),
                         &mut out,
@@ -176,6 +194,26 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
         }
     }
     shard.relay_stats()
+}
+
+/// A datagram for the server port, through the front door as the receiver passes it.
+fn deliver(
+    door: &FrontDoor,
+    shard: &mut Shard,
+    now: Instant,
+    from: SocketAddr,
+    local: Option<IpAddr>,
+    bytes: &[u8],
+    out: &mut Outbox,
+) {
+    match door.handle(from, local, bytes, false) {
+        Verdict::Route { shard: 0, routed } => {
+            shard.handle(now, routed.from, routed.local, &routed.request, out)
+        }
+        Verdict::Route { shard: i, .. } => panic!("routed to shard {i} of 1"),
+        Verdict::Reply { to, error } => out.push_error(to, error),
+        Verdict::Drop(_) => {}
+    }
 }
 
 /// A datagram from the server port.

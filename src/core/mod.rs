@@ -7,6 +7,8 @@
 //! of the protocol is a unit test with a made-up clock.
 //!
 //! Where each rule lives:
+//! - [`front`]: the front door: what a datagram is (a request for shard `i`, garbage to answer,
+//!   or nothing to answer), parsed once;
 //! - [`shard`]: the [`Shard`] type, with the table of requests (checks in order, errors,
 //!   replies), host migration and the "heard from" rule, and its timeouts (start re-sends, the
 //!   player timeout and the session lifetime);
@@ -23,6 +25,7 @@ mod bucket;
 mod caps;
 mod clock;
 mod config;
+mod front;
 mod name;
 mod relay;
 mod repeats;
@@ -36,6 +39,9 @@ pub(crate) use bucket::{Bucket, Refill};
 pub use caps::{CapHit, Caps, CapsConfig};
 pub use clock::Clock;
 pub use config::CoreConfig;
+pub use front::{
+    Command, Dropped, FrontDoor, ParsedRequest, Routed, Verdict, MIN_ANSWERED_GARBAGE,
+};
 pub use name::{Password, PlayerName, SessionName, ShortName};
 pub use relay::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, RelayStats};
 pub use shard::{Incoming, Shard, ShardStats};

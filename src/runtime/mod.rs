@@ -3,11 +3,11 @@
 //!
 //! ```text
 //!                    +-----------+   Batch (crossbeam, bounded)   +----------+
-//!   UDP socket ----> | receiver  | ---- hash(session name) -----> | worker 0 | --+
-//!   (recvmmsg)       |  parses,  | -----------------------------> | worker 1 | --+--> socket clones
-//!                    |  routes   | -----------------------------> | worker N | --+    (sendmmsg)
+//!   UDP socket ----> | receiver  | ---- parsed requests --------> | worker 0 | --+
+//!   (recvmmsg)       | FrontDoor | -----------------------------> | worker 1 | --+--> socket clones
+//!                    |  verdicts | -----------------------------> | worker N | --+    (sendmmsg)
 //!                    +-----------+                                +----------+
-//!                     answers malformed requests itself             each owns one Shard
+//!                     sends the answers to malformed requests       each owns one Shard
 //! ```
 
 mod batch;
@@ -34,7 +34,7 @@ use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
 use crate::budget::{BudgetConfig, SendBudgets};
-use crate::core::{CoreConfig, Shard, Shared};
+use crate::core::{CoreConfig, FrontDoor, Shard, Shared};
 use crate::outbox::Outbox;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
@@ -207,14 +207,14 @@ impl Server {
             counters: Arc::new(Counters::default()),
         };
         counters.push(gate.counters.clone());
-        let router = receiver::Router::new(workers);
+        let front = FrontDoor::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched(
             "receiver".into(),
             exit_tx,
             config.scheduling,
             move || {
-                if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
+                if let Err(e) = receiver::run(gate, front, senders, local, receiver_stop) {
                     log::error!("receiver: socket error: {e}");
                 }
             },

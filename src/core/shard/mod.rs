@@ -20,6 +20,7 @@ use std::time::Instant;
 use super::caps::Caps;
 use super::clock::Clock;
 use super::config::{CoreConfig, Settings};
+use super::front::{ParsedRequest, Routed};
 use super::name::SessionName;
 use super::relay::Relays;
 use super::repeats::Repeats;
@@ -28,7 +29,7 @@ use super::session_map::SessionMap;
 use super::shared::Shared;
 use super::timers::Timers;
 use crate::outbox::Outbox;
-use crate::wire::{self, ErrorCode, ParseError, Request};
+use crate::wire::{ErrorCode, ParseError};
 
 /// The sessions of one shard and everything needed to run them. See the [module](super) docs.
 #[derive(Debug)]
@@ -45,16 +46,18 @@ pub struct Shard {
     caps: Arc<Caps>,
     relays: Relays,
     stats: ShardStats,
-    /// Scratch space of [`Shard::handle_datagrams`]: the tags of a batch's sessions, and where
-    /// their entries were found.
+    /// Scratch space of [`Shard::handle_requests`]: the tags of a batch's sessions, and where
+    /// their entries were found; and of [`Shard::handle_datagrams`]: the batch, parsed.
     batch_tags: Vec<u32>,
     batch_found: Vec<u32>,
+    batch_parsed: Vec<Result<Routed, (SocketAddr, ParseError)>>,
 }
 
-/// Datagrams [`Shard::handle_datagrams`] parses ahead of handling them: a worker's batch.
+/// Requests [`Shard::handle_requests`] hashes (and prefetches) ahead of handling them: a
+/// worker's batch.
 pub const CHUNK: usize = 32;
 
-/// Sessions a shard holds before [`Shard::handle_datagrams`] prefetches. A few hundred
+/// Sessions a shard holds before [`Shard::handle_requests`] prefetches. A few hundred
 /// sessions stay in a core's own cache, and there the prefetch instructions only cost (about
 /// 20 ns a ping in `benches/ping_flat.rs`); from 10 000 sessions on it made a ping 1.7 times
 /// faster, at 1 000 000 about 3 times. 1 024 sessions take about 600 KB, a core's L2 cache.
@@ -108,6 +111,7 @@ impl Shard {
             stats: ShardStats::default(),
             batch_tags: Vec::new(),
             batch_found: Vec::new(),
+            batch_parsed: Vec::new(),
         }
     }
 
@@ -119,8 +123,9 @@ impl Shard {
     }
 
     /// Handles one datagram from `from` received at `now`: parses it, applies it, and queues the
-    /// replies in `out`. A malformed datagram is answered with `error:invalid_request`, an
-    /// unknown command not at all.
+    /// replies in `out`. A shard alone answers every malformed datagram with
+    /// `error:invalid_request`, and an unknown command not at all; in the server, the
+    /// [`FrontDoor`](crate::core::FrontDoor) has dropped short garbage before it gets here.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -141,74 +146,76 @@ impl Shard {
         datagram: &[u8],
         out: &mut Outbox,
     ) {
-        self.handle_parsed(now, from, local_ip, wire::parse(datagram), out);
-    }
-
-    fn handle_parsed(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        local_ip: Option<IpAddr>,
-        parsed: Result<Request<'_>, ParseError>,
-        out: &mut Outbox,
-    ) {
-        match parsed {
+        match ParsedRequest::parse(datagram) {
             Ok(request) => self.handle(now, from, local_ip, &request, out),
-            Err(ParseError::Invalid) => out.push_error(from, ErrorCode::InvalidRequest),
-            Err(ParseError::UnknownCommand) => {}
+            Err(error) => garbage(from, error, out),
         }
     }
 
-    /// Handles datagrams received together, in order, exactly as
-    /// [`handle_datagram_on`](Self::handle_datagram_on) would one after the other, but faster:
-    /// each is parsed and its session name hashed once, in a first pass over up to
-    /// [`CHUNK`] datagrams; in a large shard that pass also starts fetching the sessions they
-    /// name into the CPU cache, all at once. There each lookup misses the caches, and the
-    /// misses of a chunk then overlap instead of adding up (see `SessionMap::prefetch_sessions`).
+    /// Handles requests the front door routed here, in order, exactly as
+    /// [`handle`](Self::handle) would one after the other, but faster: each session name is
+    /// hashed once, in a first pass over up to [`CHUNK`] requests; in a large shard that pass
+    /// also starts fetching the sessions they name into the CPU cache, all at once. There each
+    /// lookup misses the caches, and the misses of a chunk then overlap instead of adding up
+    /// (see `SessionMap::prefetch_sessions`).
+    pub fn handle_requests(&mut self, now: Instant, requests: &[Routed], out: &mut Outbox) {
+        self.handle_batch(now, requests, out);
+    }
+
+    /// [`handle_requests`](Self::handle_requests) for datagrams not parsed yet (garbage
+    /// included), as [`handle_datagram_on`](Self::handle_datagram_on) would handle them one
+    /// after the other.
     pub fn handle_datagrams<'a>(
         &mut self,
         now: Instant,
         datagrams: impl IntoIterator<Item = Incoming<'a>>,
         out: &mut Outbox,
     ) {
-        type Parsed<'a> = (
-            Incoming<'a>,
-            Result<Request<'a>, ParseError>,
-            Option<(SessionName, u32)>,
-        );
-        let mut datagrams = datagrams.into_iter();
+        let mut parsed = std::mem::take(&mut self.batch_parsed);
+        parsed.clear();
+        parsed.extend(datagrams.into_iter().map(|datagram| {
+            match ParsedRequest::parse(datagram.bytes) {
+                Ok(request) => Ok(Routed {
+                    from: datagram.from,
+                    local: datagram.local,
+                    request,
+                }),
+                Err(error) => Err((datagram.from, error)),
+            }
+        }));
+        self.handle_batch(now, &parsed, out);
+        self.batch_parsed = parsed;
+    }
+
+    /// The chunked, prefetching loop of [`handle_requests`](Self::handle_requests).
+    fn handle_batch<T: BatchItem>(&mut self, now: Instant, items: &[T], out: &mut Outbox) {
         let prefetch = self.sessions.len() >= PREFETCH_FROM_SESSIONS;
-        loop {
-            let mut chunk: [Option<Parsed<'a>>; CHUNK] = [None; CHUNK];
-            let mut n = 0;
+        for chunk in items.chunks(CHUNK) {
             self.batch_tags.clear();
-            for datagram in datagrams.by_ref().take(CHUNK) {
-                let parsed = wire::parse(datagram.bytes);
-                let named = parsed
-                    .ok()
-                    .and_then(|request| SessionName::new(request.session))
-                    .map(|name| (name, self.sessions.tag(&name)));
-                if let (true, Some((_, tag))) = (prefetch, named) {
+            for routed in chunk.iter().filter_map(|item| item.view().ok()) {
+                let tag = self.sessions.tag(&routed.request.session);
+                if prefetch {
                     self.sessions.prefetch_slot(tag);
-                    self.batch_tags.push(tag);
                 }
-                chunk[n] = Some((datagram, parsed, named));
-                n += 1;
+                self.batch_tags.push(tag);
             }
             if prefetch {
                 self.sessions
                     .prefetch_sessions(&self.batch_tags, &mut self.batch_found);
             }
-            for (datagram, parsed, named) in chunk[..n].iter().flatten() {
-                if let Some((name, tag)) = named {
-                    self.sessions.hint_tag(*name, *tag);
+            let mut tags = 0;
+            for item in chunk {
+                match item.view() {
+                    Ok(routed) => {
+                        let tag = self.batch_tags[tags];
+                        tags += 1;
+                        self.sessions.hint_tag(routed.request.session, tag);
+                        self.handle(now, routed.from, routed.local, &routed.request, out);
+                    }
+                    Err(&(from, error)) => garbage(from, error, out),
                 }
-                self.handle_parsed(now, datagram.from, datagram.local, *parsed, out);
             }
             self.sessions.clear_hint();
-            if n < CHUNK {
-                return;
-            }
         }
     }
 
@@ -253,5 +260,30 @@ impl Shard {
             self.remove_session(name);
             log::info!("session {name} deleted: no players left");
         }
+    }
+}
+
+/// What a shard answers to a datagram that is no request.
+fn garbage(from: SocketAddr, error: ParseError, out: &mut Outbox) {
+    match error {
+        ParseError::Invalid => out.push_error(from, ErrorCode::InvalidRequest),
+        ParseError::UnknownCommand => {}
+    }
+}
+
+/// An entry of a batch: a routed request, or a datagram that may be garbage.
+trait BatchItem {
+    fn view(&self) -> Result<&Routed, &(SocketAddr, ParseError)>;
+}
+
+impl BatchItem for Routed {
+    fn view(&self) -> Result<&Routed, &(SocketAddr, ParseError)> {
+        Ok(self)
+    }
+}
+
+impl BatchItem for Result<Routed, (SocketAddr, ParseError)> {
+    fn view(&self) -> Result<&Routed, &(SocketAddr, ParseError)> {
+        self.as_ref()
     }
 }

@@ -33,6 +33,7 @@ mod session;
 mod session_map;
 mod shard;
 mod shared;
+pub mod testing;
 mod timers;
 
 pub(crate) use bucket::{Bucket, Refill};

@@ -1,10 +1,12 @@
-//! The session core: the sessions of one shard as a pure state machine.
+//! The session core: the protocol as pure state machines.
 //!
-//! Nothing here touches a socket or reads the clock. The runtime hands a [`Shard`] each request
-//! with the current time ([`Shard::handle_datagram`]), tells it when its deadline passed
-//! ([`Shard::handle_timeout`]), asks when it next needs waking ([`Shard::next_timeout`]) and sends
-//! what the shard put in the [`Outbox`](crate::outbox::Outbox). So every rule and every timeout
-//! of the protocol is a unit test with a made-up clock.
+//! Nothing here touches a socket or reads the clock. The runtime passes every datagram through
+//! the [`FrontDoor`], which says which shard a request is for (parsed once), what to answer
+//! garbage, or to drop it. It hands each [`Shard`] its requests with the current time
+//! ([`Shard::handle_requests`]), tells it when its deadline passed ([`Shard::handle_timeout`]),
+//! asks when it next needs waking ([`Shard::next_timeout`]) and sends what the shard put in the
+//! [`Outbox`](crate::outbox::Outbox). So every rule and every timeout of the protocol is a unit
+//! test with a made-up clock ([`testing::Driver`]).
 //!
 //! Where each rule lives:
 //! - [`front`]: the front door: what a datagram is (a request for shard `i`, garbage to answer,
@@ -19,7 +21,8 @@
 //! - [`shared`]: what the shards share: one clock, the [`caps`] on sessions and players
 //!   (abuse resistance) and the relay limits;
 //! - [`bucket`]: the token bucket of the relay limits and of the send budgets;
-//! - [`relay`]: the relay fallback for players whose NATs cannot be punched.
+//! - [`relay`]: the relay fallback for players whose NATs cannot be punched;
+//! - [`testing`]: a shard on a fake clock, for tests and fuzzers.
 
 mod bucket;
 mod caps;

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //!                    +-----------+   Batch (crossbeam, bounded)   +----------+
-//!   UDP socket ----> | receiver  | ---- hash(session name) -----> | worker 0 | --+
-//!   (recvmmsg)       |  parses,  | -----------------------------> | worker 1 | --+--> socket clones
-//!                    |  routes   | -----------------------------> | worker N | --+    (sendmmsg)
+//!   UDP socket ----> | receiver  | ---- parsed requests --------> | worker 0 | --+
+//!   (recvmmsg)       | FrontDoor | -----------------------------> | worker 1 | --+--> socket clones
+//!                    |  verdicts | -----------------------------> | worker N | --+    (sendmmsg)
 //!                    +-----------+                                +----------+
-//!                     answers malformed requests itself             each owns one Shard
+//!                     sends the answers to malformed requests       each owns one Shard
 //! ```
 
 mod batch;
@@ -34,12 +34,12 @@ use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
 use crate::budget::{BudgetConfig, SendBudgets};
-use crate::core::{Caps, CoreConfig, Shard};
+use crate::core::{CoreConfig, FrontDoor, Shard, Shared};
 use crate::outbox::Outbox;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
-use crate::core::{RelayLimits, RelayMode};
+use crate::core::RelayMode;
 use datagram::Batch;
 use receiver::LocalAddress;
 use relay::RelayBatch;
@@ -144,10 +144,11 @@ impl Server {
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
         let now = Instant::now();
-        let budgets = Arc::new(SendBudgets::new(config.budget, now));
-        let caps = Arc::new(Caps::new(config.core.caps));
+        // One clock for the shards and the send budgets; the shards share the caps and the relay
+        // limits through `shared`.
+        let shared = Shared::new(&config.core, now);
+        let budgets = Arc::new(SendBudgets::new(config.budget, shared.clock));
         let relay_on = config.core.relay.mode != RelayMode::Off;
-        let relay_limits = Arc::new(RelayLimits::new(config.core.relay.limits));
         let pool = if relay_on {
             relay::bind_pool(local_addr.ip(), config.relay_ports.clone(), workers)
         } else {
@@ -165,8 +166,8 @@ impl Server {
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
             let relay_sockets = Arc::new(pool.next().unwrap_or_default());
-            let shard = Shard::with_caps(&config.core, caps.clone(), now)
-                .with_relay_pool(relay_sockets.ports(), relay_limits.clone());
+            let shard =
+                Shard::with_shared(&config.core, &shared).with_relay_pool(relay_sockets.ports());
             let gate = Gate {
                 socket: clone,
                 budgets: budgets.clone(),
@@ -206,14 +207,14 @@ impl Server {
             counters: Arc::new(Counters::default()),
         };
         counters.push(gate.counters.clone());
-        let router = receiver::Router::new(workers);
+        let front = FrontDoor::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched(
             "receiver".into(),
             exit_tx,
             config.scheduling,
             move || {
-                if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
+                if let Err(e) = receiver::run(gate, front, senders, local, receiver_stop) {
                     log::error!("receiver: socket error: {e}");
                 }
             },

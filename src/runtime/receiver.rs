@@ -1,11 +1,8 @@
-//! The receiver thread: reads the socket in batches, answers malformed requests itself, and hands
-//! every well-formed request to the worker that owns its session.
-//!
-//! Which worker owns a session is a hash of the session name under a key drawn at start-up
-//! (`RandomState`), so nobody can pick names that all land on one worker.
+//! The receiver thread: reads the socket in batches and passes each datagram through the core's
+//! [`FrontDoor`], which says what it is: a request for a worker's shard (batched to that
+//! worker), an answer to send (malformed requests), or nothing. It credits the per-IP send
+//! budgets with what it received, and holds no protocol rule of its own.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,35 +13,10 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, log_enabled, warn, Level};
 
 use super::batch::{self, RecvBatch};
-use super::datagram::{Batch, Datagram};
+use super::datagram::Batch;
 use super::{Gate, Work};
+use crate::core::{Dropped, FrontDoor, Verdict};
 use crate::outbox::Outbox;
-use crate::wire::{self, ErrorCode, ParseError};
-
-/// Routes session names to workers.
-#[derive(Clone, Debug)]
-pub struct Router {
-    key: RandomState,
-    workers: usize,
-}
-
-impl Router {
-    pub fn new(workers: usize) -> Self {
-        Self {
-            key: RandomState::new(),
-            workers: workers.max(1),
-        }
-    }
-
-    /// The worker that owns session `name`.
-    pub fn worker_of(&self, name: &str) -> usize {
-        (self.key.hash_one(name.as_bytes()) % self.workers as u64) as usize
-    }
-}
-
-/// Malformed datagrams shorter than this get no `error:invalid_request` (21 bytes): a reply more
-/// than three times the size of what caused it would make garbage an amplifier.
-pub const MIN_ANSWERED_GARBAGE: usize = 7;
 
 /// How often the send budgets are swept of buckets that refilled.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -60,7 +32,7 @@ pub enum LocalAddress {
 /// Runs the receive loop until `stop` is set or every worker is gone.
 pub fn run(
     gate: Gate,
-    router: Router,
+    front: FrontDoor,
     workers: Vec<Sender<Work>>,
     local: LocalAddress,
     stop: Arc<AtomicBool>,
@@ -95,29 +67,20 @@ pub fn run(
                     String::from_utf8_lossy(datagram.data).escape_debug()
                 );
             }
-            let parsed = if datagram.truncated {
-                Err(ParseError::Invalid)
-            } else {
-                wire::parse(datagram.data)
-            };
-            match parsed {
-                Ok(request) => {
+            let local = datagram.local.or(known_local);
+            match front.handle(datagram.from, local, datagram.data, datagram.truncated) {
+                Verdict::Route { shard, routed } => {
                     // Counted here, before a full queue may drop it: what clients asked.
-                    counters.request(&request.kind);
-                    let local = datagram.local.or(known_local);
-                    match Datagram::new(datagram.from, local, datagram.data) {
-                        Some(d) => batches[router.worker_of(request.session)].push(d),
-                        None => out.push_error(datagram.from, ErrorCode::InvalidRequest),
-                    }
+                    counters.request(&routed.request.as_wire().kind);
+                    batches[shard].push(routed);
                 }
-                // No usable session name: answered here, without troubling a worker.
-                Err(ParseError::Invalid) => {
+                // Malformed: answered here, without troubling a worker.
+                Verdict::Reply { to, error } => {
                     counters.malformed();
-                    if datagram.data.len() >= MIN_ANSWERED_GARBAGE {
-                        out.push_error(datagram.from, ErrorCode::InvalidRequest);
-                    }
+                    out.push_error(to, error);
                 }
-                Err(ParseError::UnknownCommand) => counters.unknown_command(),
+                Verdict::Drop(Dropped::ShortGarbage) => counters.malformed(),
+                Verdict::Drop(Dropped::UnknownCommand) => counters.unknown_command(),
             }
         }
         for (worker, batch) in workers.iter().zip(batches.iter_mut()) {

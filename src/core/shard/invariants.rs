@@ -1,11 +1,10 @@
 //! What must hold of a shard after any sequence of requests and timeouts, checked on demand by
 //! tests, property tests and fuzzers (never on the hot path).
 
-use std::cmp::Reverse;
 use std::collections::HashSet;
 
-use super::clock::Millis;
-use super::shard::Shard;
+use super::Shard;
+use crate::core::clock::Millis;
 
 impl Shard {
     /// Checks every invariant of the shard; the error says which one broke, and where.
@@ -21,7 +20,7 @@ impl Shard {
         let live: HashSet<_> = self
             .timers
             .iter()
-            .map(|Reverse(t)| (t.name, t.id, t.at))
+            .map(|(at, (id, name))| (name, id, at))
             .collect();
         for (name, session) in self.sessions.iter() {
             let count = session.players.len();

@@ -11,13 +11,18 @@
 //!   (`RandomState`), so nobody can pick names that all land on one shard;
 //! - a malformed datagram is answered with `error:invalid_request` (21 bytes) only when it is at
 //!   least [`MIN_ANSWERED_GARBAGE`] bytes long, so that garbage never gets back more than three
-//!   times its size; an unknown command is not answered at all (as the original).
+//!   times its size; an unknown command is not answered at all (as the original);
+//! - the lobby directory's requests (docs/lobbies.md) go where they belong: `d:`, `m:`, `a:1:`
+//!   to the shard of their session, `l:`, `b:1:`, `q:1:` to the directory, which no shard owns;
+//!   a malformed one gets its error only when that is at most three times its size too.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 
+use super::lobby::{self, DirectoryQuery, LobbyRouted, LobbyTarget};
 use super::name::{Password, PlayerName, SessionName};
+use crate::wire::lobby::{parse_lobby, write_extension_error, LobbyParseError};
 use crate::wire::{self, ErrorCode, Kind, ParseError, Request};
 
 /// Malformed datagrams shorter than this get no `error:invalid_request` (21 bytes): a reply more
@@ -125,12 +130,27 @@ pub struct Routed {
 }
 
 /// What to do with a datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// A request, for shard `shard`.
     Route { shard: usize, routed: Routed },
+    /// A lobby request (`d:`, `m:`, `a:1:`), for shard `shard`.
+    Lobby {
+        shard: usize,
+        routed: Box<LobbyRouted>,
+    },
+    /// A directory query (`l:`, `b:1:`, `q:1:`) from `from`, for the directory.
+    Directory {
+        from: SocketAddr,
+        query: Box<DirectoryQuery>,
+    },
     /// Send `error` to `to` (the sender); nothing else happens.
     Reply { to: SocketAddr, error: ErrorCode },
+    /// Send the answer to a malformed extension request (`b:1:error:...`) to `to`.
+    ReplyLobby {
+        to: SocketAddr,
+        error: LobbyParseError,
+    },
     /// Nothing to do.
     Drop(Dropped),
 }
@@ -175,6 +195,11 @@ impl FrontDoor {
         datagram: &[u8],
         truncated: bool,
     ) -> Verdict {
+        if !truncated {
+            if let Some(parsed) = parse_lobby(datagram) {
+                return self.lobby(from, datagram.len(), parsed);
+            }
+        }
         let parsed = if truncated {
             Err(ParseError::Invalid)
         } else {
@@ -195,6 +220,48 @@ impl FrontDoor {
             },
             Err(ParseError::Invalid) => Verdict::Drop(Dropped::ShortGarbage),
             Err(ParseError::UnknownCommand) => Verdict::Drop(Dropped::UnknownCommand),
+        }
+    }
+}
+
+impl FrontDoor {
+    /// The verdict on a directory request, parsed or not.
+    fn lobby(
+        &self,
+        from: SocketAddr,
+        len: usize,
+        parsed: Result<wire::lobby::LobbyRequest<'_>, LobbyParseError>,
+    ) -> Verdict {
+        let target =
+            parsed.and_then(|request| lobby::to_owned(&request).ok_or(LobbyParseError::Invalid));
+        match target {
+            Ok(LobbyTarget::Session(session, command)) => Verdict::Lobby {
+                shard: self.shard_of(&session),
+                routed: Box::new(LobbyRouted {
+                    from,
+                    session,
+                    command,
+                }),
+            },
+            Ok(LobbyTarget::Directory(query)) => Verdict::Directory {
+                from,
+                query: Box::new(query),
+            },
+            Err(error) => {
+                // At most three times the size of what caused it, like any answer to garbage.
+                let mut reply = Vec::new();
+                write_extension_error(&mut reply, error);
+                if reply.len() > 3 * len {
+                    Verdict::Drop(Dropped::ShortGarbage)
+                } else if error == LobbyParseError::Invalid {
+                    Verdict::Reply {
+                        to: from,
+                        error: ErrorCode::InvalidRequest,
+                    }
+                } else {
+                    Verdict::ReplyLobby { to: from, error }
+                }
+            }
         }
     }
 }
@@ -258,5 +325,68 @@ mod tests {
             door.handle(from(), None, b"p:R:A", true),
             Verdict::Drop(Dropped::ShortGarbage)
         );
+    }
+
+    #[test]
+    fn lobby_requests_go_to_their_session_or_the_directory() {
+        let door = FrontDoor::new(4);
+        let room = door.shard_of(&SessionName::new("Room").unwrap());
+        for text in [
+            "d:Room:True:1.0:Draft",
+            "m:Room:Ana:hi: all",
+            "a:1:Room:cards:1:1::",
+        ] {
+            let verdict = door.handle(from(), None, text.as_bytes(), false);
+            assert!(
+                matches!(&verdict, Verdict::Lobby { shard, routed } if *shard == room && routed.from == from()),
+                "{text}: {verdict:?}"
+            );
+        }
+        for text in ["l:", "b:1:cards::::n:", "q:1:cards"] {
+            let verdict = door.handle(from(), None, text.as_bytes(), false);
+            assert!(
+                matches!(verdict, Verdict::Directory { .. }),
+                "{text}: {verdict:?}"
+            );
+        }
+        assert_eq!(
+            door.handle(from(), None, b"l:", false),
+            Verdict::Directory {
+                from: from(),
+                query: Box::new(DirectoryQuery::Compat)
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_lobby_requests_get_their_error_within_three_times_their_size() {
+        let door = FrontDoor::new(2);
+        assert_eq!(
+            door.handle(from(), None, b"d:Room:True:1|0:x", false),
+            Verdict::Reply {
+                to: from(),
+                error: ErrorCode::InvalidRequest
+            }
+        );
+        assert_eq!(
+            door.handle(from(), None, b"d:R:T", false),
+            Verdict::Drop(Dropped::ShortGarbage)
+        );
+        assert_eq!(
+            door.handle(from(), None, b"b:1:c:x:::n:", false),
+            Verdict::ReplyLobby {
+                to: from(),
+                error: LobbyParseError::InvalidExtension(b'b')
+            }
+        );
+        // `b:1:error:unsupported_version` is 29 bytes: a 9-byte request does not earn it.
+        assert_eq!(
+            door.handle(from(), None, b"b:2:cards", false),
+            Verdict::Drop(Dropped::ShortGarbage)
+        );
+        assert!(matches!(
+            door.handle(from(), None, b"b:2:cardgame", false),
+            Verdict::ReplyLobby { .. }
+        ));
     }
 }

@@ -22,13 +22,17 @@
 //!   (abuse resistance) and the relay limits;
 //! - [`bucket`]: the token bucket of the relay limits and of the send budgets;
 //! - [`relay`]: the relay fallback for players whose NATs cannot be punched;
+//! - [`directory`]: the lobby directory, shared by the shards like the caps; [`lobby`]: its
+//!   requests as the front door routes them, and the shard's side in `shard/lobby.rs`;
 //! - [`testing`]: a shard on a fake clock, for tests and fuzzers.
 
 mod bucket;
 mod caps;
 mod clock;
 mod config;
+pub mod directory;
 mod front;
+mod lobby;
 mod name;
 mod relay;
 mod repeats;
@@ -43,9 +47,11 @@ pub(crate) use bucket::{Bucket, Refill};
 pub use caps::{CapHit, Caps, CapsConfig};
 pub use clock::Clock;
 pub use config::CoreConfig;
+pub use directory::Directory;
 pub use front::{
     Command, Dropped, FrontDoor, ParsedRequest, Routed, Verdict, MIN_ANSWERED_GARBAGE,
 };
+pub use lobby::{DirectoryQuery, LobbyCommand, LobbyRouted};
 pub use name::{Password, PlayerName, SessionName, ShortName};
 pub use relay::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, RelayStats};
 pub use shard::{Incoming, Shard, ShardStats};

@@ -1,5 +1,5 @@
-//! What the shards of one server share, handed to each of them explicitly: the clock, the caps
-//! and the relay limits.
+//! What the shards of one server share, handed to each of them explicitly: the clock, the caps,
+//! the relay limits and the lobby directory.
 //!
 //! Each of these counts something across shards; [`Caps`] and [`RelayLimits`] are locked maps
 //! and atomics touched when a session, a player or a relay comes or goes (and once per relayed
@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::caps::Caps;
 use super::clock::Clock;
 use super::config::CoreConfig;
+use super::directory::Directory;
 use super::relay::RelayLimits;
 
 /// The state the shards of one server share. Cloning it shares it.
@@ -21,6 +22,8 @@ pub struct Shared {
     pub clock: Clock,
     pub caps: Arc<Caps>,
     pub relay_limits: Arc<RelayLimits>,
+    /// The lobby directory: every shard's public open lobbies.
+    pub directory: Arc<Directory>,
 }
 
 impl Shared {
@@ -35,6 +38,7 @@ impl Shared {
             clock,
             caps: Arc::new(Caps::new(config.caps)),
             relay_limits: Arc::new(RelayLimits::new(config.relay.limits)),
+            directory: Arc::new(Directory::new()),
         }
     }
 }

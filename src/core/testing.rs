@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::front::{FrontDoor, Verdict};
 use super::shard::Shard;
 use crate::outbox::Outbox;
+use crate::wire::lobby::write_extension_error;
 
 /// A shard, its outbox and a fake clock.
 #[derive(Debug)]
@@ -60,7 +61,19 @@ impl Driver {
                 &routed.request,
                 &mut self.out,
             ),
+            Verdict::Lobby { routed, .. } => {
+                self.shard.handle_lobby(self.now, &routed, &mut self.out)
+            }
+            Verdict::Directory { from, query } => {
+                let directory = self.shard.directory();
+                let now = self.now;
+                self.out
+                    .push_with(from, |buf| directory.answer(&query, now, buf));
+            }
             Verdict::Reply { to, error } => self.out.push_error(to, error),
+            Verdict::ReplyLobby { to, error } => self
+                .out
+                .push_with(to, |buf| write_extension_error(buf, error)),
             Verdict::Drop(_) => {}
         }
     }

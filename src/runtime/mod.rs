@@ -12,6 +12,7 @@
 
 mod batch;
 mod datagram;
+mod directory;
 #[cfg(target_os = "linux")]
 mod poll;
 mod receiver;
@@ -34,7 +35,7 @@ use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
 use crate::budget::{BudgetConfig, SendBudgets};
-use crate::core::{CoreConfig, FrontDoor, Shard, Shared};
+use crate::core::{CoreConfig, Directory, FrontDoor, LobbyRouted, Shard, Shared};
 use crate::outbox::Outbox;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
@@ -51,6 +52,8 @@ pub enum Work {
     Requests(Batch),
     /// Datagrams that arrived on the worker's relay ports, from its relay reader.
     Relayed(RelayBatch),
+    /// Lobby requests (`d:`, `m:`, `a:1:`) from the receiver.
+    Lobby(Vec<LobbyRouted>),
 }
 
 /// Everything the server needs to run.
@@ -100,6 +103,7 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     exits: Receiver<ThreadExit>,
     probe: Probe,
+    directory: Arc<Directory>,
 }
 
 /// A read-only view of a running server's figures, for a metrics scrape on another thread.
@@ -110,7 +114,7 @@ pub struct Server {
 /// and never makes a worker wait.
 #[derive(Clone)]
 pub struct Probe {
-    /// The workers' counters in worker order, then the receiver's.
+    /// The workers' counters in worker order, then the directory thread's, then the receiver's.
     counters: Vec<Arc<Counters>>,
     queues: Vec<Receiver<Work>>,
 }
@@ -123,7 +127,7 @@ impl Probe {
 
     /// Each worker's counters, in worker order.
     pub fn worker_totals(&self) -> Vec<Totals> {
-        let workers = self.counters.len().saturating_sub(1);
+        let workers = self.queues.len();
         self.counters[..workers]
             .iter()
             .map(|c| Totals::sum([&**c]))
@@ -207,6 +211,22 @@ impl Server {
             counters: Arc::new(Counters::default()),
         };
         counters.push(gate.counters.clone());
+        // The directory thread: a socket clone of its own, counters of its own (before the
+        // receiver's, which come last).
+        let (directory_tx, directory_rx) = bounded(directory::QUEUE);
+        let directory_gate = Gate {
+            socket: gate.socket.try_clone()?,
+            budgets: gate.budgets.clone(),
+            counters: Arc::new(Counters::default()),
+        };
+        counters.insert(counters.len() - 1, directory_gate.counters.clone());
+        let listed = shared.directory.clone();
+        threads.push(spawn_watched(
+            "directory".into(),
+            exit_tx.clone(),
+            config.scheduling,
+            move || directory::run(listed, directory_rx, directory_gate),
+        )?);
         let front = FrontDoor::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched(
@@ -214,7 +234,11 @@ impl Server {
             exit_tx,
             config.scheduling,
             move || {
-                if let Err(e) = receiver::run(gate, front, senders, local, receiver_stop) {
+                let routes = receiver::Routes {
+                    workers: senders,
+                    directory: directory_tx,
+                };
+                if let Err(e) = receiver::run(gate, front, routes, local, receiver_stop) {
                     log::error!("receiver: socket error: {e}");
                 }
             },
@@ -225,6 +249,7 @@ impl Server {
             threads,
             exits,
             probe: Probe { counters, queues },
+            directory: shared.directory,
         })
     }
 
@@ -252,6 +277,11 @@ impl Server {
     /// A view of the figures for another thread (the metrics endpoint).
     pub fn probe(&self) -> Probe {
         self.probe.clone()
+    }
+
+    /// The lobby directory, for the HTTP view.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.clone()
     }
 
     /// Stops the receiver, lets the workers finish what they were handed, and waits for all.

@@ -14,9 +14,11 @@ use log::{debug, log_enabled, warn, Level};
 
 use super::batch::{self, RecvBatch};
 use super::datagram::Batch;
+use super::directory::DirectoryBatch;
 use super::{Gate, Work};
-use crate::core::{Dropped, FrontDoor, Verdict};
+use crate::core::{Dropped, FrontDoor, LobbyRouted, Verdict};
 use crate::outbox::Outbox;
+use crate::wire::lobby::write_extension_error;
 
 /// How often the send budgets are swept of buckets that refilled.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -29,20 +31,31 @@ pub enum LocalAddress {
     Known(Option<IpAddr>),
 }
 
+/// Where the receiver sends what the front door routes.
+pub struct Routes {
+    /// Each worker's queue, in shard order.
+    pub workers: Vec<Sender<Work>>,
+    /// The directory thread's queue.
+    pub directory: Sender<DirectoryBatch>,
+}
+
 /// Runs the receive loop until `stop` is set or every worker is gone.
 pub fn run(
     gate: Gate,
     front: FrontDoor,
-    workers: Vec<Sender<Work>>,
+    routes: Routes,
     local: LocalAddress,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
+    let Routes { workers, directory } = routes;
     let counters = &gate.counters;
     let (mut recv, known_local): (RecvBatch, _) = match local {
         LocalAddress::Ask => (RecvBatch::new().with_local_addresses(), None),
         LocalAddress::Known(ip) => (RecvBatch::new(), ip),
     };
     let mut batches: Vec<Batch> = workers.iter().map(|_| Vec::new()).collect();
+    let mut lobby: Vec<Vec<LobbyRouted>> = workers.iter().map(|_| Vec::new()).collect();
+    let mut queries: DirectoryBatch = Vec::new();
     let mut out = Outbox::new();
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     while !stop.load(Ordering::Relaxed) {
@@ -74,13 +87,39 @@ pub fn run(
                     counters.request(&routed.request.as_wire().kind);
                     batches[shard].push(routed);
                 }
+                Verdict::Lobby { shard, routed } => {
+                    counters.lobby_request();
+                    lobby[shard].push(*routed);
+                }
+                Verdict::Directory { from, query } => queries.push((from, query)),
                 // Malformed: answered here, without troubling a worker.
                 Verdict::Reply { to, error } => {
                     counters.malformed();
                     out.push_error(to, error);
                 }
+                Verdict::ReplyLobby { to, error } => {
+                    counters.malformed();
+                    out.push_with(to, |buf| write_extension_error(buf, error));
+                }
                 Verdict::Drop(Dropped::ShortGarbage) => counters.malformed(),
                 Verdict::Drop(Dropped::UnknownCommand) => counters.unknown_command(),
+            }
+        }
+        // Lobby requests, one message per worker that has any, like the requests below.
+        for (worker, batch) in workers.iter().zip(lobby.iter_mut()) {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = batch.len();
+            if let Err(TrySendError::Full(_)) = worker.try_send(Work::Lobby(std::mem::take(batch)))
+            {
+                counters.dropped_queue_full(n);
+            }
+        }
+        if !queries.is_empty() {
+            let n = queries.len();
+            if let Err(TrySendError::Full(_)) = directory.try_send(std::mem::take(&mut queries)) {
+                counters.directory_dropped(n);
             }
         }
         for (worker, batch) in workers.iter().zip(batches.iter_mut()) {

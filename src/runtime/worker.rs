@@ -47,6 +47,12 @@ impl Worker {
         match work {
             Work::Requests(batch) => (self.requests(now, batch), 0),
             Work::Relayed(batch) => (0, self.relayed(now, batch)),
+            Work::Lobby(batch) => {
+                for routed in batch {
+                    self.shard.handle_lobby(now, routed, &mut self.out);
+                }
+                (batch.len(), 0)
+            }
         }
     }
 

@@ -14,6 +14,8 @@ impl Shard {
     /// - the shard's player count is the sum of its sessions';
     /// - every session has its live timer entry in the heap, at its `timer_at`;
     /// - nobody banned from a session is in it;
+    /// - a session is in the lobby directory exactly when it is open and public, listed with its
+    ///   host and player count;
     /// - every relay port is either free or held by exactly one member of an open relay.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut players = 0;
@@ -45,6 +47,19 @@ impl Shard {
                 || !live.contains(&(*name, session.id, session.timer_at))
             {
                 return Err(format!("session {name} has no live timer"));
+            }
+            let listed = self.directory.get(name);
+            let public = session.lobby.as_ref().is_some_and(|l| l.public) && session.is_open();
+            match (&listed, public) {
+                (Some(l), true)
+                    if usize::from(l.players) != count
+                        || Some(l.host) != session.host().map(|h| h.name) =>
+                {
+                    return Err(format!("session {name} is listed as {l:?}"));
+                }
+                (Some(_), false) => return Err(format!("session {name} is listed, not public")),
+                (None, true) => return Err(format!("public session {name} is not listed")),
+                _ => {}
             }
             players += count;
         }

@@ -6,12 +6,17 @@
 //!   the "heard from" rule;
 //! - [`timeouts`]: start re-sends, the player timeout and the session lifetime;
 //! - [`relay`]: what a start and a relay port ask of the shard's relays;
+//! - [`lobby`]: lobby data, chat, and the directory kept in step with the sessions;
 //! - [`invariants`]: what must hold after any sequence of requests and timeouts.
 
 mod invariants;
+mod lobby;
 mod relay;
 mod requests;
 mod timeouts;
+
+use lobby::ChatLimits;
+pub(crate) use lobby::LobbyData;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use std::time::Instant;
 use super::caps::Caps;
 use super::clock::Clock;
 use super::config::{CoreConfig, Settings};
+use super::directory::Directory;
 use super::front::{ParsedRequest, Routed};
 use super::name::SessionName;
 use super::relay::Relays;
@@ -45,6 +51,9 @@ pub struct Shard {
     players: usize,
     caps: Arc<Caps>,
     relays: Relays,
+    /// The lobby directory, shared with the other shards.
+    directory: Arc<Directory>,
+    chat_limits: ChatLimits,
     stats: ShardStats,
     /// Scratch space of [`Shard::handle_requests`]: the tags of a batch's sessions, and where
     /// their entries were found; and of [`Shard::handle_datagrams`]: the batch, parsed.
@@ -86,6 +95,10 @@ pub struct ShardStats {
     pub hosts_refused_by_cap: u64,
     /// Joins answered `error:session_full` because of the total players cap.
     pub joins_refused_by_cap: u64,
+    /// Chat lines (`m:`) sent to a lobby.
+    pub chat_lines: u64,
+    /// Chat lines dropped over a player's rate.
+    pub chat_rate_limited: u64,
 }
 
 impl Shard {
@@ -108,6 +121,8 @@ impl Shard {
             players: 0,
             caps: Arc::clone(&shared.caps),
             relays: Relays::new(&config.relay, Vec::new(), Arc::clone(&shared.relay_limits)),
+            directory: Arc::clone(&shared.directory),
+            chat_limits: ChatLimits::default(),
             stats: ShardStats::default(),
             batch_tags: Vec::new(),
             batch_found: Vec::new(),
@@ -234,9 +249,17 @@ impl Shard {
         self.stats
     }
 
+    /// The lobby directory this shard lists its public lobbies in (shared with the others).
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
     /// Deletes a session, keeping the counts right.
     fn remove_session(&mut self, name: &SessionName) -> Option<Session> {
         let session = self.sessions.remove(name)?;
+        if session.lobby.is_some() {
+            self.directory.unlist(name);
+        }
         self.players_left(session.players.len());
         self.caps.close_session(session.owner);
         Some(session)
@@ -259,6 +282,9 @@ impl Shard {
         {
             self.remove_session(name);
             log::info!("session {name} deleted: no players left");
+        } else {
+            // A new count, maybe a new host.
+            self.relist(name);
         }
     }
 }

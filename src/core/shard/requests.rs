@@ -116,6 +116,7 @@ impl Shard {
                 relay_port: 0,
             }],
             banned: Vec::new(),
+            lobby: None,
             start: None,
         };
         info!(
@@ -187,6 +188,7 @@ impl Shard {
         session.broadcast_info(out);
         self.players += 1;
         self.stats.players_joined += 1;
+        self.relist(&name);
         Ok(())
     }
 
@@ -315,6 +317,7 @@ impl Shard {
         );
         self.stats.sessions_started += 1;
         self.schedule(name);
+        self.relist(&name); // a started session leaves the directory
         Ok(())
     }
 

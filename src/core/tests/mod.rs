@@ -7,6 +7,7 @@ use super::testing::Driver;
 use super::{CoreConfig, Shard};
 use crate::outbox::Outbox;
 
+mod lobby;
 mod relay;
 
 /// A shard driven like the runtime drives it, with time moved by hand (see

@@ -184,7 +184,7 @@ fn a_forged_listing_flood_is_held_to_the_send_budget() {
             sent += 2;
         }
         count += 1;
-        if count % 64 == 0 {
+        if count.is_multiple_of(64) {
             std::thread::yield_now();
         }
     }
@@ -231,10 +231,16 @@ fn a_listing_flood_from_many_addresses_leaves_other_sessions_served() {
                 let mut n = 0u32;
                 let padded = format!("b:1:cards::::n::{}", "x".repeat(300));
                 while n < 300_000 && !stop.load(Ordering::Relaxed) {
-                    let _ =
-                        socket.send_to(if n % 2 == 0 { b"l:" } else { padded.as_bytes() }, addr);
+                    let _ = socket.send_to(
+                        if n.is_multiple_of(2) {
+                            b"l:"
+                        } else {
+                            padded.as_bytes()
+                        },
+                        addr,
+                    );
                     n += 1;
-                    if n % 64 == 0 {
+                    if n.is_multiple_of(64) {
                         std::thread::yield_now();
                     }
                 }

@@ -178,7 +178,7 @@ fn a_forged_listing_flood_is_held_to_the_send_budget() {
     };
     let started = Instant::now();
     let mut sent = 0u64;
-    let mut count = 0;
+    let mut count = 0u32;
     while started.elapsed() < Duration::from_secs(2) && count < 200_000 {
         if victim.send_to(b"l:", addr).is_ok() {
             sent += 2;

@@ -7,12 +7,16 @@
 //!   invalid (`error:invalid_request`);
 //! - the front door routes exactly the requests the parser accepts, carrying the same request;
 //!   answers invalid datagrams with `error:invalid_request` only when that is at most three
-//!   times their size; and answers nothing else.
+//!   times their size; and answers nothing else;
+//! - the lobby directory's requests (`rabid_punch::wire::lobby`) go to a shard (`d:`, `m:`,
+//!   `a:1:`) or to the directory (`l:`, `b:1:`, `q:1:`) exactly when they parse, and a refused
+//!   one is answered only when the answer is at most three times its size.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rabid_punch::core::{Dropped, FrontDoor, Verdict};
+use rabid_punch::wire::lobby::{parse_lobby, write_extension_error, LobbyRequest};
 use rabid_punch::wire::{parse, ErrorCode, Kind, ParseError, MAX_REQUEST_LEN};
 use rabid_punch_fuzz::format_request;
 
@@ -67,6 +71,33 @@ fuzz_target!(|data: &[u8]| {
 fn check_front_door(data: &[u8]) {
     let from = "198.51.100.1:40000".parse().unwrap();
     let verdict = FrontDoor::new(3).handle(from, None, data, false);
+    if let Some(parsed) = parse_lobby(data) {
+        match (parsed, verdict) {
+            (
+                Ok(LobbyRequest::List | LobbyRequest::Browse(_) | LobbyRequest::QuickJoin { .. }),
+                Verdict::Directory { from: f, .. },
+            ) => assert_eq!(f, from),
+            (Ok(_), Verdict::Lobby { shard, routed }) => {
+                assert!(shard < 3, "shard {shard} of 3");
+                assert_eq!(routed.from, from);
+            }
+            (Err(error), Verdict::Reply { .. } | Verdict::ReplyLobby { .. }) => {
+                let mut answer = Vec::new();
+                write_extension_error(&mut answer, error);
+                assert!(
+                    answer.len() <= 3 * data.len(),
+                    "{} bytes of answer to {} bytes",
+                    answer.len(),
+                    data.len()
+                );
+            }
+            (Err(_), Verdict::Drop(Dropped::ShortGarbage)) => {}
+            (parsed, verdict) => {
+                panic!("{data:?} parses as {parsed:?} but the front door says {verdict:?}")
+            }
+        }
+        return;
+    }
     match (parse(data), verdict) {
         (Ok(request), Verdict::Route { shard, routed }) => {
             assert!(shard < 3, "shard {shard} of 3");

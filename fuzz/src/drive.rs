@@ -5,8 +5,9 @@
 //!   is free or held by exactly one member), and the shared counts behind the caps equal what the
 //!   shard holds (a leak there would shut the server out, or let memory grow); the caps
 //!   themselves are never exceeded;
-//! - every reply (from the server port) is at most [`MAX_REPLY`] bytes, is an `i:`, an `s:` or
-//!   one of the protocol's errors, and goes to an address that sent the shard something (the
+//! - every reply (from the server port) is at most [`MAX_REPLY`] bytes (a lobby listing at most
+//!   [`MAX_LISTING`]), is an `i:`, an `s:`, one of the protocol's errors or a lobby directory
+//!   reply (`l:`, `m:`, `a:1:`, `b:1:`, `q:1:`), and goes to an address that sent the shard something (the
 //!   server is no cannon); a start message lists every peer at an address that sent the shard a
 //!   request, or at a relay port of the pool;
 //! - every relayed datagram comes from a relay operation, at most one per datagram received (no
@@ -32,8 +33,14 @@ use rabid_punch::wire::ErrorCode;
 
 use crate::ops::{sources, Op, Scenario, LOCAL_IPS, PUBLIC_IP};
 
-/// The largest reply the server may send.
+/// The largest reply the server may send, but for the lobby listings.
 pub const MAX_REPLY: usize = 512;
+
+/// The largest lobby listing (`l:`, `b:1:`): what crosses the internet unfragmented.
+pub const MAX_LISTING: usize = rabid_punch::wire::lobby::MAX_REPLY_LEN;
+
+/// The lobby directory's replies.
+const LOBBY_REPLIES: [&[u8]; 5] = [b"l:", b"m:", b"a:1:", b"b:1:", b"q:1:"];
 
 /// Rewriting replaces a port field of 1 to 5 digits by a port of at most 5 digits.
 pub const MAX_REWRITE_GROWTH: usize = 4;
@@ -171,8 +178,9 @@ fn check_reply(step: usize, op: &Op, heard: &Heard, pool: &[u16], to: SocketAddr
         !matches!(op, Op::Relay { .. }),
         "step {step} ({op:?}): a relay datagram got a reply from the server port"
     );
+    let listing = payload.starts_with(b"l:") || payload.starts_with(b"b:1:");
     assert!(
-        payload.len() <= MAX_REPLY,
+        payload.len() <= if listing { MAX_LISTING } else { MAX_REPLY },
         "step {step} ({op:?}): {} bytes to {to}",
         payload.len()
     );
@@ -183,7 +191,8 @@ fn check_reply(step: usize, op: &Op, heard: &Heard, pool: &[u16], to: SocketAddr
     assert!(
         payload.starts_with(b"i:")
             || payload.starts_with(b"s:")
-            || ErrorCode::from_datagram(payload).is_some(),
+            || ErrorCode::from_datagram(payload).is_some()
+            || LOBBY_REPLIES.iter().any(|p| payload.starts_with(p)),
         "step {step} ({op:?}): unknown reply {:?}",
         String::from_utf8_lossy(payload)
     );

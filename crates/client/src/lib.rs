@@ -42,6 +42,7 @@
 //!   (or the host's start delay, capped at 30 s) for a client.
 
 pub mod cli;
+pub mod directory;
 pub mod driver;
 pub mod error;
 pub mod lobby;
@@ -50,6 +51,7 @@ pub mod payload;
 pub mod peer;
 
 pub use cli::run_cli;
+pub use directory::{Directory, DirectoryError, Publish, Query};
 pub use driver::{punch, run_session, Connected, Session};
 pub use error::{Error, ServerError};
 pub use lobby::{Lobby, LobbyEvent, Request, Role};

@@ -258,6 +258,12 @@ fn run(
                     peers.join(", ")
                 );
             }
+            LobbyEvent::Listed => eprintln!("listed in the lobby directory"),
+            LobbyEvent::ListingFailed(e) => eprintln!(
+                "not listed: {} ({e}); the session goes on unlisted",
+                e.code()
+            ),
+            LobbyEvent::Chat { player, text } => eprintln!("chat {player}: {text}"),
             LobbyEvent::Failed(_) => {}
         }
     })

@@ -83,6 +83,15 @@ impl Session {
         sent
     }
 
+    /// Says `text` in the lobby, from this session's socket (the server takes chat only from
+    /// the member's own address). See [`Lobby::chat`]; other members' lines, and ours, come
+    /// back as [`LobbyEvent::Chat`].
+    pub fn chat(&mut self, text: &str) -> Result<bool, Error> {
+        let sent = self.lobby.chat(text)?;
+        self.flush();
+        Ok(sent)
+    }
+
     /// Leaves the session; the next events end with `player_exited_session`.
     pub fn exit(&mut self) -> bool {
         let sent = self.lobby.exit(Instant::now());

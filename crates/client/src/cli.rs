@@ -4,6 +4,10 @@
 //! and ends with one summary line (`--json`: one JSON object). `--probe` checks a deployed
 //! server instead: it says whether the server answered, how fast, and which public address it
 //! saw. Exit status: 0 on success, 1 on failure, 2 on bad usage.
+//!
+//! The lobby directory (docs/lobbies.md): `--list` prints a game's lobbies (`--game`, with
+//! filters) or FusionV1's compatible list; `--quick-join` joins a lobby of `--game` found by
+//! the server; a host with `--public` lists its session; `--chat` says a line once joined.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -13,10 +17,13 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
+use super::directory::{chat_request, Directory, DirectoryError, Order, Query};
 use super::driver::{run_session, Connected, Session};
 use super::error::{Error, ServerError};
 use super::lobby::{LobbyEvent, Request, Role};
 use super::payload;
+
+mod list;
 
 /// How long the payload exchange may take after the punch. Clients finish their countdown up
 /// to 3 s after the host, so the host must wait at least that long for them.
@@ -30,6 +37,9 @@ const MAX_PAYLOAD: usize = 1000;
 const REJOIN_WAIT: Duration = Duration::from_secs(20);
 /// Between two joins while the retried session does not exist yet: the plugin's re-send period.
 const REJOIN_EVERY: Duration = Duration::from_millis(500);
+/// `--quick-join` asks the server again this many times in all when the lobby it found is full
+/// by the time we join (docs/lobbies.md, `q:1:`).
+const QUICK_JOIN_TRIES: u32 = 3;
 
 #[derive(FromArgs, Debug)]
 /// Host or join a session on a rabid-punch server, punch through NAT to the other players
@@ -80,6 +90,44 @@ struct Args {
     /// --relay auto relays that retry
     #[argh(switch)]
     retry: bool,
+    /// list lobbies instead: --game's directory (filters: --free, --open, --version-text,
+    /// --mode, --order), or without --game FusionV1's compatible list; a table, or --json
+    #[argh(switch)]
+    list: bool,
+    /// the game's id in the lobby directory (1-32 letters, digits, '.', '_', '-'), for --list,
+    /// --quick-join and --public
+    #[argh(option)]
+    game: Option<String>,
+    /// with --list: only lobbies with a free slot
+    #[argh(switch)]
+    free: bool,
+    /// with --list: only lobbies without a password
+    #[argh(switch)]
+    open: bool,
+    /// with --list: new (newest first, the default) or full (fullest first)
+    #[argh(option)]
+    order: Option<String>,
+    /// join, as --name, a lobby of --game (and --version-text) with a free slot and no
+    /// password, the fullest the server has
+    #[argh(switch)]
+    quick_join: bool,
+    /// while host, list the session: in --game's directory (with --version-text, --mode,
+    /// --description), or without --game in FusionV1's compatible list
+    #[argh(switch)]
+    public: bool,
+    /// version text (0-32 bytes): shown by a --public session; a filter of --list and
+    /// --quick-join
+    #[argh(option)]
+    version_text: Option<String>,
+    /// mode text (0-32 bytes): shown by a --public session; a filter of --list
+    #[argh(option)]
+    mode: Option<String>,
+    /// a --public session's description in --game's directory (0-64 bytes)
+    #[argh(option)]
+    description: Option<String>,
+    /// say this in the lobby once joined (sent once; 1-200 bytes)
+    #[argh(option)]
+    chat: Option<String>,
 }
 
 /// Runs `rabid-punch client` with `args`, the arguments after `client`.
@@ -109,15 +157,33 @@ pub fn run_cli(args: &[String]) -> ExitCode {
         }
     };
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    if let Err(why) = check_directory_flags(&args) {
+        eprintln!("{why}");
+        return ExitCode::from(2);
+    }
     if args.probe {
         return probe(&args, server, deadline);
+    }
+    if args.list {
+        let query = args.game.as_deref().map(|game| browse_query(&args, game));
+        return list::list(server, query.as_ref(), args.json);
     }
     if args.payload.as_ref().is_some_and(|p| p.len() > MAX_PAYLOAD) {
         eprintln!("--payload is limited to {MAX_PAYLOAD} bytes (one datagram)");
         return ExitCode::from(2);
     }
-    let (Some(session), Some(name)) = (&args.session, &args.name) else {
-        eprintln!("--session and --name are required (or use --probe)");
+    let verbose = !args.json;
+    let game = args.game.as_deref().unwrap_or_default();
+    let session = if args.quick_join {
+        match quick_join(server, game, args.version_text.as_deref(), verbose) {
+            Ok(found) => Some(found),
+            Err(code) => return code,
+        }
+    } else {
+        args.session.clone()
+    };
+    let (Some(session), Some(name)) = (&session, &args.name) else {
+        eprintln!("--session and --name are required (or use --probe, --list or --quick-join)");
         return ExitCode::from(2);
     };
     let mut request = if args.host {
@@ -130,16 +196,60 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     request.start_when = args
         .start_when
         .or(args.host.then_some(usize::from(args.max_players)));
+    if args.public {
+        let (version, mode) = (text_or_empty(&args.version_text), text_or_empty(&args.mode));
+        request = match &args.game {
+            Some(game) => request.public(game, version, mode, text_or_empty(&args.description)),
+            None => request.public_compat(version, mode),
+        };
+        if let Err(e) = request.validate() {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
     let started = Instant::now();
-    let verbose = !args.json;
+    let chat = args.chat.as_deref();
     let mut attempts = 1;
-    let mut outcome = run(server, request.clone(), args.local_port, deadline, verbose);
+    let mut outcome = run(
+        server,
+        request.clone(),
+        args.local_port,
+        deadline,
+        verbose,
+        chat,
+    );
+    // A lobby found by --quick-join may be full by the time we join: ask again.
+    let mut asked = 1;
+    while args.quick_join
+        && matches!(outcome, Err(Error::Server(ServerError::SessionFull)))
+        && asked < QUICK_JOIN_TRIES
+    {
+        if verbose {
+            eprintln!(
+                "{} is full by now: asking for another lobby",
+                request.session
+            );
+        }
+        match quick_join(server, game, args.version_text.as_deref(), verbose) {
+            Ok(session) => request.session = session,
+            Err(code) => return code,
+        }
+        asked += 1;
+        outcome = run(
+            server,
+            request.clone(),
+            args.local_port,
+            deadline,
+            verbose,
+            chat,
+        );
+    }
     if let Some(why) = punch_failure(&outcome).filter(|_| args.retry) {
         if verbose {
             eprintln!("punch failed ({why}); trying once more");
         }
         attempts = 2;
-        outcome = retry(server, request, args.local_port, deadline, verbose);
+        outcome = retry(server, request, args.local_port, deadline, verbose, chat);
     }
     let elapsed = started.elapsed();
     let exchange = match (&outcome, &args.payload) {
@@ -168,6 +278,128 @@ pub fn run_cli(args: &[String]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The directory's flags make sense only together with some others: say which, else nothing.
+fn check_directory_flags(args: &Args) -> Result<(), String> {
+    let directory_text = args.version_text.is_some() || args.mode.is_some();
+    let list_only = args.free || args.open || args.order.is_some();
+    if args.list {
+        if args.host || args.quick_join || args.public || args.probe || args.chat.is_some() {
+            return Err(
+                "--list lists only: not with --host, --quick-join, --public, --probe \
+                        or --chat"
+                    .to_string(),
+            );
+        }
+        if args.game.is_none() && (directory_text || list_only) {
+            return Err(
+                "--free, --open, --order, --version-text and --mode filter a game's \
+                        directory: give --game (the compatible list has no filters)"
+                    .to_string(),
+            );
+        }
+        if args.description.is_some() {
+            return Err("--description is for a --public host".to_string());
+        }
+        return match args.order.as_deref() {
+            None | Some("new" | "full") => Ok(()),
+            Some(other) => Err(format!("--order is new or full, not {other:?}")),
+        };
+    }
+    if list_only {
+        return Err("--free, --open and --order are filters of --list".to_string());
+    }
+    if args.quick_join {
+        if args.game.is_none() || args.name.is_none() {
+            return Err("--quick-join needs --game and --name".to_string());
+        }
+        if args.host || args.session.is_some() || args.public || args.mode.is_some() {
+            return Err(
+                "--quick-join finds the session itself: not with --host, --session, \
+                        --public or --mode"
+                    .to_string(),
+            );
+        }
+    } else if args.public {
+        if !args.host {
+            return Err("--public is for a host: add --host".to_string());
+        }
+        if args.game.is_none() && args.description.is_some() {
+            return Err(
+                "--description needs --game (the compatible list shows no description)".to_string(),
+            );
+        }
+    } else if args.game.is_some() || directory_text || args.description.is_some() {
+        return Err(
+            "--game, --version-text, --mode and --description go with --list, \
+                    --quick-join or --public"
+                .to_string(),
+        );
+    }
+    if let Some(text) = &args.chat {
+        if let Err(e) = chat_request("check", "check", text) {
+            return Err(format!("--chat: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The browse of `--list --game G`, from the filter flags (checked by the caller).
+fn browse_query(args: &Args, game: &str) -> Query {
+    let mut query = Query::game(game);
+    query.free_only = args.free;
+    query.open_only = args.open;
+    query.version = args.version_text.clone();
+    query.mode = args.mode.clone();
+    if args.order.as_deref() == Some("full") {
+        query.order = Order::Fullest;
+    }
+    query
+}
+
+fn text_or_empty(text: &Option<String>) -> &str {
+    text.as_deref().unwrap_or("")
+}
+
+/// Asks the server for a lobby of `game` to join: its session, or the exit code of a failure
+/// (none found, or the directory did not answer), already reported.
+fn quick_join(
+    server: SocketAddr,
+    game: &str,
+    version: Option<&str>,
+    verbose: bool,
+) -> Result<String, ExitCode> {
+    match Directory::new(server).quick_join(game, version) {
+        Ok(Some(found)) => {
+            if verbose {
+                eprintln!(
+                    "quick join: {} (host {}, {}/{} players)",
+                    found.session, found.host, found.players, found.max_players
+                );
+            }
+            Ok(found.session)
+        }
+        Ok(None) => {
+            let why = format!("no open lobby of game {game} with a free slot and no password");
+            if verbose {
+                println!("failed: no_lobby ({why})");
+            } else {
+                let mut out = String::from("{\"outcome\":\"no_lobby\",\"error\":");
+                push_json_str(&mut out, &why);
+                println!("{out}}}");
+            }
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            list::print_failure(&e, !verbose);
+            Err(if matches!(e, DirectoryError::InvalidArgument(_)) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
@@ -208,10 +440,11 @@ fn retry(
     local_port: u16,
     deadline: Instant,
     verbose: bool,
+    chat: Option<&str>,
 ) -> Result<Connected, Error> {
     let give_up = Instant::now() + REJOIN_WAIT;
     loop {
-        let outcome = run(server, request.clone(), local_port, deadline, verbose);
+        let outcome = run(server, request.clone(), local_port, deadline, verbose, chat);
         let not_yet = matches!(outcome, Err(Error::Server(ServerError::SessionNonExistent)))
             && request.role == Role::Join;
         let next = Instant::now() + REJOIN_EVERY;
@@ -228,10 +461,16 @@ fn run(
     local_port: u16,
     deadline: Instant,
     verbose: bool,
+    chat: Option<&str>,
 ) -> Result<Connected, Error> {
     let session_name = request.session.clone();
     let session = Session::open_from(server, request, local_port)?;
     run_session(session, Some(deadline), |session, event| {
+        if let (LobbyEvent::Joined(_), Some(text)) = (event, chat) {
+            if let Err(e) = session.chat(text) {
+                eprintln!("--chat not sent: {e}");
+            }
+        }
         if !verbose {
             return;
         }
@@ -576,5 +815,36 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(run_cli(&args), ExitCode::from(2));
+    }
+
+    #[test]
+    fn directory_flags_go_with_their_command() {
+        let usage = |flags: &str| {
+            let args = format!("--server 127.0.0.1:1 {flags}");
+            let args: Vec<String> = args.split(' ').map(str::to_string).collect();
+            run_cli(&args)
+        };
+        for bad in [
+            "--list --host --session R --name a",
+            "--list --free",
+            "--list --version-text 1",
+            "--list --game cards --order oldest",
+            "--list --game cards --description hi",
+            "--free --session R --name a",
+            "--quick-join --name a",
+            "--quick-join --game cards",
+            "--quick-join --game cards --name a --session R",
+            "--quick-join --game cards --name a --mode Draft",
+            "--public --session R --name a",
+            "--public --host --session R --name a --description hi",
+            "--host --session R --name a --game cards",
+            "--session R --name a --mode Draft",
+            "--public --host --session R --name a --game ca|rds",
+            "--public --host --session R --name a --game cards --mode a;b",
+            "--public --host --session R --name a --version-text [1]",
+            "--session R --name a --chat \u{7}",
+        ] {
+            assert_eq!(usage(bad), ExitCode::from(2), "{bad}");
+        }
     }
 }

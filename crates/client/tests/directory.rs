@@ -268,3 +268,97 @@ fn expect_event(session: &mut Session, wanted: impl Fn(&LobbyEvent) -> bool) -> 
         }
     }
 }
+
+fn cli(server: SocketAddr, flags: &str) -> thread::JoinHandle<std::process::ExitCode> {
+    let mut args = vec!["--server".to_string(), server.to_string()];
+    args.extend(flags.split(' ').map(str::to_string));
+    thread::spawn(move || rabid_client::run_cli(&args))
+}
+
+#[test]
+fn cli_list_prints_a_game_or_the_compatible_list() {
+    let server = fake_server();
+    let addr = server.local_addr().unwrap();
+    let run = cli(
+        addr,
+        "--list --game cards --free --order full --version-text 0.9.3",
+    );
+    let (request, from) = recv(&server);
+    let Some(Ok(LobbyRequest::Browse(b))) = parse_lobby(&request) else {
+        panic!()
+    };
+    assert_eq!(
+        (b.game, b.free_only, b.version, b.order),
+        ("cards", true, Some("0.9.3"), Order::Fullest)
+    );
+    server
+        .send_to(
+            &page(2, None, &[lobby("Room1", 3), lobby("Room2", 1)]),
+            from,
+        )
+        .unwrap();
+    assert_eq!(run.join().unwrap(), std::process::ExitCode::SUCCESS);
+
+    let run = cli(addr, "--list --json");
+    let (request, from) = recv(&server);
+    assert_eq!(request, b"l:");
+    server
+        .send_to(b"l:Ana|Room1|2 / 4|0.9.3|Draft", from)
+        .unwrap();
+    assert_eq!(run.join().unwrap(), std::process::ExitCode::SUCCESS);
+
+    let run = cli(addr, "--list --game cards");
+    let (_, from) = recv(&server);
+    server.send_to(b"b:1:error:invalid_request", from).unwrap();
+    assert_eq!(run.join().unwrap(), std::process::ExitCode::FAILURE);
+}
+
+#[test]
+fn cli_quick_join_asks_again_when_the_lobby_filled_up() {
+    let server = fake_server();
+    let addr = server.local_addr().unwrap();
+    let run = cli(addr, "--quick-join --game cards --name bob --timeout 20");
+    let mut found = Vec::new();
+    write_quick_join(&mut found, Some(&lobby("Room1", 3)));
+    let (request, from) = recv(&server);
+    assert!(request.starts_with(b"q:1:cards:"));
+    server.send_to(&found, from).unwrap();
+    let (join, from) = recv(&server);
+    assert_eq!(join, b"c:Room1:bob");
+    server.send_to(b"error:session_full", from).unwrap();
+    // Full by then: the client asks again; this time there is none.
+    let (request, from) = recv(&server);
+    assert!(request.starts_with(b"q:1:cards:"), "{request:?}");
+    server.send_to(b"q:1:", from).unwrap();
+    assert_eq!(run.join().unwrap(), std::process::ExitCode::FAILURE);
+}
+
+#[test]
+fn cli_public_host_announces_and_chats_from_its_session_socket() {
+    let server = fake_server();
+    let addr = server.local_addr().unwrap();
+    let run = cli(
+        addr,
+        "--host --session Room1 --name alice --public --game cards --version-text 0.9.3 \
+         --mode Draft --description hi --chat hello --timeout 2",
+    );
+    let (hello, host) = recv(&server);
+    assert_eq!(hello, b"h:Room1:alice:4");
+    server.send_to(b"i:alice", host).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (datagram, from) = recv(&server);
+        assert_eq!(from, host, "from the session's own socket");
+        let text = String::from_utf8(datagram).unwrap();
+        if text == "a:1:Room1:cards:1:0.9.3:Draft:hi" {
+            server.send_to(b"a:1:ok", host).unwrap();
+        } else if !text.starts_with("p:") && !seen.contains(&text) {
+            assert_eq!(text, "m:Room1:alice:hello");
+        }
+        if !text.starts_with("p:") && !seen.contains(&text) {
+            seen.push(text);
+        }
+    }
+    // Nobody joins: the run ends at its --timeout, a failure.
+    assert_eq!(run.join().unwrap(), std::process::ExitCode::FAILURE);
+}

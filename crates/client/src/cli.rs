@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
-use super::directory::{chat_request, Directory, DirectoryError, Order, Query};
 use super::driver::{run_session, Connected, Session};
 use super::error::{Error, ServerError};
 use super::lobby::{LobbyEvent, Request, Role};
 use super::payload;
 
+mod directory;
 mod list;
+
+use directory::{browse_query, check_directory_flags, quick_join, text_or_empty};
 
 /// How long the payload exchange may take after the punch. Clients finish their countdown up
 /// to 3 s after the host, so the host must wait at least that long for them.
@@ -208,16 +210,16 @@ pub fn run_cli(args: &[String]) -> ExitCode {
         }
     }
     let started = Instant::now();
-    let chat = args.chat.as_deref();
-    let mut attempts = 1;
-    let mut outcome = run(
+    let mut runner = Runner {
         server,
-        request.clone(),
-        args.local_port,
+        local_port: args.local_port,
         deadline,
         verbose,
-        chat,
-    );
+        chat: args.chat.as_deref(),
+        lobby: LobbyNews::default(),
+    };
+    let mut attempts = 1;
+    let mut outcome = runner.run(request.clone());
     // A lobby found by --quick-join may be full by the time we join: ask again.
     let mut asked = 1;
     while args.quick_join
@@ -235,21 +237,14 @@ pub fn run_cli(args: &[String]) -> ExitCode {
             Err(code) => return code,
         }
         asked += 1;
-        outcome = run(
-            server,
-            request.clone(),
-            args.local_port,
-            deadline,
-            verbose,
-            chat,
-        );
+        outcome = runner.run(request.clone());
     }
     if let Some(why) = punch_failure(&outcome).filter(|_| args.retry) {
         if verbose {
             eprintln!("punch failed ({why}); trying once more");
         }
         attempts = 2;
-        outcome = retry(server, request, args.local_port, deadline, verbose, chat);
+        outcome = runner.retry(request);
     }
     let elapsed = started.elapsed();
     let exchange = match (&outcome, &args.payload) {
@@ -266,140 +261,30 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     if args.json {
         println!(
             "{}",
-            json_summary(&outcome, elapsed, attempts, exchange.as_ref())
+            json_summary(
+                &outcome,
+                elapsed,
+                attempts,
+                exchange.as_ref(),
+                &runner.lobby
+            )
         );
     } else {
         println!(
             "{}",
-            text_summary(&outcome, elapsed, attempts, exchange.as_ref())
+            text_summary(
+                &outcome,
+                elapsed,
+                attempts,
+                exchange.as_ref(),
+                &runner.lobby
+            )
         );
     }
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// The directory's flags make sense only together with some others: say which, else nothing.
-fn check_directory_flags(args: &Args) -> Result<(), String> {
-    let directory_text = args.version_text.is_some() || args.mode.is_some();
-    let list_only = args.free || args.open || args.order.is_some();
-    if args.list {
-        if args.host || args.quick_join || args.public || args.probe || args.chat.is_some() {
-            return Err(
-                "--list lists only: not with --host, --quick-join, --public, --probe \
-                        or --chat"
-                    .to_string(),
-            );
-        }
-        if args.game.is_none() && (directory_text || list_only) {
-            return Err(
-                "--free, --open, --order, --version-text and --mode filter a game's \
-                        directory: give --game (the compatible list has no filters)"
-                    .to_string(),
-            );
-        }
-        if args.description.is_some() {
-            return Err("--description is for a --public host".to_string());
-        }
-        return match args.order.as_deref() {
-            None | Some("new" | "full") => Ok(()),
-            Some(other) => Err(format!("--order is new or full, not {other:?}")),
-        };
-    }
-    if list_only {
-        return Err("--free, --open and --order are filters of --list".to_string());
-    }
-    if args.quick_join {
-        if args.game.is_none() || args.name.is_none() {
-            return Err("--quick-join needs --game and --name".to_string());
-        }
-        if args.host || args.session.is_some() || args.public || args.mode.is_some() {
-            return Err(
-                "--quick-join finds the session itself: not with --host, --session, \
-                        --public or --mode"
-                    .to_string(),
-            );
-        }
-    } else if args.public {
-        if !args.host {
-            return Err("--public is for a host: add --host".to_string());
-        }
-        if args.game.is_none() && args.description.is_some() {
-            return Err(
-                "--description needs --game (the compatible list shows no description)".to_string(),
-            );
-        }
-    } else if args.game.is_some() || directory_text || args.description.is_some() {
-        return Err(
-            "--game, --version-text, --mode and --description go with --list, \
-                    --quick-join or --public"
-                .to_string(),
-        );
-    }
-    if let Some(text) = &args.chat {
-        if let Err(e) = chat_request("check", "check", text) {
-            return Err(format!("--chat: {e}"));
-        }
-    }
-    Ok(())
-}
-
-/// The browse of `--list --game G`, from the filter flags (checked by the caller).
-fn browse_query(args: &Args, game: &str) -> Query {
-    let mut query = Query::game(game);
-    query.free_only = args.free;
-    query.open_only = args.open;
-    query.version = args.version_text.clone();
-    query.mode = args.mode.clone();
-    if args.order.as_deref() == Some("full") {
-        query.order = Order::Fullest;
-    }
-    query
-}
-
-fn text_or_empty(text: &Option<String>) -> &str {
-    text.as_deref().unwrap_or("")
-}
-
-/// Asks the server for a lobby of `game` to join: its session, or the exit code of a failure
-/// (none found, or the directory did not answer), already reported.
-fn quick_join(
-    server: SocketAddr,
-    game: &str,
-    version: Option<&str>,
-    verbose: bool,
-) -> Result<String, ExitCode> {
-    match Directory::new(server).quick_join(game, version) {
-        Ok(Some(found)) => {
-            if verbose {
-                eprintln!(
-                    "quick join: {} (host {}, {}/{} players)",
-                    found.session, found.host, found.players, found.max_players
-                );
-            }
-            Ok(found.session)
-        }
-        Ok(None) => {
-            let why = format!("no open lobby of game {game} with a free slot and no password");
-            if verbose {
-                println!("failed: no_lobby ({why})");
-            } else {
-                let mut out = String::from("{\"outcome\":\"no_lobby\",\"error\":");
-                push_json_str(&mut out, &why);
-                println!("{out}}}");
-            }
-            Err(ExitCode::FAILURE)
-        }
-        Err(e) => {
-            list::print_failure(&e, !verbose);
-            Err(if matches!(e, DirectoryError::InvalidArgument(_)) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            })
-        }
     }
 }
 
@@ -431,81 +316,107 @@ fn punch_failure(outcome: &Result<Connected, Error>) -> Option<&str> {
     }
 }
 
-/// The second attempt of `--retry`: the host hosts again at once; a client joins again, and
-/// while its host has not hosted again yet (`session_non_existent`), asks again every
-/// [`REJOIN_EVERY`] for up to [`REJOIN_WAIT`].
-fn retry(
+/// What every run of a session shares: the flags, and what the lobby said.
+struct Runner<'a> {
     server: SocketAddr,
-    request: Request,
     local_port: u16,
     deadline: Instant,
     verbose: bool,
-    chat: Option<&str>,
-) -> Result<Connected, Error> {
-    let give_up = Instant::now() + REJOIN_WAIT;
-    loop {
-        let outcome = run(server, request.clone(), local_port, deadline, verbose, chat);
-        let not_yet = matches!(outcome, Err(Error::Server(ServerError::SessionNonExistent)))
-            && request.role == Role::Join;
-        let next = Instant::now() + REJOIN_EVERY;
-        if !not_yet || next > give_up || next > deadline {
-            return outcome;
+    /// `--chat`: said once joined.
+    chat: Option<&'a str>,
+    lobby: LobbyNews,
+}
+
+/// What the lobby said besides players and the start, for the summary.
+#[derive(Default)]
+struct LobbyNews {
+    /// A `--public` session's listing: `ok` (`a:1:ok`), `sent` (FusionV1's `d:`, which has
+    /// no answer), or why not (an error code).
+    listing: Option<String>,
+    /// Chat lines heard in the lobby, ours included: (player, text).
+    chat: Vec<(String, String)>,
+}
+
+impl Runner<'_> {
+    /// The second attempt of `--retry`: the host hosts again at once; a client joins again,
+    /// and while its host has not hosted again yet (`session_non_existent`), asks again every
+    /// [`REJOIN_EVERY`] for up to [`REJOIN_WAIT`].
+    fn retry(&mut self, request: Request) -> Result<Connected, Error> {
+        let give_up = Instant::now() + REJOIN_WAIT;
+        loop {
+            let outcome = self.run(request.clone());
+            let not_yet = matches!(outcome, Err(Error::Server(ServerError::SessionNonExistent)))
+                && request.role == Role::Join;
+            let next = Instant::now() + REJOIN_EVERY;
+            if !not_yet || next > give_up || next > self.deadline {
+                return outcome;
+            }
+            std::thread::sleep(REJOIN_EVERY);
         }
-        std::thread::sleep(REJOIN_EVERY);
+    }
+
+    fn run(&mut self, request: Request) -> Result<Connected, Error> {
+        let session_name = request.session.clone();
+        let compat = request.publish.as_ref().is_some_and(|p| p.game.is_none());
+        let session = Session::open_from(self.server, request, self.local_port)?;
+        let (verbose, chat, news) = (self.verbose, self.chat, &mut self.lobby);
+        run_session(session, Some(self.deadline), |session, event| {
+            match event {
+                LobbyEvent::Joined(_) => {
+                    if compat && session.lobby().is_host() {
+                        news.listing = Some("sent".to_string());
+                    }
+                    if let Some(text) = chat {
+                        if let Err(e) = session.chat(text) {
+                            eprintln!("--chat not sent: {e}");
+                        }
+                    }
+                }
+                LobbyEvent::Listed => news.listing = Some("ok".to_string()),
+                LobbyEvent::ListingFailed(e) => news.listing = Some(e.code().to_string()),
+                LobbyEvent::Chat { player, text } => news.chat.push((player.clone(), text.clone())),
+                _ => {}
+            }
+            if verbose {
+                print_event(&session_name, session, event);
+            }
+        })
     }
 }
 
-fn run(
-    server: SocketAddr,
-    request: Request,
-    local_port: u16,
-    deadline: Instant,
-    verbose: bool,
-    chat: Option<&str>,
-) -> Result<Connected, Error> {
-    let session_name = request.session.clone();
-    let session = Session::open_from(server, request, local_port)?;
-    run_session(session, Some(deadline), |session, event| {
-        if let (LobbyEvent::Joined(_), Some(text)) = (event, chat) {
-            if let Err(e) = session.chat(text) {
-                eprintln!("--chat not sent: {e}");
-            }
+/// A lobby event as a line of progress on stderr.
+fn print_event(session_name: &str, session: &Session, event: &LobbyEvent) {
+    match event {
+        LobbyEvent::Joined(players) => eprintln!(
+            "in session {session_name} ({}): {}",
+            if session.lobby().is_host() {
+                "host"
+            } else {
+                "client"
+            },
+            players.join(", ")
+        ),
+        LobbyEvent::Players(players) => eprintln!("players: {}", players.join(", ")),
+        LobbyEvent::Started(info) => {
+            let peers: Vec<String> = info
+                .peers
+                .iter()
+                .map(|p| format!("{} {}", p.name, p.addr))
+                .collect();
+            eprintln!(
+                "started: the server sees us on port {}; peers: {}; punching (about 15 s)",
+                info.own_port,
+                peers.join(", ")
+            );
         }
-        if !verbose {
-            return;
-        }
-        match event {
-            LobbyEvent::Joined(players) => eprintln!(
-                "in session {session_name} ({}): {}",
-                if session.lobby().is_host() {
-                    "host"
-                } else {
-                    "client"
-                },
-                players.join(", ")
-            ),
-            LobbyEvent::Players(players) => eprintln!("players: {}", players.join(", ")),
-            LobbyEvent::Started(info) => {
-                let peers: Vec<String> = info
-                    .peers
-                    .iter()
-                    .map(|p| format!("{} {}", p.name, p.addr))
-                    .collect();
-                eprintln!(
-                    "started: the server sees us on port {}; peers: {}; punching (about 15 s)",
-                    info.own_port,
-                    peers.join(", ")
-                );
-            }
-            LobbyEvent::Listed => eprintln!("listed in the lobby directory"),
-            LobbyEvent::ListingFailed(e) => eprintln!(
-                "not listed: {} ({e}); the session goes on unlisted",
-                e.code()
-            ),
-            LobbyEvent::Chat { player, text } => eprintln!("chat {player}: {text}"),
-            LobbyEvent::Failed(_) => {}
-        }
-    })
+        LobbyEvent::Listed => eprintln!("listed in the lobby directory"),
+        LobbyEvent::ListingFailed(e) => eprintln!(
+            "not listed: {} ({e}); the session goes on unlisted",
+            e.code()
+        ),
+        LobbyEvent::Chat { player, text } => eprintln!("chat {player}: {text}"),
+        LobbyEvent::Failed(_) => {}
+    }
 }
 
 fn text_summary(
@@ -513,6 +424,7 @@ fn text_summary(
     elapsed: Duration,
     attempts: u32,
     exchange: Option<&Result<payload::Exchange, Error>>,
+    lobby: &LobbyNews,
 ) -> String {
     let secs = elapsed.as_secs_f64();
     let mut line = match outcome {
@@ -546,6 +458,14 @@ fn text_summary(
         }
         None => {}
     }
+    match lobby.listing.as_deref() {
+        Some("ok") => line.push_str("; listed"),
+        Some("sent") => line.push_str("; listed with d: (no answer to check)"),
+        Some(code) => {
+            let _ = write!(line, "; not listed ({code})");
+        }
+        None => {}
+    }
     line
 }
 
@@ -554,6 +474,7 @@ fn json_summary(
     elapsed: Duration,
     attempts: u32,
     exchange: Option<&Result<payload::Exchange, Error>>,
+    lobby: &LobbyNews,
 ) -> String {
     let (code, self_port, host) = match outcome {
         Ok(c) => ("success", Some(c.punched.self_port), c.punched.host),
@@ -595,6 +516,24 @@ fn json_summary(
             }
             Err(e) => push_json_str(&mut out, e.code()),
         }
+    }
+    if let Some(listing) = &lobby.listing {
+        out.push_str(",\"listing\":");
+        push_json_str(&mut out, listing);
+    }
+    if !lobby.chat.is_empty() {
+        out.push_str(",\"chat\":[");
+        for (i, (player, text)) in lobby.chat.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"player\":");
+            push_json_str(&mut out, player);
+            out.push_str(",\"text\":");
+            push_json_str(&mut out, text);
+            out.push('}');
+        }
+        out.push(']');
     }
     out.push('}');
     out
@@ -788,11 +727,29 @@ mod tests {
             Duration::from_millis(1500),
             2,
             None,
+            &LobbyNews::default(),
         );
         assert!(line.starts_with(
             r#"{"outcome":"unreachable_self","self_port":null,"host_ip":null,"host_port":null,"elapsed_ms":1500,"attempts":2,"error":"#
         ));
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_summary_tells_the_listing_and_the_chat() {
+        let lobby = LobbyNews {
+            listing: Some("non_host_player".to_string()),
+            chat: vec![("bob".to_string(), "gg: \"wp\"".to_string())],
+        };
+        let line = json_summary(&Err(Error::Deadline), Duration::ZERO, 1, None, &lobby);
+        assert!(
+            line.ends_with(
+                r#","listing":"non_host_player","chat":[{"player":"bob","text":"gg: \"wp\""}]}"#
+            ),
+            "{line}"
+        );
+        let text = text_summary(&Err(Error::Deadline), Duration::ZERO, 1, None, &lobby);
+        assert!(text.ends_with("; not listed (non_host_player)"), "{text}");
     }
 
     #[test]
@@ -815,36 +772,5 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(run_cli(&args), ExitCode::from(2));
-    }
-
-    #[test]
-    fn directory_flags_go_with_their_command() {
-        let usage = |flags: &str| {
-            let args = format!("--server 127.0.0.1:1 {flags}");
-            let args: Vec<String> = args.split(' ').map(str::to_string).collect();
-            run_cli(&args)
-        };
-        for bad in [
-            "--list --host --session R --name a",
-            "--list --free",
-            "--list --version-text 1",
-            "--list --game cards --order oldest",
-            "--list --game cards --description hi",
-            "--free --session R --name a",
-            "--quick-join --name a",
-            "--quick-join --game cards",
-            "--quick-join --game cards --name a --session R",
-            "--quick-join --game cards --name a --mode Draft",
-            "--public --session R --name a",
-            "--public --host --session R --name a --description hi",
-            "--host --session R --name a --game cards",
-            "--session R --name a --mode Draft",
-            "--public --host --session R --name a --game ca|rds",
-            "--public --host --session R --name a --game cards --mode a;b",
-            "--public --host --session R --name a --version-text [1]",
-            "--session R --name a --chat \u{7}",
-        ] {
-            assert_eq!(usage(bad), ExitCode::from(2), "{bad}");
-        }
     }
 }

@@ -46,7 +46,7 @@ const QUICK_JOIN_TRIES: u32 = 3;
 #[derive(FromArgs, Debug)]
 /// Host or join a session on a rabid-punch server, punch through NAT to the other players
 /// exactly as the Godot plugin does, and report the port to use. With --probe: check that a
-/// server answers and show the public address it sees.
+/// server answers and show the public address it sees. With --list: show the lobby directory.
 struct Args {
     /// the server, HOST:PORT
     #[argh(option)]

@@ -440,9 +440,8 @@ impl Lobby {
     }
 
     /// Handles a reply of the directory (`a:1:`'s answer, a chat line); true when it was one.
-    /// Other directory replies (`b:`, `q:`, `l:`, meant for another socket) are dropped here
-    /// too: whatever starts with a letter and `:` other than `i`, `s` and `error` is no reply
-    /// of the session.
+    /// The other directory replies (`b:`, `q:`, `l:`, meant for a query's own socket) are
+    /// dropped here too, so that they never reach the reading of `i:`, `s:` and `error:`.
     fn on_directory_reply(&mut self, now: Instant, datagram: &[u8]) -> bool {
         match datagram {
             [b'a', b':', ..] => {

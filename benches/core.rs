@@ -39,38 +39,17 @@ fn ping(c: &mut Criterion) {
 /// Pings in batches of 32, as datagrams parsed by the shard (`Shard::handle_datagrams`);
 /// criterion's time is per batch, its throughput per ping.
 fn ping_batch(c: &mut Criterion) {
-    const BATCH: usize = 32;
-    let mut group = c.benchmark_group("ping_batch");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    let now = Instant::now();
-    for sessions in [1u32, 10_000, 1_000_000] {
-        let mut shard = filled_shard(sessions, PLAYERS, now);
-        let pings = spread_pings(sessions, PLAYERS);
-        let mut out = Outbox::new();
-        let mut i = 0;
-        group.bench_function(format!("{sessions}_sessions"), |b| {
-            b.iter(|| {
-                let start = (i * BATCH) % (pings.len() - BATCH);
-                i += 1;
-                shard.handle_datagrams(now, incoming(&pings[start..start + BATCH]), &mut out);
-                out.clear();
-            })
-        });
-    }
-    group.finish();
+    batches(c, "ping_batch", spread_pings, |shard, now, pings, out| {
+        shard.handle_datagrams(now, incoming(pings), out)
+    });
 }
 
 /// Pings in batches of 32 as a worker hands them to `Shard::handle_requests`: parsed and routed
 /// by the front door already. Criterion's time is per batch, its throughput per ping.
 fn ping_routed_batch(c: &mut Criterion) {
-    const BATCH: usize = 32;
-    let mut group = c.benchmark_group("ping_routed_batch");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    let now = Instant::now();
     let door = FrontDoor::new(1);
-    for sessions in [1u32, 10_000, 1_000_000] {
-        let mut shard = filled_shard(sessions, PLAYERS, now);
-        let pings: Vec<Routed> = spread_pings(sessions, PLAYERS)
+    let routed = |sessions, players| -> Vec<Routed> {
+        spread_pings(sessions, players)
             .iter()
             .map(
                 |(from, datagram)| match door.handle(*from, None, datagram, false) {
@@ -78,14 +57,35 @@ fn ping_routed_batch(c: &mut Criterion) {
                     other => panic!("a ping not routed: {other:?}"),
                 },
             )
-            .collect();
+            .collect()
+    };
+    batches(c, "ping_routed_batch", routed, |shard, now, pings, out| {
+        shard.handle_requests(now, pings, out)
+    });
+}
+
+/// Group `name`: in shards of 1, 10 000 and 1 000 000 sessions, the pings `make` gives
+/// (sessions, players per session) handed to `handle` 32 at a time.
+fn batches<T>(
+    c: &mut Criterion,
+    name: &str,
+    make: impl Fn(u32, u32) -> Vec<T>,
+    handle: impl Fn(&mut Shard, Instant, &[T], &mut Outbox),
+) {
+    const BATCH: usize = 32;
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let now = Instant::now();
+    for sessions in [1u32, 10_000, 1_000_000] {
+        let mut shard = filled_shard(sessions, PLAYERS, now);
+        let pings = make(sessions, PLAYERS);
         let mut out = Outbox::new();
         let mut i = 0;
         group.bench_function(format!("{sessions}_sessions"), |b| {
             b.iter(|| {
                 let start = (i * BATCH) % (pings.len() - BATCH);
                 i += 1;
-                shard.handle_requests(now, &pings[start..start + BATCH], &mut out);
+                handle(&mut shard, now, &pings[start..start + BATCH], &mut out);
                 out.clear();
             })
         });

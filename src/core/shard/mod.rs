@@ -1,12 +1,14 @@
 //! A shard: the sessions one worker owns, its timers, and its counters.
 //!
-//! The type is here with its constructors and its entry points for requests; its other jobs
-//! have a file each:
-//! - [`requests`]: the table of requests (checks in order, errors, replies), host migration and
-//!   the "heard from" rule;
-//! - [`timeouts`]: start re-sends, the player timeout and the session lifetime;
-//! - [`relay`]: what a start and a relay port ask of the shard's relays;
-//! - [`lobby`]: lobby data, chat, and the directory kept in step with the sessions;
+//! The type is here with its constructors and its entry points for batches and raw datagrams;
+//! its other jobs have a file each:
+//! - [`requests`]: `Shard::handle` (one request) and the table of requests (checks in order,
+//!   errors, replies), host migration and the "heard from" rule;
+//! - [`timeouts`]: `Shard::handle_timeout` and `next_timeout`: start re-sends, the player timeout
+//!   and the session lifetime;
+//! - [`relay`]: `Shard::handle_relayed`, and what a start asks of the shard's relays;
+//! - [`lobby`]: `Shard::handle_lobby`: lobby data, chat, and the directory kept in step with the
+//!   sessions;
 //! - [`invariants`]: what must hold after any sequence of requests and timeouts.
 
 mod invariants;

@@ -270,3 +270,86 @@ fn a_listing_flood_from_many_addresses_leaves_other_sessions_served() {
     assert!(totals.runtime.directory_queries > 0);
     server.shutdown();
 }
+
+/// The Rust client end to end: a host publishes its lobby and chats, a browser finds it by
+/// listing and by quick join, then joins it; the CLI lists it as JSON.
+#[test]
+fn the_rust_client_publishes_lists_and_quick_joins() {
+    use rabid_punch::client::{Directory, LobbyEvent, Query, Request, Session};
+
+    let server = server();
+    let addr = server.local_addr();
+    let request = Request::host("Public1", "ana", 4).public(
+        "com.example.cards",
+        "0.9.3",
+        "Draft",
+        "all welcome",
+    );
+    let mut host = Session::open(addr, request).unwrap();
+    let deadline = Some(Instant::now() + Duration::from_secs(20));
+    loop {
+        match host.next_event(deadline).unwrap() {
+            Some(LobbyEvent::Listed) => break,
+            Some(LobbyEvent::ListingFailed(e)) => panic!("listing failed: {e}"),
+            Some(_) => {}
+            None => panic!("not listed within 20 s"),
+        }
+    }
+    let directory = Directory::new(addr);
+    let page = directory
+        .list(&Query::game("com.example.cards").free().open())
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.entries[0].session, "Public1");
+    assert_eq!(page.entries[0].host, "ana");
+    assert_eq!(page.entries[0].description, "all welcome");
+    let found = directory
+        .quick_join("com.example.cards", None)
+        .unwrap()
+        .expect("a lobby with a free slot");
+    assert_eq!((found.session.as_str(), found.players), ("Public1", 1));
+    // Another game sees nothing.
+    assert_eq!(directory.list(&Query::game("other")).unwrap().total, 0);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rabid-punch"))
+        .args(["client", "--server", &addr.to_string(), "--list", "--game"])
+        .args(["com.example.cards", "--json", "--timeout", "20"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"session\":\"Public1\""), "{stdout}");
+    assert!(
+        !stdout.contains("127.0.0.1"),
+        "no address in a listing: {stdout}"
+    );
+
+    // The browser joins what it found, and the two chat.
+    let mut ben = Session::open(addr, Request::join(&found.session, "ben")).unwrap();
+    loop {
+        match ben.next_event(deadline).unwrap() {
+            Some(LobbyEvent::Joined(players)) => {
+                assert_eq!(players, ["ana", "ben"]);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("no join within 20 s"),
+        }
+    }
+    assert!(ben.chat("hello ana").unwrap());
+    loop {
+        match host.next_event(deadline).unwrap() {
+            Some(LobbyEvent::Chat { player, text }) => {
+                assert_eq!((player.as_str(), text.as_str()), ("ben", "hello ana"));
+                break;
+            }
+            Some(_) => {}
+            None => panic!("no chat within 20 s"),
+        }
+    }
+    server.shutdown();
+}

@@ -6,22 +6,23 @@
 //! host, a start, a deletion): never on a ping. Listings read it.
 //!
 //! It holds only the lobbies a listing can show, so the cost of a listing does not grow with
-//! the sessions that are private or started. Each scope (the compatible `d:` lobbies, or one
-//! game of the extension) keeps its lobbies in two orders (newest first, fullest first) and
-//! counts of what the flag filters select, so a page walks only what it shows, plus what its
-//! version or mode condition skips.
+//! the sessions that are private or started; and its indexes ([`index`]) let a page walk only
+//! what it shows, whatever its filters.
 
+mod index;
 mod json;
 mod page;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use parking_lot::RwLock;
 
 use crate::core::{PlayerName, SessionName};
 
+use index::Slices;
 pub use json::{HttpQuery, ParseQueryError};
+pub use page::Filter;
 
 /// Which listing a lobby belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,28 +54,17 @@ impl Listing {
         self.players < self.max_players
     }
 
-    /// Index into [`ScopeIndex::counts`]: bit 0 a free slot, bit 1 no password.
+    /// Its class in the indexes: bit 0 a free slot, bit 1 no password.
     fn class(&self) -> usize {
         usize::from(self.free()) | usize::from(!self.password) << 1
     }
 }
 
-/// A listed lobby and its place in the orders.
+/// A listed lobby and its place in newest-first.
 #[derive(Debug)]
 struct Entry {
     listing: Listing,
     seq: u64,
-}
-
-/// The lobbies of one scope, in both orders.
-#[derive(Debug, Default)]
-struct ScopeIndex {
-    /// By `seq`: creation order (newest last).
-    newest: BTreeMap<u64, SessionName>,
-    /// By (players, seq): fullest last.
-    fullest: BTreeSet<(u8, u64)>,
-    /// How many lobbies fall in each class of [`Listing::class`].
-    counts: [usize; 4],
 }
 
 /// The shared directory.
@@ -87,8 +77,11 @@ pub struct Directory {
 struct Inner {
     /// Gives each listed lobby its place in newest-first, from its creation time.
     next_seq: u64,
-    entries: HashMap<SessionName, Entry>,
-    scopes: HashMap<Scope, ScopeIndex>,
+    /// Listed lobbies by `seq`, what the indexes hold.
+    entries: HashMap<u64, Entry>,
+    /// The `seq` of each listed session.
+    seqs: HashMap<SessionName, u64>,
+    scopes: HashMap<Scope, Slices>,
 }
 
 impl Directory {
@@ -126,33 +119,34 @@ impl Directory {
 
     /// The listing of session `name`, if it is listed.
     pub fn get(&self, name: &SessionName) -> Option<Listing> {
-        self.inner
-            .read()
-            .entries
-            .get(name)
-            .map(|e| e.listing.clone())
+        let inner = self.inner.read();
+        let seq = inner.seqs.get(name)?;
+        inner.entries.get(seq).map(|e| e.listing.clone())
     }
 }
 
 impl Inner {
     fn insert(&mut self, entry: Entry) {
-        let listing = &entry.listing;
-        let index = self.scopes.entry(listing.scope.clone()).or_default();
-        index.newest.insert(entry.seq, listing.session);
-        index.fullest.insert((listing.players, entry.seq));
-        index.counts[listing.class()] += 1;
-        self.entries.insert(listing.session, entry);
+        let l = &entry.listing;
+        self.scopes.entry(l.scope.clone()).or_default().insert(
+            &l.version,
+            &l.mode,
+            l.class(),
+            l.players,
+            entry.seq,
+        );
+        self.seqs.insert(l.session, entry.seq);
+        self.entries.insert(entry.seq, entry);
     }
 
     fn remove(&mut self, session: &SessionName) -> Option<Entry> {
-        let entry = self.entries.remove(session)?;
-        let listing = &entry.listing;
-        if let Some(index) = self.scopes.get_mut(&listing.scope) {
-            index.newest.remove(&entry.seq);
-            index.fullest.remove(&(listing.players, entry.seq));
-            index.counts[listing.class()] -= 1;
-            if index.newest.is_empty() {
-                self.scopes.remove(&listing.scope);
+        let seq = self.seqs.remove(session)?;
+        let entry = self.entries.remove(&seq)?;
+        let l = &entry.listing;
+        if let Some(slices) = self.scopes.get_mut(&l.scope) {
+            slices.remove(&l.version, &l.mode, l.class(), l.players, seq);
+            if slices.is_empty() {
+                self.scopes.remove(&l.scope);
             }
         }
         Some(entry)

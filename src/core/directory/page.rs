@@ -9,7 +9,8 @@ use rabid_wire::lobby::{
     EntryView, Order, MAX_REPLY_LEN,
 };
 
-use super::{Directory, Entry, Inner, Listing, Scope, ScopeIndex};
+use super::index::classes;
+use super::{Directory, Entry, Inner, Listing, Scope};
 use crate::core::lobby::DirectoryQuery;
 
 /// Which lobbies a listing shows.
@@ -19,15 +20,6 @@ pub struct Filter<'a> {
     pub open_only: bool,
     pub version: Option<&'a str>,
     pub mode: Option<&'a str>,
-}
-
-impl Filter<'_> {
-    fn keeps(&self, l: &Listing) -> bool {
-        (!self.free_only || l.free())
-            && (!self.open_only || !l.password)
-            && self.version.is_none_or(|v| v == l.version)
-            && self.mode.is_none_or(|d| d == l.mode)
-    }
 }
 
 impl Listing {
@@ -61,47 +53,29 @@ impl Entry {
     }
 }
 
-impl ScopeIndex {
-    /// How many lobbies `filter` keeps: from the counts, unless a version or mode condition
-    /// asks for a walk.
-    fn total(&self, inner: &Inner, filter: &Filter<'_>) -> usize {
-        if filter.version.is_some() || filter.mode.is_some() {
-            return self
-                .newest
-                .values()
-                .filter(|s| filter.keeps(&inner.entries[*s].listing))
-                .count();
-        }
-        (0..4)
-            .filter(|class| {
-                (!filter.free_only || class & 1 == 1) && (!filter.open_only || class & 2 == 2)
-            })
-            .map(|class| self.counts[class])
-            .sum()
-    }
-
-    /// The entries after `from`, in `order`.
-    fn walk<'a>(
+impl Inner {
+    /// The lobbies of `scope` that `filter` keeps, after `from` in `order`, and how many it
+    /// keeps in all. Every lobby walked is shown: the filters pick indexes (see `index.rs`).
+    fn select<'a>(
         &'a self,
-        inner: &'a Inner,
+        scope: &Scope,
+        filter: &Filter<'_>,
         order: Order,
         from: Cursor,
-    ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
-        let entry = move |seq: u64| &inner.entries[&self.newest[&seq]];
-        match order {
-            Order::Newest => Box::new(
-                self.newest
-                    .range(..from.seq)
-                    .rev()
-                    .map(move |(&s, _)| entry(s)),
-            ),
-            Order::Fullest => Box::new(
-                self.fullest
-                    .range(..(from.players, from.seq))
-                    .rev()
-                    .map(move |&(_, s)| entry(s)),
-            ),
-        }
+    ) -> (usize, Box<dyn Iterator<Item = &'a Entry> + 'a>) {
+        let classes = classes(filter.free_only, filter.open_only);
+        let Some(slice) = self
+            .scopes
+            .get(scope)
+            .and_then(|s| s.slice(filter.version, filter.mode))
+        else {
+            return (0, Box::new(std::iter::empty()));
+        };
+        let total = slice.count(&classes);
+        let walk = slice
+            .walk(&classes, order, from)
+            .filter_map(move |seq| self.entries.get(&seq));
+        (total, Box::new(walk))
     }
 }
 
@@ -126,11 +100,9 @@ impl Directory {
     pub fn write_compat_list(&self, now: Instant, out: &mut Vec<u8>) {
         out.extend_from_slice(b"l:");
         let inner = self.inner.read();
-        let Some(index) = inner.scopes.get(&Scope::Compat) else {
-            return;
-        };
+        let (_, walk) = inner.select(&Scope::Compat, &Filter::default(), Order::Newest, START);
         let mut entry = Vec::with_capacity(128);
-        for e in index.walk(&inner, Order::Newest, START) {
+        for e in walk {
             entry.clear();
             if out.len() > 2 {
                 entry.push(b':'); // between entries: `l:` and the first need none
@@ -156,22 +128,15 @@ impl Directory {
         };
         let inner = self.inner.read();
         let scope = Scope::Game(request.game.to_string());
-        let Some(index) = inner.scopes.get(&scope) else {
-            write_browse_head(out, 0, None);
-            return;
-        };
-        let total = index.total(&inner, &filter);
         let from = request.cursor.unwrap_or(START);
+        let (total, walk) = inner.select(&scope, &filter, request.order, from);
         let mut body = Vec::with_capacity(limit);
         let mut entry = Vec::with_capacity(160);
         let mut last = None;
         let mut more = false;
         // The head's length depends on the cursor: room for the longest one.
         let head_room = "b:1::".len() + 20 + ".".len() + 3 + 20;
-        for e in index
-            .walk(&inner, request.order, from)
-            .filter(|e| filter.keeps(&e.listing))
-        {
+        for e in walk {
             entry.clear();
             entry.push(b':');
             write_browse_entry(&mut entry, &e.listing.view(now));
@@ -207,14 +172,11 @@ impl Directory {
             mode: None,
         };
         let inner = self.inner.read();
+        let scope = Scope::Game(game.to_string());
         let found = inner
-            .scopes
-            .get(&Scope::Game(game.to_string()))
-            .and_then(|index| {
-                index
-                    .walk(&inner, Order::Fullest, START)
-                    .find(|e| filter.keeps(&e.listing))
-            });
+            .select(&scope, &filter, Order::Fullest, START)
+            .1
+            .next();
         write_quick_join(out, found.map(|e| e.listing.view(now)).as_ref());
     }
 
@@ -228,15 +190,7 @@ impl Directory {
         limit: usize,
     ) -> (usize, Vec<Listing>) {
         let inner = self.inner.read();
-        let Some(index) = inner.scopes.get(scope) else {
-            return (0, Vec::new());
-        };
-        let shown = index
-            .walk(&inner, order, START)
-            .filter(|e| filter.keeps(&e.listing))
-            .take(limit)
-            .map(|e| e.listing.clone())
-            .collect();
-        (index.total(&inner, filter), shown)
+        let (total, walk) = inner.select(scope, filter, order, START);
+        (total, walk.take(limit).map(|e| e.listing.clone()).collect())
     }
 }

@@ -34,6 +34,18 @@ pub struct LogConfig {
     pub keep: usize,
 }
 
+impl Default for LogConfig {
+    /// As the original: `rabid-hole-punch.log`, rotated at 10 MB, 10 old files kept.
+    fn default() -> Self {
+        Self {
+            target: LogTarget::File(PathBuf::from("rabid-hole-punch.log")),
+            debug: false,
+            max_bytes: 10_000_000,
+            keep: 10,
+        }
+    }
+}
+
 /// Installs the logger. Fails, with a message for the user, when the log file cannot be written.
 pub fn init(config: &LogConfig) -> Result<(), String> {
     let level = if config.debug {

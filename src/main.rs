@@ -3,13 +3,12 @@
 use std::io::ErrorKind;
 use std::process::ExitCode;
 
-use argh::FromArgs;
 use crossbeam_channel::{select, tick};
 use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use rabid_punch::cli::Args;
+use rabid_punch::cli::{self, Args};
 use rabid_punch::logging;
 use rabid_punch::metrics;
 use rabid_punch::runtime::Server;
@@ -23,7 +22,7 @@ fn main() -> ExitCode {
         return rabid_punch::client::run_cli(&argv[2..]);
     }
     let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
-    let args = match Args::from_args(&["rabid-punch"], &rest) {
+    let args = match cli::parse(&rest) {
         Ok(args) => args,
         Err(exit) if exit.status.is_ok() => {
             println!("{}", exit.output.trim_end());

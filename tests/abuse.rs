@@ -167,21 +167,21 @@ fn a_session_flood_leaves_memory_bounded_and_a_real_session_completes() {
     eprintln!(
         "session flood: {attempts} attempts, {} received, {} sessions created, {} dropped at a cap, \
          {} dropped at full queues; resident memory grew {} KiB",
-        totals.datagrams_in,
-        totals.sessions_created,
-        totals.hosts_refused_by_cap,
-        totals.dropped_queue_full,
+        totals.runtime.datagrams_in,
+        totals.shard.sessions_created,
+        totals.shard.hosts_refused_by_cap,
+        totals.runtime.dropped_queue_full,
         growth / 1024
     );
     assert_eq!(attempts, 1_000_000);
     // 4 flooding addresses x 256 sessions each, at most; memory bounded accordingly.
     assert!(
-        totals.sessions <= 4 * 256 + 1,
+        totals.runtime.sessions <= 4 * 256 + 1,
         "{} sessions open",
-        totals.sessions
+        totals.runtime.sessions
     );
     assert!(
-        totals.hosts_refused_by_cap > 0,
+        totals.shard.hosts_refused_by_cap > 0,
         "the per-IP cap never applied"
     );
     assert!(growth < 64 << 20, "resident memory grew by {growth} bytes");
@@ -245,7 +245,7 @@ fn a_12_player_lobby_from_one_address_pings_and_starts_without_a_drop() {
         }
     }
     let totals = server.shutdown();
-    assert_eq!(totals.dropped_budget, 0);
+    assert_eq!(totals.runtime.dropped_budget, 0);
 }
 
 /// A 4-player session from host to start, each request re-sent every 0.5 s until answered, as

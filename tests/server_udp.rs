@@ -58,8 +58,8 @@ fn a_four_player_session_runs_from_host_to_start() {
     let noise = Player::new(server.local_addr());
     full_session(server.local_addr(), "Room", 4, &noise);
     let totals = server.shutdown();
-    assert_eq!(totals.sessions_created, 1);
-    assert_eq!(totals.sessions_started, 1);
+    assert_eq!(totals.shard.sessions_created, 1);
+    assert_eq!(totals.shard.sessions_started, 1);
 }
 
 #[test]
@@ -82,14 +82,17 @@ fn many_concurrent_sessions_spread_over_every_worker_and_none_is_split() {
         }
     });
     let per_worker = server.worker_totals();
-    let created: Vec<u64> = per_worker.iter().map(|t| t.sessions_created).collect();
+    let created: Vec<u64> = per_worker
+        .iter()
+        .map(|t| t.shard.sessions_created)
+        .collect();
     assert_eq!(created.len(), WORKERS);
     assert_eq!(created.iter().sum::<u64>(), (THREADS * PER_THREAD) as u64);
     assert!(
         created.iter().all(|&n| n > 0),
         "a worker got no session: {created:?}"
     );
-    let started: u64 = per_worker.iter().map(|t| t.sessions_started).sum();
+    let started: u64 = per_worker.iter().map(|t| t.shard.sessions_started).sum();
     assert_eq!(started, (THREADS * PER_THREAD) as u64);
     server.shutdown();
 }

@@ -11,14 +11,13 @@
 //! 127.0.0.1 unless told otherwise. It stops after `--duration` seconds, or on SIGINT/SIGTERM.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
+use rabid_netio::{send_all, RecvBatch};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Largest batch: enough to amortise the system call, small enough to stay in cache.
@@ -151,65 +150,28 @@ fn echo_loop(
     deadline: Option<Instant>,
     echoed: &AtomicU64,
 ) -> io::Result<()> {
-    let fd = sock.as_raw_fd();
-    let mut bufs = vec![[0u8; BUF_LEN]; batch];
-    // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero bytes
-    // are a valid value.
-    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { zeroed() }; batch];
-    let mut iovs: Vec<libc::iovec> = vec![unsafe { zeroed() }; batch];
-    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; batch];
+    // rabid-netio's batched I/O, the server's own: one recvmmsg in, one sendmmsg out.
+    let mut recv = RecvBatch::<BUF_LEN, MAX_BATCH>::new().with_limit(batch);
     let mut count = 0u64;
     let mut last_data = Instant::now();
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        for i in 0..batch {
-            iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = BUF_LEN;
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-        }
         // Within the spin time after the last datagram, do not sleep: a thread woken from the
-        // kernel may wait for its core behind other work.
-        let flags = if !spin.is_zero() && last_data.elapsed() < spin {
-            libc::MSG_DONTWAIT
+        // kernel may wait for its core behind other work. Otherwise block (up to SO_RCVTIMEO)
+        // for the first datagram only.
+        let n = if !spin.is_zero() && last_data.elapsed() < spin {
+            recv.try_recv(sock)?
         } else {
-            libc::MSG_WAITFORONE
+            recv.recv(sock)?
         };
-        // SAFETY: every header points into buffers that live across the call and hold the
-        // lengths given; MSG_WAITFORONE blocks (up to SO_RCVTIMEO) for the first datagram only.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                batch as libc::c_uint,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
+        if n == 0 {
+            continue;
         }
-        let n = n as usize;
         if !spin.is_zero() {
             last_data = Instant::now();
         }
-        for (iov, hdr) in iovs.iter_mut().zip(hdrs.iter()).take(n) {
-            // The reply is exactly the bytes received (msg_len), to the address they came from
-            // (msg_name, msg_namelen already filled in by the kernel).
-            iov.iov_len = hdr.msg_len as usize;
-        }
-        send_all(fd, &mut hdrs[..n]);
+        // The reply is exactly the bytes received, to the address they came from; a datagram
+        // the kernel refuses (a vanished sender, a full buffer) is skipped.
+        send_all::<MAX_BATCH>(sock, recv.iter().map(|d| (d.from, d.data)));
         count += n as u64;
         if count >= 4096 {
             echoed.fetch_add(count, Ordering::Relaxed);
@@ -218,33 +180,6 @@ fn echo_loop(
     }
     echoed.fetch_add(count, Ordering::Relaxed);
     Ok(())
-}
-
-/// Send every prepared header, skipping a datagram the kernel refuses (a vanished sender, a
-/// full buffer) rather than stopping the responder.
-fn send_all(fd: libc::c_int, hdrs: &mut [libc::mmsghdr]) {
-    let mut done = 0;
-    while done < hdrs.len() {
-        let rest = &mut hdrs[done..];
-        // SAFETY: the headers point into buffers owned by the caller, valid during the call.
-        let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
-        if sent > 0 {
-            done += sent as usize;
-        } else if sent < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        } else {
-            // The first datagram of `rest` failed: drop it, go on with the next.
-            done += 1;
-        }
-    }
-}
-
-/// All-zero value of a C struct.
-///
-/// # Safety
-/// `T` must be a type for which all-zero bytes are a valid value.
-unsafe fn zeroed<T>() -> T {
-    MaybeUninit::zeroed().assume_init()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod receiver;
 mod relay;
 mod sched;
 pub mod socket;
-mod stats;
+pub mod stats;
 mod worker;
 
 use std::io;

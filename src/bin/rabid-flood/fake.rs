@@ -140,6 +140,9 @@ fn serve(sock: &UdpSocket, fault: Fault, stop: &AtomicBool) {
                         s.starting = true;
                         s.confirmed = vec![false; s.players.len()];
                         // Twice, like the real server's re-sends crossing a confirmation.
+                        // Both rounds leave before the next request is read, so each second
+                        // copy reaches its player before any reply to the slot's next session:
+                        // the generator reads it then at the latest, however fast it polls.
                         for _ in 0..2 {
                             for k in 0..s.players.len() {
                                 reply(&start_for(s, k), s.players[k].1);

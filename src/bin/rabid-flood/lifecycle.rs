@@ -32,7 +32,9 @@ pub struct Outcome {
     pub completed: u64,
     pub failed: Failures,
     /// Copies of start messages arriving after their player already had one (normal: the
-    /// server's re-sends crossing the confirmation).
+    /// server's re-sends crossing the confirmation), whether they arrive while their session
+    /// runs or after it completed (then they are read while the slot's next session runs; those
+    /// of a slot's last session are never read).
     pub duplicates: u64,
     /// Set by the caller around the whole run.
     pub window: Window,
@@ -340,11 +342,16 @@ impl Ctx<'_> {
                             .send(&confirm)
                             .map_err(|e| stop_for(&e, "sending y:"))?;
                     }
+                } else if !slot.previous[k].is_empty() && data == slot.previous[k].as_slice() {
+                    // A late copy of the previous session's start message: a duplicate like
+                    // the one above, read after its session completed. Counting it here too
+                    // makes the count the copies that arrived, not the copies that happened
+                    // to be queued when the player's socket was first read after the start.
+                    self.out.duplicates += 1;
                 } else if proto::is_older_info(data, &plan.players, older_upto)
                     || data == slot.previous[k].as_slice()
                 {
-                    // An overtaken list, or a late copy of the previous session's start
-                    // message: both harmless.
+                    // An overtaken list (or an empty datagram before any start): harmless.
                 } else {
                     return Err(Stop::Session(format!(
                         "session {} player {} in step {:?}: got {:?}, expected {:?}",

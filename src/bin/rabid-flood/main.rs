@@ -26,6 +26,7 @@ mod proto;
 mod relay;
 mod report;
 mod setup;
+mod threads;
 
 #[cfg(test)]
 mod fake;

@@ -1,7 +1,7 @@
 //! Sockets of simulated players: one connected, nonblocking UDP socket each, read with
 //! `recvmmsg(MSG_DONTWAIT)` where several replies may wait (one system call returns them all,
-//! or EAGAIN) or a plain `recv` where one is the rule (the ping flood), and the open-files
-//! limit they need.
+//! or EAGAIN) or a plain `recv` where one is the rule (the ping flood), both from `rabid-netio`,
+//! and the open-files limit they need.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -48,62 +48,19 @@ impl Conn {
     }
 }
 
-/// Receive buffers for one thread, reused for every socket it reads.
-pub struct RecvBatch {
-    bufs: Box<[[u8; BUF_LEN]; BATCH]>,
-    lens: [usize; BATCH],
-    truncated: [bool; BATCH],
-}
+/// Receive buffers for one thread, reused for every socket it reads (`rabid-netio`'s, sized for
+/// replies to one player).
+pub struct RecvBatch(rabid_netio::RecvBatch<BUF_LEN, BATCH>);
 
 impl RecvBatch {
     pub fn new() -> Self {
-        Self {
-            bufs: Box::new([[0u8; BUF_LEN]; BATCH]),
-            lens: [0; BATCH],
-            truncated: [false; BATCH],
-        }
+        Self(rabid_netio::RecvBatch::new())
     }
 
     /// Read whatever is waiting on `fd` (up to [`BATCH`] datagrams) without blocking. Returns
     /// the number read; 0 when nothing was waiting.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        // SAFETY: iovec and mmsghdr are plain C structs; all-zero bytes are a valid value.
-        let mut iovs: [libc::iovec; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-        for ((iov, hdr), buf) in iovs
-            .iter_mut()
-            .zip(hdrs.iter_mut())
-            .zip(self.bufs.iter_mut())
-        {
-            iov.iov_base = buf.as_mut_ptr().cast();
-            iov.iov_len = BUF_LEN;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: each header points at one iovec that points at a buffer of BUF_LEN bytes;
-        // all of them outlive the call. The socket is connected, so no address is wanted.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let n = n as usize;
-        for (i, hdr) in hdrs.iter().enumerate().take(n) {
-            self.lens[i] = (hdr.msg_len as usize).min(BUF_LEN);
-            self.truncated[i] = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        }
-        Ok(n)
+        self.0.try_recv(&fd)
     }
 
     /// Read at most one datagram waiting on `fd`, without blocking: one plain `recv`, cheaper
@@ -111,33 +68,12 @@ impl RecvBatch {
     /// in a ping flood, a socket rarely holds more than one reply. Returns 0 or 1; the
     /// datagram is then [`get(0)`](Self::get).
     pub fn recv_one(&mut self, fd: RawFd) -> io::Result<usize> {
-        let buf = &mut self.bufs[0];
-        // SAFETY: the buffer is valid for BUF_LEN bytes during the call. MSG_TRUNC makes the
-        // kernel return the datagram's real length, so a truncated one is noticed.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                BUF_LEN,
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let n = n as usize;
-        self.lens[0] = n.min(BUF_LEN);
-        self.truncated[0] = n > BUF_LEN;
-        Ok(1)
+        self.0.try_recv_one(&fd)
     }
 
     /// Datagram `i` of the last [`recv`](Self::recv), and whether it was longer than the buffer.
     pub fn get(&self, i: usize) -> (&[u8], bool) {
-        (&self.bufs[i][..self.lens[i]], self.truncated[i])
+        self.0.get(i)
     }
 }
 

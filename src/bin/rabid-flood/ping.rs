@@ -7,8 +7,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cli::{self, PingArgs, MAX_PLAYERS};
@@ -17,6 +15,7 @@ use crate::net::{self, Conn, RecvBatch};
 use crate::proto::{self, Names};
 use crate::report::{Failures, Latency};
 use crate::setup;
+use crate::threads::{self, split_len, split_start, Together};
 
 /// How often pings without a reply are looked for.
 const TIMEOUT_SCAN: Duration = Duration::from_millis(5);
@@ -152,25 +151,8 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
         })
         .collect();
     let before = Snapshot::take(plan.server_pid);
-    let barrier = Barrier::new(threads);
-    let t0 = OnceLock::new();
-    let abort = AtomicBool::new(false);
-    let results: Vec<Result<Outcome, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .iter()
-            .map(|share| {
-                let (plan, barrier, t0, abort) = (&plan, &barrier, &t0, &abort);
-                scope.spawn(move || thread(plan, share, barrier, t0, abort))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a generator thread panicked".into()))
-            })
-            .collect()
-    });
+    let together = Together::new(threads);
+    let results = threads::run_each(&shares, |share| thread(&plan, share, &together));
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
@@ -181,38 +163,10 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     Ok(total)
 }
 
-/// Start of part `t` of `n` equal parts of `0..len`.
-fn split_start(len: usize, n: usize, t: usize) -> usize {
-    t * (len / n) + t.min(len % n)
-}
-
-/// Length of part `t` of `n` equal parts of `0..len`.
-fn split_len(len: usize, n: usize, t: usize) -> usize {
-    len / n + usize::from(t < len % n)
-}
-
-fn thread(
-    plan: &Plan,
-    share: &Share,
-    barrier: &Barrier,
-    t0: &OnceLock<Instant>,
-    abort: &AtomicBool,
-) -> Result<Outcome, String> {
+fn thread(plan: &Plan, share: &Share, together: &Together) -> Result<Outcome, String> {
     let mut batch = RecvBatch::new();
-    let began = Instant::now();
-    let prepared = prepare(plan, share, &mut batch);
-    let setup = began.elapsed();
-    // Every thread reaches the barrier, failed or not, so none waits forever.
-    if prepared.is_err() {
-        abort.store(true, Ordering::SeqCst);
-    }
-    barrier.wait();
-    let mut players = prepared?;
-    if abort.load(Ordering::SeqCst) {
-        return Err("stopped: another generator thread failed".into());
-    }
-    let start = *t0.get_or_init(Instant::now);
-    let mut out = flood(plan, share, &mut players, &mut batch, start, abort)?;
+    let (mut players, start, setup) = together.set_up(|| prepare(plan, share, &mut batch))?;
+    let mut out = flood(plan, share, &mut players, &mut batch, start, together)?;
     out.setup = setup;
     Ok(out)
 }
@@ -253,13 +207,16 @@ fn prepare(plan: &Plan, share: &Share, batch: &mut RecvBatch) -> Result<Vec<Play
 }
 
 /// The flood itself: warm-up, measured window, then a drain of the last replies.
+///
+/// The measured window opens at [`Together::window_start`] and lasts `--duration` for every
+/// thread; thread 0 takes the closing snapshot.
 fn flood(
     plan: &Plan,
     share: &Share,
     players: &mut [Player],
     batch: &mut RecvBatch,
     t0: Instant,
-    abort: &AtomicBool,
+    together: &Together,
 ) -> Result<Outcome, String> {
     let info = proto::info(&proto::players(plan.players));
     let mut out = Outcome::new();
@@ -276,7 +233,8 @@ fn flood(
         refused: None,
     };
     let warm_end = t0 + plan.warmup;
-    let end = warm_end + plan.duration;
+    // Moved to the window's start plus its duration once the window starts.
+    let mut end = warm_end + plan.duration;
     let mut first_snap: Option<Snapshot> = None;
     let mut next_due = t0;
     let mut total_sent = 0u64;
@@ -285,8 +243,10 @@ fn flood(
         let now = Instant::now();
         if !run.measuring && now >= warm_end {
             run.measuring = true;
+            let first = together.window_start(plan.server_pid);
+            end = first.at + plan.duration;
             if share.thread == 0 {
-                first_snap = Some(Snapshot::take(plan.server_pid));
+                first_snap = Some(first);
             }
         }
         if now >= end || total_sent >= share.max_pings {
@@ -295,10 +255,10 @@ fn flood(
         // Nothing listens at the target (or another thread found so): flooding a closed port
         // measures nothing.
         if let Some(why) = run.refused.take() {
-            abort.store(true, Ordering::SeqCst);
+            together.abort();
             return Err(why);
         }
-        if abort.load(Ordering::Relaxed) {
+        if together.aborted() {
             return Err("stopped: another generator thread failed".into());
         }
         match share.interval {
@@ -548,22 +508,5 @@ fn describe(e: &io::Error) -> String {
         "connection refused (nothing listens at the target)".into()
     } else {
         e.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_cover_the_range_exactly() {
-        for (len, n) in [(10, 3), (1000, 1), (7, 7), (64, 5)] {
-            let mut next = 0;
-            for t in 0..n {
-                assert_eq!(split_start(len, n, t), next);
-                next += split_len(len, n, t);
-            }
-            assert_eq!(next, len);
-        }
     }
 }

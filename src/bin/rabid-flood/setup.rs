@@ -155,7 +155,9 @@ fn step(
     Ok(())
 }
 
-fn io_failure(e: &io::Error, session: &str, player: &str) -> String {
+/// Why a socket call for `player` of `session` failed, for the run's error: a refusal means
+/// nothing listens at the target (the whole run stops), anything else is that socket's.
+pub fn io_failure(e: &io::Error, session: &str, player: &str) -> String {
     if e.kind() == io::ErrorKind::ConnectionRefused {
         format!(
             "session {session} player {player}: connection refused: nothing listens at the target"

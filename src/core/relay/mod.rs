@@ -121,55 +121,6 @@ pub struct RelayStats {
     pub auto_direct_new: u64,
 }
 
-impl RelayStats {
-    /// How many figures [`to_array`](Self::to_array) gives.
-    pub const LEN: usize = 15;
-
-    /// The figures in field order, for counters kept as an array.
-    pub fn to_array(&self) -> [u64; Self::LEN] {
-        [
-            self.sessions_relayed,
-            self.fallbacks,
-            self.closed_idle,
-            self.closed_lifetime,
-            self.closed_unused,
-            self.datagrams,
-            self.bytes,
-            self.dropped_strangers,
-            self.dropped_unheld_port,
-            self.dropped_budget,
-            self.ports_in_use,
-            self.ports_total,
-            self.auto_retries,
-            self.auto_direct_local,
-            self.auto_direct_new,
-        ]
-    }
-
-    /// The inverse of [`to_array`](Self::to_array).
-    pub fn from_array(a: [u64; Self::LEN]) -> Self {
-        let [sessions_relayed, fallbacks, closed_idle, closed_lifetime, closed_unused, datagrams, bytes, dropped_strangers, dropped_unheld_port, dropped_budget, ports_in_use, ports_total, auto_retries, auto_direct_local, auto_direct_new] =
-            a;
-        Self {
-            sessions_relayed,
-            fallbacks,
-            closed_idle,
-            closed_lifetime,
-            closed_unused,
-            datagrams,
-            bytes,
-            dropped_strangers,
-            dropped_unheld_port,
-            dropped_budget,
-            ports_in_use,
-            ports_total,
-            auto_retries,
-            auto_direct_local,
-            auto_direct_new,
-        }
-    }
-}
-
 /// The relays of one shard.
 #[derive(Debug)]
 pub(crate) struct Relays {

@@ -1,11 +1,13 @@
 //! The wire format of the Rabid hole-punch protocol: parse a request datagram into a borrowed
 //! [`Request`], and write replies (`i:`, `s:`, `error:`) into a caller's buffer.
 //!
-//! This module holds no state and does no I/O. It knows the field rules (lengths, characters,
+//! This crate holds no state and does no I/O. It knows the field rules (lengths, characters,
 //! the `M` range) and nothing about sessions: whether a request makes sense is the session core's
-//! business (`crate::core`).
+//! business (`rabid_punch::core`, in the server).
 
 use std::net::{IpAddr, SocketAddr};
+
+pub mod lobby;
 
 /// Longest datagram that can hold a valid request:
 /// `h:` + 10 + `:` + 12 + `:` + `12` + `:` + 12 + `\r\n`.

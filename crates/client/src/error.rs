@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-/// An error the server sent (`error:<code>`): the server's own [`ErrorCode`](crate::wire::ErrorCode),
+/// An error the server sent (`error:<code>`): the server's own [`ErrorCode`](rabid_wire::ErrorCode),
 /// one variant per code of the protocol.
-pub use crate::wire::ErrorCode as ServerError;
+pub use rabid_wire::ErrorCode as ServerError;
 
 /// Why a session or a punch failed.
 #[derive(Debug)]

@@ -3,7 +3,31 @@
 //! Each thread owns one [`Counters`] and is its only writer, on cache lines of its own, so
 //! counting costs a plain load and store on the per-datagram path: no lock, no read-modify-write
 //! instruction, no cache line another thread writes. Readers (the stats line, a metrics scrape)
-//! add all threads' counters up when they need a figure, and never make a writer wait.
+//! add all threads' counters up into [`Totals`] when they need a figure, and never make a writer
+//! wait.
+//!
+//! Every figure is declared once, as one row of a table in [`sets`]: the row names the field,
+//! its Prometheus metric and its place in the stats line; the storage, the sums, the stats line
+//! (`line.rs`) and the metrics (`crate::metrics`) all follow the tables.
+//!
+//! # Adding a counter
+//!
+//! - **To [`ShardStats`] or [`RelayStats`]** (counted in `core`): add the `u64` field and count
+//!   it where it happens, then add one `figure!(field, metric, line)` row to [`sets::SHARD`] or
+//!   [`sets::RELAY`]. The worker already publishes the whole struct after each batch.
+//! - **To what the runtime counts itself**: add one row to the `runtime_stats!` table in
+//!   [`sets`] (it declares the field of [`RuntimeStats`]), and a method on [`Counters`] that
+//!   bumps `self.runtime.FIELD`, called where it happens.
+//!
+//! A metric is either a counter or gauge of its own (`counter("rabid_punch_...", help)`,
+//! `gauge(...)`), or one series of a labelled family (`series(&DROPS, "reason", help)`); the
+//! stats line shows it as ` key=value` in a section (`key(Main, "key")`), as `/value` after
+//! the row before (`then("B")`), or not at all (`HIDDEN`). A test fails when a field of a set
+//! has no row, or two rows share a metric series or a stats line key.
+
+mod line;
+pub mod sets;
+pub mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -11,6 +35,9 @@ use std::time::Duration;
 use crate::budget::Refusal;
 use crate::core::{RelayStats, ShardStats};
 use crate::wire::{ErrorCode, Kind};
+pub use sets::RuntimeStats;
+use sets::{RELAY, SHARD};
+use table::{Figure, Line, Metric};
 
 /// The command letters, in the order of [`Totals::requests`].
 pub const COMMANDS: [&str; 7] = ["h", "c", "p", "k", "x", "s", "y"];
@@ -29,39 +56,45 @@ pub const HANDLING_BUCKETS_NS: [u64; 12] = [
 const BUCKETS: usize = HANDLING_BUCKETS_NS.len() + 1;
 const ERRORS: usize = ErrorCode::ALL.len();
 
+/// One atomic per row of a table, for a set a worker publishes whole.
+#[derive(Debug)]
+struct Slots<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Slots<N> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> Slots<N> {
+    /// Stores `stats`, row by row.
+    fn publish<S>(&self, table: &[Figure<S>], stats: &S) {
+        for (slot, figure) in self.0.iter().zip(table) {
+            slot.store((figure.get)(stats), Relaxed);
+        }
+    }
+
+    /// Adds the stored figures to `sum`, row by row.
+    fn add_to<S>(&self, table: &[Figure<S>], sum: &mut S) {
+        for (slot, figure) in self.0.iter().zip(table) {
+            let total = (figure.get)(sum) + slot.load(Relaxed);
+            (figure.set)(sum, total);
+        }
+    }
+}
+
 /// One thread's counters. Aligned so that two threads' counters never share a cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct Counters {
-    datagrams_in: AtomicU64,
-    bytes_in: AtomicU64,
-    datagrams_out: AtomicU64,
-    bytes_out: AtomicU64,
-    send_errors: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    dropped_budget: AtomicU64,
-    dropped_table_full: AtomicU64,
-    malformed: AtomicU64,
-    unknown_command: AtomicU64,
-    hosts_refused_by_cap: AtomicU64,
-    joins_refused_by_cap: AtomicU64,
-    sessions: AtomicU64,
-    players: AtomicU64,
-    sessions_created: AtomicU64,
-    sessions_started: AtomicU64,
-    sessions_timed_out: AtomicU64,
-    players_timed_out: AtomicU64,
-    budget_tracked_ips: AtomicU64,
+    runtime: RuntimeStats<AtomicU64>,
+    shard: Slots<{ SHARD.len() }>,
+    relay: Slots<{ RELAY.len() }>,
     requests: [AtomicU64; COMMANDS.len()],
     replies: [AtomicU64; REPLY_KINDS.len()],
     errors: [AtomicU64; ERRORS],
     handling: [AtomicU64; BUCKETS],
     handling_sum_ns: AtomicU64,
-    relay: [AtomicU64; RelayStats::LEN],
-    relay_datagrams_in: AtomicU64,
-    relay_bytes_in: AtomicU64,
-    relay_dropped_too_big: AtomicU64,
-    relay_send_errors: AtomicU64,
 }
 
 /// Adds `n` to a counter only this thread writes.
@@ -92,8 +125,8 @@ fn bucket_of(ns: u64) -> usize {
 
 impl Counters {
     pub fn received(&self, bytes: usize) {
-        bump(&self.datagrams_in, 1);
-        bump(&self.bytes_in, bytes as u64);
+        bump(&self.runtime.datagrams_in, 1);
+        bump(&self.runtime.bytes_in, bytes as u64);
     }
 
     /// A well-formed request, counted by its command.
@@ -121,28 +154,28 @@ impl Counters {
     }
 
     pub fn sent(&self, datagrams: usize, bytes: usize, errors: usize) {
-        bump(&self.datagrams_out, datagrams as u64);
-        bump(&self.bytes_out, bytes as u64);
-        bump(&self.send_errors, errors as u64);
+        bump(&self.runtime.datagrams_out, datagrams as u64);
+        bump(&self.runtime.bytes_out, bytes as u64);
+        bump(&self.runtime.send_errors, errors as u64);
     }
 
     pub fn dropped_queue_full(&self, datagrams: usize) {
-        bump(&self.dropped_queue_full, datagrams as u64);
+        bump(&self.runtime.dropped_queue_full, datagrams as u64);
     }
 
     pub fn dropped_by_budget(&self, refusal: Refusal) {
         match refusal {
-            Refusal::Budget => bump(&self.dropped_budget, 1),
-            Refusal::TableFull => bump(&self.dropped_table_full, 1),
+            Refusal::Budget => bump(&self.runtime.dropped_budget, 1),
+            Refusal::TableFull => bump(&self.runtime.dropped_table_full, 1),
         }
     }
 
     pub fn malformed(&self) {
-        bump(&self.malformed, 1);
+        bump(&self.runtime.malformed, 1);
     }
 
     pub fn unknown_command(&self) {
-        bump(&self.unknown_command, 1);
+        bump(&self.runtime.unknown_command, 1);
     }
 
     /// A worker spent `elapsed` on a batch of `requests`: each request is counted in the
@@ -161,73 +194,47 @@ impl Counters {
 
     /// A datagram arrived on a relay port (a relay reader).
     pub fn relay_received(&self, bytes: usize) {
-        bump(&self.relay_datagrams_in, 1);
-        bump(&self.relay_bytes_in, bytes as u64);
+        bump(&self.runtime.relay_datagrams_in, 1);
+        bump(&self.runtime.relay_bytes_in, bytes as u64);
     }
 
     /// A datagram on a relay port longer than a relay forwards.
     pub fn relay_dropped_too_big(&self) {
-        bump(&self.relay_dropped_too_big, 1);
+        bump(&self.runtime.relay_dropped_too_big, 1);
     }
 
     /// Relayed datagrams the kernel refused to send.
     pub fn relay_send_errors(&self, n: usize) {
-        bump(&self.relay_send_errors, n as u64);
+        bump(&self.runtime.relay_send_errors, n as u64);
     }
 
     /// Publishes a worker's relay figures.
     pub fn set_relay(&self, stats: RelayStats) {
-        for (c, v) in self.relay.iter().zip(stats.to_array()) {
-            c.store(v, Relaxed);
-        }
+        self.relay.publish(RELAY, &stats);
     }
 
     /// Publishes how many IPs the send budgets track (the receiver, after each sweep).
     pub fn set_budget_tracked_ips(&self, ips: usize) {
-        self.budget_tracked_ips.store(ips as u64, Relaxed);
+        self.runtime.budget_tracked_ips.store(ips as u64, Relaxed);
     }
 
     /// Publishes a worker's shard figures.
     pub fn set_shard(&self, sessions: usize, players: usize, stats: ShardStats) {
-        self.sessions.store(sessions as u64, Relaxed);
-        self.players.store(players as u64, Relaxed);
-        self.sessions_created.store(stats.sessions_created, Relaxed);
-        self.sessions_started.store(stats.sessions_started, Relaxed);
-        self.sessions_timed_out
-            .store(stats.sessions_timed_out, Relaxed);
-        self.players_timed_out
-            .store(stats.players_timed_out, Relaxed);
-        self.hosts_refused_by_cap
-            .store(stats.hosts_refused_by_cap, Relaxed);
-        self.joins_refused_by_cap
-            .store(stats.joins_refused_by_cap, Relaxed);
+        self.runtime.sessions.store(sessions as u64, Relaxed);
+        self.runtime.players.store(players as u64, Relaxed);
+        self.shard.publish(SHARD, &stats);
     }
 }
 
 /// The sum of every thread's counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
-    pub datagrams_in: u64,
-    pub bytes_in: u64,
-    pub datagrams_out: u64,
-    pub bytes_out: u64,
-    pub send_errors: u64,
-    pub dropped_queue_full: u64,
-    pub dropped_budget: u64,
-    pub dropped_table_full: u64,
-    /// Malformed datagrams: long ones answered `error:invalid_request`, short ones not at all.
-    pub malformed: u64,
-    pub unknown_command: u64,
-    pub hosts_refused_by_cap: u64,
-    pub joins_refused_by_cap: u64,
-    pub sessions: u64,
-    pub players: u64,
-    pub sessions_created: u64,
-    pub sessions_started: u64,
-    pub sessions_timed_out: u64,
-    pub players_timed_out: u64,
-    /// IPs with a send budget bucket, as of the receiver's last sweep (every 5 s).
-    pub budget_tracked_ips: u64,
+    /// What the receiver, workers and relay readers counted.
+    pub runtime: RuntimeStats,
+    /// What the shards did (the workers' figures added up).
+    pub shard: ShardStats,
+    /// What the relays did and hold (the workers' figures added up).
+    pub relay: RelayStats,
     /// Well-formed requests by command, in the order of [`COMMANDS`].
     pub requests: [u64; COMMANDS.len()],
     /// Replies let through by the send budgets, in the order of [`REPLY_KINDS`].
@@ -238,13 +245,6 @@ pub struct Totals {
     /// slower ones.
     pub handling: [u64; BUCKETS],
     pub handling_sum_ns: u64,
-    /// What the relays did and hold (the workers' figures added up).
-    pub relay: RelayStats,
-    /// Datagrams and bytes that arrived on relay ports, strangers' included.
-    pub relay_datagrams_in: u64,
-    pub relay_bytes_in: u64,
-    pub relay_dropped_too_big: u64,
-    pub relay_send_errors: u64,
 }
 
 fn add_all<const N: usize>(sum: &mut [u64; N], counters: &[AtomicU64; N]) {
@@ -253,43 +253,43 @@ fn add_all<const N: usize>(sum: &mut [u64; N], counters: &[AtomicU64; N]) {
     }
 }
 
+/// One figure of [`Totals::figures`]: how it is published, and its value.
+#[derive(Clone, Copy, Debug)]
+pub struct Value {
+    pub metric: &'static Metric,
+    pub line: &'static Line,
+    pub value: u64,
+}
+
+fn values<'a, S>(table: &'static [Figure<S>], stats: &'a S) -> impl Iterator<Item = Value> + 'a {
+    table.iter().map(move |f| Value {
+        metric: &f.metric,
+        line: &f.line,
+        value: (f.get)(stats),
+    })
+}
+
 impl Totals {
     pub fn sum<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Self {
         let mut t = Totals::default();
-        let mut relay = [0; RelayStats::LEN];
         for c in all {
-            add_all(&mut relay, &c.relay);
-            t.relay_datagrams_in += c.relay_datagrams_in.load(Relaxed);
-            t.relay_bytes_in += c.relay_bytes_in.load(Relaxed);
-            t.relay_dropped_too_big += c.relay_dropped_too_big.load(Relaxed);
-            t.relay_send_errors += c.relay_send_errors.load(Relaxed);
-            t.datagrams_in += c.datagrams_in.load(Relaxed);
-            t.bytes_in += c.bytes_in.load(Relaxed);
-            t.datagrams_out += c.datagrams_out.load(Relaxed);
-            t.bytes_out += c.bytes_out.load(Relaxed);
-            t.send_errors += c.send_errors.load(Relaxed);
-            t.dropped_queue_full += c.dropped_queue_full.load(Relaxed);
-            t.dropped_budget += c.dropped_budget.load(Relaxed);
-            t.dropped_table_full += c.dropped_table_full.load(Relaxed);
-            t.malformed += c.malformed.load(Relaxed);
-            t.unknown_command += c.unknown_command.load(Relaxed);
-            t.hosts_refused_by_cap += c.hosts_refused_by_cap.load(Relaxed);
-            t.joins_refused_by_cap += c.joins_refused_by_cap.load(Relaxed);
-            t.sessions += c.sessions.load(Relaxed);
-            t.players += c.players.load(Relaxed);
-            t.sessions_created += c.sessions_created.load(Relaxed);
-            t.sessions_started += c.sessions_started.load(Relaxed);
-            t.sessions_timed_out += c.sessions_timed_out.load(Relaxed);
-            t.players_timed_out += c.players_timed_out.load(Relaxed);
-            t.budget_tracked_ips += c.budget_tracked_ips.load(Relaxed);
+            c.runtime.add_to(&mut t.runtime);
+            c.shard.add_to(SHARD, &mut t.shard);
+            c.relay.add_to(RELAY, &mut t.relay);
             add_all(&mut t.requests, &c.requests);
             add_all(&mut t.replies, &c.replies);
             add_all(&mut t.errors, &c.errors);
             add_all(&mut t.handling, &c.handling);
             t.handling_sum_ns += c.handling_sum_ns.load(Relaxed);
         }
-        t.relay = RelayStats::from_array(relay);
         t
+    }
+
+    /// Every row of the tables (runtime, shard, relay, each in table order) with its value.
+    pub fn figures(&self) -> impl Iterator<Item = Value> + '_ {
+        values(sets::RUNTIME, &self.runtime)
+            .chain(values(SHARD, &self.shard))
+            .chain(values(RELAY, &self.relay))
     }
 
     /// Requests timed by the handling time histogram.
@@ -303,58 +303,6 @@ impl Totals {
             0 => 0.0,
             n => self.handling_sum_ns as f64 / n as f64 / 1000.0,
         }
-    }
-}
-
-impl std::fmt::Display for Totals {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "sessions={} players={} in={}dg/{}B out={}dg/{}B created={} started={} \
-             session_timeouts={} player_timeouts={} malformed={} unknown={} drops: \
-             budget={} budget_table_full={} queue_full={} session_cap={} player_cap={} \
-             send_error={} budget_ips={} handling={:.1}us/request relay: sessions={} \
-             fallbacks={} closed_idle={} closed_unused={} closed_lifetime={} ports={}/{} in={}dg forwarded={}dg/{}B dropped: strangers={} unheld_port={} \
-             budget={} too_big={} send_error={} auto: retries={} direct_local={} direct_new={}",
-            self.sessions,
-            self.players,
-            self.datagrams_in,
-            self.bytes_in,
-            self.datagrams_out,
-            self.bytes_out,
-            self.sessions_created,
-            self.sessions_started,
-            self.sessions_timed_out,
-            self.players_timed_out,
-            self.malformed,
-            self.unknown_command,
-            self.dropped_budget,
-            self.dropped_table_full,
-            self.dropped_queue_full,
-            self.hosts_refused_by_cap,
-            self.joins_refused_by_cap,
-            self.send_errors,
-            self.budget_tracked_ips,
-            self.mean_handling_us(),
-            self.relay.sessions_relayed,
-            self.relay.fallbacks,
-            self.relay.closed_idle,
-            self.relay.closed_unused,
-            self.relay.closed_lifetime,
-            self.relay.ports_in_use,
-            self.relay.ports_total,
-            self.relay_datagrams_in,
-            self.relay.datagrams,
-            self.relay.bytes,
-            self.relay.dropped_strangers,
-            self.relay.dropped_unheld_port,
-            self.relay.dropped_budget,
-            self.relay_dropped_too_big,
-            self.relay_send_errors,
-            self.relay.auto_retries,
-            self.relay.auto_direct_local,
-            self.relay.auto_direct_new,
-        )
     }
 }
 
@@ -412,5 +360,30 @@ mod tests {
         });
         let t = Totals::sum([&a, &b]);
         assert_eq!(t.requests, [1, 0, 2, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn published_sets_add_up_across_workers() {
+        let mut shard = ShardStats::default();
+        for (n, figure) in (1..).zip(SHARD) {
+            (figure.set)(&mut shard, n);
+        }
+        let mut relay = RelayStats::default();
+        for (n, figure) in (1..).zip(RELAY) {
+            (figure.set)(&mut relay, n);
+        }
+        let workers = [Counters::default(), Counters::default()];
+        for c in &workers {
+            c.set_shard(3, 7, shard);
+            c.set_relay(relay);
+        }
+        let t = Totals::sum(&workers);
+        assert_eq!((t.runtime.sessions, t.runtime.players), (6, 14));
+        for (n, figure) in (1..).zip(SHARD) {
+            assert_eq!((figure.get)(&t.shard), 2 * n, "{}", figure.field);
+        }
+        for (n, figure) in (1..).zip(RELAY) {
+            assert_eq!((figure.get)(&t.relay), 2 * n, "{}", figure.field);
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! A client for the Rabid hole-punch protocol: the whole flow of the Godot 3 plugin, so Rust
 //! games can use a rabid-punch server and punch to Godot players.
 //!
+//! It is a crate of its own so that a game depends on it without the server: it needs only the
+//! wire format (`rabid-wire`), `log` and, for [`run_cli`], `argh`. The server re-exports it as
+//! `rabid_punch::client`.
+//!
 //! # Shape
 //! The protocol lives in two sans-I/O state machines, fed `(now, datagram)` and asked what to
 //! send and when to wake; they read no clock and touch no socket, so every timer is unit-tested
@@ -15,7 +19,7 @@
 //!
 //! # Example
 //! ```no_run
-//! use rabid_punch::client::{self, Request};
+//! use rabid_client::{self as client, Request};
 //! use std::time::Duration;
 //!
 //! let server = "127.0.0.1:7777".parse().unwrap();

@@ -1,0 +1,226 @@
+//! Listings built from the directory: the compatible `l:`, a page of `b:1:`, and `q:1:`'s pick.
+//! Each walks one scope in one order and stops when its reply is full, so its cost is what it
+//! shows (plus what its version or mode condition skips), never the whole directory.
+
+use std::time::Instant;
+
+use rabid_wire::lobby::{
+    write_browse_entry, write_browse_head, write_compat_entry, write_quick_join, Browse, Cursor,
+    EntryView, Order, MAX_REPLY_LEN,
+};
+
+use super::{Directory, Entry, Inner, Listing, Scope, ScopeIndex};
+
+/// Which lobbies a listing shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter<'a> {
+    pub free_only: bool,
+    pub open_only: bool,
+    pub version: Option<&'a str>,
+    pub mode: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    fn keeps(&self, l: &Listing) -> bool {
+        (!self.free_only || l.free())
+            && (!self.open_only || !l.password)
+            && self.version.is_none_or(|v| v == l.version)
+            && self.mode.is_none_or(|d| d == l.mode)
+    }
+}
+
+impl Listing {
+    pub(super) fn view(&self, now: Instant) -> EntryView<'_> {
+        EntryView {
+            session: self.session.as_str(),
+            host: self.host.as_str(),
+            players: self.players,
+            max_players: self.max_players,
+            password: self.password,
+            version: &self.version,
+            mode: &self.mode,
+            description: &self.description,
+            age_secs: now.saturating_duration_since(self.created).as_secs(),
+        }
+    }
+}
+
+/// The cursor before every entry: a first page starts here.
+const START: Cursor = Cursor {
+    players: u8::MAX,
+    seq: u64::MAX,
+};
+
+impl Entry {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            players: self.listing.players,
+            seq: self.seq,
+        }
+    }
+}
+
+impl ScopeIndex {
+    /// How many lobbies `filter` keeps: from the counts, unless a version or mode condition
+    /// asks for a walk.
+    fn total(&self, inner: &Inner, filter: &Filter<'_>) -> usize {
+        if filter.version.is_some() || filter.mode.is_some() {
+            return self
+                .newest
+                .values()
+                .filter(|s| filter.keeps(&inner.entries[*s].listing))
+                .count();
+        }
+        (0..4)
+            .filter(|class| {
+                (!filter.free_only || class & 1 == 1) && (!filter.open_only || class & 2 == 2)
+            })
+            .map(|class| self.counts[class])
+            .sum()
+    }
+
+    /// The entries after `from`, in `order`.
+    fn walk<'a>(
+        &'a self,
+        inner: &'a Inner,
+        order: Order,
+        from: Cursor,
+    ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
+        let entry = move |seq: u64| &inner.entries[&self.newest[&seq]];
+        match order {
+            Order::Newest => Box::new(
+                self.newest
+                    .range(..from.seq)
+                    .rev()
+                    .map(move |(&s, _)| entry(s)),
+            ),
+            Order::Fullest => Box::new(
+                self.fullest
+                    .range(..(from.players, from.seq))
+                    .rev()
+                    .map(move |&(_, s)| entry(s)),
+            ),
+        }
+    }
+}
+
+impl Directory {
+    /// Writes the reply to FusionV1's `l:`: `l:` and the compatible lobbies, newest first, as
+    /// many whole entries as fit in [`MAX_REPLY_LEN`].
+    pub fn write_compat_list(&self, now: Instant, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"l:");
+        let inner = self.inner.read();
+        let Some(index) = inner.scopes.get(&Scope::Compat) else {
+            return;
+        };
+        let mut entry = Vec::with_capacity(128);
+        for e in index.walk(&inner, Order::Newest, START) {
+            entry.clear();
+            if out.len() > 2 {
+                entry.push(b':'); // between entries: `l:` and the first need none
+            }
+            write_compat_entry(&mut entry, &e.listing.view(now));
+            if out.len() + entry.len() > MAX_REPLY_LEN {
+                break;
+            }
+            out.extend_from_slice(&entry);
+        }
+    }
+
+    /// Writes a page of `b:1:` for `request`: as many whole entries as its earned size holds.
+    /// When not even one fits but some remain, the page has none and its cursor is the one it
+    /// was asked for: the client must pad its request more.
+    pub fn write_browse(&self, request: &Browse<'_>, now: Instant, out: &mut Vec<u8>) {
+        let limit = request.page_limit();
+        let filter = Filter {
+            free_only: request.free_only,
+            open_only: request.open_only,
+            version: request.version,
+            mode: request.mode,
+        };
+        let inner = self.inner.read();
+        let scope = Scope::Game(request.game.to_string());
+        let Some(index) = inner.scopes.get(&scope) else {
+            write_browse_head(out, 0, None);
+            return;
+        };
+        let total = index.total(&inner, &filter);
+        let from = request.cursor.unwrap_or(START);
+        let mut body = Vec::with_capacity(limit);
+        let mut entry = Vec::with_capacity(160);
+        let mut last = None;
+        let mut more = false;
+        // The head's length depends on the cursor: room for the longest one.
+        let head_room = "b:1::".len() + 20 + ".".len() + 3 + 20;
+        for e in index
+            .walk(&inner, request.order, from)
+            .filter(|e| filter.keeps(&e.listing))
+        {
+            entry.clear();
+            entry.push(b':');
+            write_browse_entry(&mut entry, &e.listing.view(now));
+            if head_room + body.len() + entry.len() > limit {
+                more = true;
+                break;
+            }
+            body.extend_from_slice(&entry);
+            last = Some(e.cursor());
+        }
+        let next = match (more, last) {
+            (false, _) => None,
+            (true, Some(last)) => Some(last),
+            (true, None) => Some(from),
+        };
+        write_browse_head(out, total, next);
+        out.extend_from_slice(&body);
+    }
+
+    /// Writes the reply to `q:1:`: the fullest lobby of `game` (and `version`) with a free slot
+    /// and no password, or none.
+    pub fn write_quick_join(
+        &self,
+        game: &str,
+        version: Option<&str>,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) {
+        let filter = Filter {
+            free_only: true,
+            open_only: true,
+            version,
+            mode: None,
+        };
+        let inner = self.inner.read();
+        let found = inner
+            .scopes
+            .get(&Scope::Game(game.to_string()))
+            .and_then(|index| {
+                index
+                    .walk(&inner, Order::Fullest, START)
+                    .find(|e| filter.keeps(&e.listing))
+            });
+        write_quick_join(out, found.map(|e| e.listing.view(now)).as_ref());
+    }
+
+    /// The lobbies of `scope` that `filter` keeps, in `order`, at most `limit`, with the total
+    /// the filter keeps (for the HTTP view).
+    pub fn select(
+        &self,
+        scope: &Scope,
+        filter: &Filter<'_>,
+        order: Order,
+        limit: usize,
+    ) -> (usize, Vec<Listing>) {
+        let inner = self.inner.read();
+        let Some(index) = inner.scopes.get(scope) else {
+            return (0, Vec::new());
+        };
+        let shown = index
+            .walk(&inner, order, START)
+            .filter(|e| filter.keeps(&e.listing))
+            .take(limit)
+            .map(|e| e.listing.clone())
+            .collect();
+        (index.total(&inner, filter), shown)
+    }
+}

@@ -1,0 +1,301 @@
+//! The directory on its own: what each listing shows, in which order, paged how, and the
+//! counts and indexes kept right through updates.
+
+use std::time::{Duration, Instant};
+
+use rabid_wire::lobby::{parse_lobby, Browse, LobbyRequest, MAX_REPLY_LEN};
+
+use super::*;
+
+fn listing(session: &str, scope: Scope, players: u8, max: u8, created: Instant) -> Listing {
+    Listing {
+        session: SessionName::new(session).unwrap(),
+        scope,
+        host: PlayerName::new(&format!("H{session}")).unwrap(),
+        players,
+        max_players: max,
+        password: false,
+        version: "1.0".into(),
+        mode: "Draft".into(),
+        description: String::new(),
+        created,
+    }
+}
+
+fn game(name: &str) -> Scope {
+    Scope::Game(name.into())
+}
+
+fn browse(request: &str) -> Browse<'_> {
+    match parse_lobby(request.as_bytes()) {
+        Some(Ok(LobbyRequest::Browse(b))) => b,
+        other => panic!("{request}: {other:?}"),
+    }
+}
+
+fn page(dir: &Directory, request: &str, now: Instant) -> String {
+    let mut out = Vec::new();
+    dir.write_browse(&browse(request), now, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+/// (total, next cursor, sessions) of a `b:1:` page.
+fn parts(page: &str) -> (usize, String, Vec<String>) {
+    let mut fields = page.strip_prefix("b:1:").unwrap().split(':');
+    let total = fields.next().unwrap().parse().unwrap();
+    let next = fields.next().unwrap().to_string();
+    let sessions = fields
+        .map(|e| e.split('|').next().unwrap().to_string())
+        .collect();
+    (total, next, sessions)
+}
+
+/// A request for `game` in `order`, from `cursor`, padded to `len` bytes.
+fn request(game: &str, flags: &str, order: &str, cursor: &str, len: usize) -> String {
+    let mut r = format!("b:1:{game}:{flags}:::{order}:{cursor}:");
+    while r.len() < len {
+        r.push('x');
+    }
+    r
+}
+
+#[test]
+fn the_compatible_list_is_newest_first_and_only_compatible_lobbies() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    dir.write_compat_list(t0, &mut out);
+    assert_eq!(out, b"l:");
+    dir.publish(listing("Old", Scope::Compat, 1, 4, t0));
+    dir.publish(listing(
+        "New",
+        Scope::Compat,
+        2,
+        2,
+        t0 + Duration::from_secs(1),
+    ));
+    dir.publish(listing("Cards", game("cards"), 1, 4, t0));
+    out.clear();
+    dir.write_compat_list(t0 + Duration::from_secs(5), &mut out);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "l:HNew|New|2 / 2|1.0|Draft:HOld|Old|1 / 4|1.0|Draft"
+    );
+    dir.unlist(&SessionName::new("New").unwrap());
+    out.clear();
+    dir.write_compat_list(t0, &mut out);
+    assert_eq!(out, b"l:HOld|Old|1 / 4|1.0|Draft");
+}
+
+#[test]
+fn a_long_compatible_list_is_cut_to_whole_entries_within_1200_bytes() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    for n in 0..100 {
+        dir.publish(listing(&format!("S{n}"), Scope::Compat, 1, 4, t0));
+    }
+    let mut out = Vec::new();
+    dir.write_compat_list(t0, &mut out);
+    assert!(out.len() <= MAX_REPLY_LEN && out.len() > MAX_REPLY_LEN - 40);
+    let text = String::from_utf8(out).unwrap();
+    let entries: Vec<&str> = text.strip_prefix("l:").unwrap().split(':').collect();
+    assert!(entries.iter().all(|e| e.split('|').count() == 5), "{text}");
+    // The newest (published last) first.
+    assert!(entries[0].starts_with("HS99|S99|"), "{text}");
+}
+
+#[test]
+fn a_game_sees_only_its_own_lobbies_filtered() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    dir.publish(listing("A", game("cards"), 1, 4, t0));
+    dir.publish(listing("Full", game("cards"), 4, 4, t0));
+    let mut locked = listing("Locked", game("cards"), 1, 4, t0);
+    locked.password = true;
+    dir.publish(locked);
+    dir.publish(listing("Other", game("chess"), 1, 2, t0));
+    dir.publish(listing("Compat", Scope::Compat, 1, 2, t0));
+    let all = page(&dir, &request("cards", "", "n", "", 400), t0);
+    assert_eq!(parts(&all).0, 3);
+    assert_eq!(parts(&all).2, ["Locked", "Full", "A"]);
+    assert_eq!(
+        parts(&page(&dir, &request("cards", "f", "n", "", 400), t0)).2,
+        ["Locked", "A"]
+    );
+    assert_eq!(
+        parts(&page(&dir, &request("cards", "fo", "n", "", 400), t0)).2,
+        ["A"]
+    );
+    assert_eq!(
+        parts(&page(&dir, &request("cards", "fo", "n", "", 400), t0)).0,
+        1
+    );
+    assert_eq!(
+        parts(&page(&dir, &request("chess", "", "n", "", 400), t0)).2,
+        ["Other"]
+    );
+    assert_eq!(page(&dir, &request("none", "", "n", "", 400), t0), "b:1:0:");
+    let versioned = page(
+        &dir,
+        "b:1:cards::2.0::n::xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        t0,
+    );
+    assert_eq!(parts(&versioned), (0, String::new(), vec![]));
+    // An entry shows everything documented, and no address.
+    let one = page(
+        &dir,
+        &request("chess", "", "n", "", 400),
+        t0 + Duration::from_secs(7),
+    );
+    assert_eq!(one, "b:1:1::Other|HOther|1|2|0|1.0|Draft||7");
+}
+
+#[test]
+fn pages_walk_every_lobby_once_in_either_order() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    for n in 0..60u8 {
+        dir.publish(listing(&format!("L{n}"), game("cards"), 1 + n % 4, 4, t0));
+    }
+    for order in ["n", "f"] {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        let mut pages = 0;
+        loop {
+            let reply = page(&dir, &request("cards", "", order, &cursor, 120), t0);
+            assert!(
+                reply.len() <= 360,
+                "a page earns 3 times its request: {}",
+                reply.len()
+            );
+            let (total, next, sessions) = parts(&reply);
+            assert_eq!(total, 60);
+            assert!(!sessions.is_empty(), "{reply}");
+            seen.extend(sessions);
+            pages += 1;
+            if next.is_empty() {
+                break;
+            }
+            cursor = next;
+            assert!(pages < 100);
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 60, "{order}: {seen:?}");
+        assert!(pages > 5, "{pages} pages");
+        if order == "f" {
+            // Fullest first: the first page's lobbies all have 4 players.
+            let first = page(&dir, &request("cards", "", "f", "", 120), t0);
+            assert!(parts(&first)
+                .2
+                .iter()
+                .all(|s| s[1..].parse::<u8>().unwrap() % 4 == 3));
+        }
+    }
+}
+
+#[test]
+fn a_request_too_small_for_one_entry_gets_its_cursor_back() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    dir.publish(listing("A", game("cards"), 1, 4, t0));
+    let reply = page(&dir, "b:1:cards::::n:", t0);
+    assert_eq!(parts(&reply).0, 1);
+    assert_eq!(parts(&reply).2.len(), 0, "{reply}");
+    assert!(!parts(&reply).1.is_empty(), "{reply}");
+}
+
+#[test]
+fn updates_keep_the_place_and_move_the_counts() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    dir.publish(listing("A", game("cards"), 1, 2, t0));
+    dir.publish(listing(
+        "B",
+        game("cards"),
+        1,
+        2,
+        t0 + Duration::from_secs(1),
+    ));
+    // A fills up: it keeps its place in newest-first, leaves the free-only count.
+    dir.publish(listing("A", game("cards"), 2, 2, t0));
+    assert_eq!(
+        parts(&page(&dir, &request("cards", "", "n", "", 400), t0)).2,
+        ["B", "A"]
+    );
+    assert_eq!(
+        parts(&page(&dir, &request("cards", "f", "n", "", 400), t0)).0,
+        1
+    );
+    assert_eq!(
+        parts(&page(&dir, &request("cards", "", "f", "", 400), t0)).2,
+        ["A", "B"]
+    );
+    let mut out = Vec::new();
+    dir.write_quick_join("cards", None, t0, &mut out);
+    assert_eq!(out, b"q:1:B:HB:1:2");
+    dir.unlist(&SessionName::new("A").unwrap());
+    dir.unlist(&SessionName::new("B").unwrap());
+    assert!(dir.is_empty());
+    assert!(dir.inner.read().scopes.is_empty());
+}
+
+#[test]
+fn quick_join_picks_the_fullest_free_open_lobby_of_the_game_and_version() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    dir.publish(listing("Two", game("cards"), 2, 4, t0));
+    dir.publish(listing("Three", game("cards"), 3, 4, t0));
+    dir.publish(listing("Full", game("cards"), 4, 4, t0));
+    let mut locked = listing("Locked", game("cards"), 3, 8, t0);
+    locked.password = true;
+    dir.publish(locked);
+    let mut newer = listing("Newer", game("cards"), 2, 4, t0);
+    newer.version = "2.0".into();
+    dir.publish(newer);
+    let pick = |version: Option<&str>| {
+        let mut out = Vec::new();
+        dir.write_quick_join("cards", version, t0, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(pick(None), "q:1:Three:HThree:3:4");
+    assert_eq!(pick(Some("2.0")), "q:1:Newer:HNewer:2:4");
+    assert_eq!(pick(Some("3.0")), "q:1:");
+}
+
+#[test]
+fn the_http_view_lists_as_json_without_addresses() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    let mut l = listing("Room1", game("cards"), 2, 4, t0);
+    l.mode = "Constructed - Free".into();
+    l.description = "say \"hi\"".into();
+    dir.publish(l);
+    dir.publish(listing("Room2", game("cards"), 4, 4, t0));
+    let q = HttpQuery::parse("game=cards&free=1&mode=Constructed+-%20Free").unwrap();
+    assert_eq!(
+        dir.to_json(&q, t0 + Duration::from_secs(3)),
+        "{\"game\":\"cards\",\"total\":1,\"lobbies\":[{\"session\":\"Room1\",\"host\":\"HRoom1\",\
+         \"players\":2,\"max\":4,\"password\":false,\"version\":\"1.0\",\"mode\":\"Constructed - \
+         Free\",\"description\":\"say \\\"hi\\\"\",\"age_s\":3}]}"
+    );
+    let all = HttpQuery::parse("game=cards&order=full&limit=1").unwrap();
+    assert!(dir
+        .to_json(&all, t0)
+        .contains("\"total\":2,\"lobbies\":[{\"session\":\"Room2\""));
+    assert_eq!(
+        dir.to_json(&HttpQuery::parse("").unwrap(), t0),
+        "{\"game\":null,\"total\":0,\"lobbies\":[]}"
+    );
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "order=old",
+        "free=maybe",
+        "x=1",
+        "mode=%zz",
+    ] {
+        assert!(HttpQuery::parse(bad).is_err(), "{bad}");
+    }
+}

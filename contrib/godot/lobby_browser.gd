@@ -74,7 +74,7 @@ var _confirm := {}
 # free slot, `o` only without password; `version`, `mode`: exact match, "" for any; `order`:
 # "n" newest first, "f" fullest first; `cursor`: "" for the first page.
 func browse(flags := "", version := "", mode := "", order := "n", cursor := "") -> int:
-	if not (_is_game(game) and _only(flags, "fo") and _is_text(version, 32)
+	if not (_is_game(game) and flags in ["", "f", "o", "fo", "of"] and _is_text(version, 32)
 			and _is_text(mode, 32) and order in ["n", "f"] and not (":" in cursor)):
 		return ERR_INVALID_PARAMETER
 	_last_browse = [flags, version, mode, order]

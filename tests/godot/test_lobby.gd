@@ -191,8 +191,9 @@ func _run() -> void:
 	_helper.plugin = ana
 	_expect(_helper.send_chat("Room1", "Ana", "hello: all") == OK, "chat")
 	yield(_sleep(0.5), "completed")
-	if not _check("m:Ana:hello: all" in eve.inbox and "m:Ana:hello: all" in ana.inbox,
-			"chat reaches Room1's players: %s" % [eve.inbox]):
+	var at: int = eve.inbox.find("m:Ana:hello: all")
+	if not _check(at >= 0 and at + 1 < eve.inbox.size() and eve.inbox[at + 1].begins_with("i:")
+			and "m:Ana:hello: all" in ana.inbox, "chat reaches Room1's players, then i:"):
 		return
 
 	# Fields the server would refuse are refused here, before anything reaches the plugin.
@@ -205,6 +206,7 @@ func _run() -> void:
 		_helper.send_chat("Room1", "Ana", ""),
 		_helper.send_chat("Room1", "Ana", _long(201)),
 		_helper.browse("z"),
+		_helper.browse("ff"),
 		_helper.browse("", "", "", "x"),
 		_helper.quick_join("[1]"),
 	]

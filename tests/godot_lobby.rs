@@ -105,6 +105,7 @@ fn the_lobby_browser_lists_pages_and_quick_joins_in_godot_3() {
         "Room2 listed by d:",
         "browse lists Room1, Room3, Room5 on one page",
         "small pages hold every lobby once",
+        "an unpadded browse: page too small",
         "quick join finds Room1",
         "l: lists Room2 only",
         "chat reaches Room1's players",

@@ -45,9 +45,10 @@ export var game := ""
 # Sends per request (the first one included), and seconds between them.
 export var tries := 4
 export var retry_interval := 0.5
-# Pad listing requests to 400 bytes: the server sends at most 3 times what it received, so a
-# short request gets a short page (docs/lobbies.md, "Sizes and amplification").
-export var full_pages := true
+# Bytes a browse request is padded to. A page is at most 3 times its request and at most 1200
+# bytes (docs/lobbies.md, "Sizes and amplification"): 400 earns full pages, a smaller value
+# smaller pages (too small, and a page cannot hold one entry: request_failed "page_too_small").
+export var request_size := 400
 
 # The RabidHolePuncher node (anything whose `_server` is the session's PacketPeerUDP).
 var plugin: Object = null
@@ -55,7 +56,7 @@ var plugin: Object = null
 const _NAME_CHARS := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 const _GAME_CHARS := _NAME_CHARS + "._-"
 const _FRAMING := ":;|[]\\"
-const _PAD_TO := 400
+const _FULL_PAGE_REQUEST := 400
 const _QUICK_PAD_TO := 64
 # How many pages an announce's confirmation reads looking for its lobby.
 const _CHECK_PAGES := 5
@@ -79,7 +80,7 @@ func browse(flags := "", version := "", mode := "", order := "n", cursor := "") 
 		return ERR_INVALID_PARAMETER
 	_last_browse = [flags, version, mode, order]
 	var text := "b:1:%s:%s:%s:%s:%s:%s" % [game, flags, version, mode, order, cursor]
-	_request("browse", _padded(text, _PAD_TO if full_pages else 0), "b:1:")
+	_request("browse", _padded(text, request_size), "b:1:")
 	return OK
 
 
@@ -189,7 +190,10 @@ func _on_reply(name: String, reply: String) -> void:
 			var lobby := _parse_entry(fields[i])
 			if not lobby.empty():
 				lobbies.append(lobby)
-		if name == "browse":
+		if lobbies.empty() and fields[3] != "":
+			# Lobbies remain but not one fit: the same request would get the same empty page.
+			_on_failure(name, "page_too_small")
+		elif name == "browse":
 			emit_signal("lobbies_listed", int(fields[2]), lobbies, fields[3])
 		else:
 			_checked(lobbies, fields[3])
@@ -273,7 +277,7 @@ func _check_page(cursor: String) -> void:
 		_request("check_list", "l:", "l:")
 	else:
 		var text := "b:1:%s::::n:%s" % [game, cursor]
-		_request("check_browse", _padded(text, _PAD_TO), "b:1:")
+		_request("check_browse", _padded(text, _FULL_PAGE_REQUEST), "b:1:")
 	_confirm.pages += 1
 	if _requests.has(_confirm.check):
 		_requests[_confirm.check].next_at = max(_clock, _confirm.check_at)

@@ -10,6 +10,9 @@
 extends SceneTree
 
 const GAME := "com.example.cards"
+# Room5's description: its entry (92 bytes) is longer than an unpadded browse request earns (3 x
+# 27 bytes), whatever room the server keeps for a page's head.
+const LONG_DESCRIPTION := "Bring snacks, we play until midnight, and every deck is welcome"
 
 
 # A stand-in for the plugin: its socket is `_server`, as in RabidHolePuncher.gd.
@@ -85,7 +88,7 @@ func _run() -> void:
 	# Announces go through the hosts' sockets; each is confirmed by a listing.
 	var r
 	for case in [[ana, "Room1", "1.0", "Draft", "Friendly games"], [cid, "Room3", "1.0", "Ranked", ""],
-			[gus, "Room5", "1.1", "Draft", "Bring snacks"]]:
+			[gus, "Room5", "1.1", "Draft", LONG_DESCRIPTION]]:
 		_helper.plugin = case[0]
 		_expect(_helper.announce(case[1], true, case[2], case[3], case[4]) == OK, "announce " + case[1])
 		r = yield(_wait("announce_result"), "completed")
@@ -126,7 +129,7 @@ func _run() -> void:
 			"Room3's entry: %s" % [room3]):
 		return
 	if not _check(room5.host == "Gus" and room5.players == 1 and room5.max_players == 3
-			and room5.password and room5.version == "1.1" and room5.description == "Bring snacks",
+			and room5.password and room5.version == "1.1" and room5.description == LONG_DESCRIPTION,
 			"Room5's entry: %s" % [room5]):
 		return
 
@@ -148,9 +151,10 @@ func _run() -> void:
 			"fullest first (then newest): %s" % [_names(r[1]) if r != null else r]):
 		return
 
-	# Small pages (no padding): walking the cursor yields every lobby exactly once.
-	_helper.full_pages = false
-	_expect(_helper.browse() == OK, "browse without padding")
+	# Small pages (50-byte requests earn 150-byte pages, less than the 3 entries' 168 bytes):
+	# walking the cursor yields every lobby exactly once.
+	_helper.request_size = 50
+	_expect(_helper.browse() == OK, "browse with small pages")
 	var seen := []
 	var pages := 0
 	while true:
@@ -162,9 +166,18 @@ func _run() -> void:
 		if r[2] == "" or pages == 10:
 			break
 		_expect(_helper.next_page(r[2]) == OK, "next page")
-	_helper.full_pages = true
-	if not _check(seen == ["Room5", "Room3", "Room1"] and r[2] == "",
+	_helper.request_size = 400
+	if not _check(seen == ["Room5", "Room3", "Room1"] and r[2] == "" and pages >= 2,
 			"%d small pages hold every lobby once, newest first: %s" % [pages, seen]):
+		return
+
+	# Unpadded, the newest entry cannot fit: the helper says so instead of paging in place.
+	_helper.request_size = 0
+	_expect(_helper.browse() == OK, "browse unpadded")
+	r = yield(_wait("lobbies_listed", true), "completed")
+	_helper.request_size = 400
+	if not _check(r != null and r[0] == "browse" and r[1] == "page_too_small",
+			"an unpadded browse: page too small: %s" % [r]):
 		return
 
 	# Quick join: the fullest lobby with a free slot and no password.

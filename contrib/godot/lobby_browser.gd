@@ -57,6 +57,7 @@ const _NAME_CHARS := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 const _GAME_CHARS := _NAME_CHARS + "._-"
 const _FRAMING := ":;|[]\\"
 const _FULL_PAGE_REQUEST := 400
+# A q:1: reply is at most 33 bytes: a 64-byte request earns it under any amplification rule.
 const _QUICK_PAD_TO := 64
 # How many pages an announce's confirmation reads looking for its lobby.
 const _CHECK_PAGES := 5
@@ -64,7 +65,8 @@ const _CHECK_PAGES := 5
 const _CHECK_DELAY := 0.2
 
 var _clock := 0.0
-# name ("browse", "quick", "list", "check") -> the request in flight
+# name ("browse", "quick", "list"; "check_browse", "check_list" for confirmations) -> the
+# request in flight: its own socket, the datagram, the reply's prefix, sends so far, next send.
 var _requests := {}
 var _last_browse := []
 # The announce or lobby data being confirmed, or empty.

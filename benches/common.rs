@@ -60,7 +60,7 @@ pub fn spread_pings(sessions: u32, players: u32) -> Vec<(SocketAddr, Vec<u8>)> {
         .collect()
 }
 
-/// Recorded datagrams as the batch a worker hands `Shard::handle_datagrams`.
+/// Recorded datagrams as a batch for `Shard::handle_datagrams`.
 pub fn incoming(datagrams: &[(SocketAddr, Vec<u8>)]) -> impl Iterator<Item = Incoming<'_>> {
     datagrams.iter().map(|(from, bytes)| Incoming {
         from: *from,

@@ -1,5 +1,6 @@
 //! The session core: a ping in shards of 1, 10 000 and 1 000 000 sessions, one at a time and in
-//! a worker's batches of 32 (the cost must not grow with the number of sessions), a 12-player start, and a whole 4-player lifecycle.
+//! batches of 32 (the cost must not grow with the number of sessions), a 12-player start, and a whole 4-player lifecycle;
+//! and the front door's verdict on a ping, which the receiver asks for every datagram.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{addr, filled_shard, incoming, spread_pings, uncapped};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use rabid_punch::core::Shard;
+use rabid_punch::core::{FrontDoor, Routed, Shard, Verdict};
 use rabid_punch::outbox::Outbox;
 
 /// Players per session in the ping benches: a typical lobby.
@@ -35,28 +36,75 @@ fn ping(c: &mut Criterion) {
     group.finish();
 }
 
-/// Pings in batches of 32, as a worker hands them to `Shard::handle_datagrams`; criterion's
-/// time is per batch, its throughput per ping.
+/// Pings in batches of 32, as datagrams parsed by the shard (`Shard::handle_datagrams`);
+/// criterion's time is per batch, its throughput per ping.
 fn ping_batch(c: &mut Criterion) {
+    batches(c, "ping_batch", spread_pings, |shard, now, pings, out| {
+        shard.handle_datagrams(now, incoming(pings), out)
+    });
+}
+
+/// Pings in batches of 32 as a worker hands them to `Shard::handle_requests`: parsed and routed
+/// by the front door already. Criterion's time is per batch, its throughput per ping.
+fn ping_routed_batch(c: &mut Criterion) {
+    let door = FrontDoor::new(1);
+    let routed = |sessions, players| -> Vec<Routed> {
+        spread_pings(sessions, players)
+            .iter()
+            .map(
+                |(from, datagram)| match door.handle(*from, None, datagram, false) {
+                    Verdict::Route { routed, .. } => routed,
+                    other => panic!("a ping not routed: {other:?}"),
+                },
+            )
+            .collect()
+    };
+    batches(c, "ping_routed_batch", routed, |shard, now, pings, out| {
+        shard.handle_requests(now, pings, out)
+    });
+}
+
+/// Group `name`: in shards of 1, 10 000 and 1 000 000 sessions, the pings `make` gives
+/// (sessions, players per session) handed to `handle` 32 at a time.
+fn batches<T>(
+    c: &mut Criterion,
+    name: &str,
+    make: impl Fn(u32, u32) -> Vec<T>,
+    handle: impl Fn(&mut Shard, Instant, &[T], &mut Outbox),
+) {
     const BATCH: usize = 32;
-    let mut group = c.benchmark_group("ping_batch");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(BATCH as u64));
     let now = Instant::now();
     for sessions in [1u32, 10_000, 1_000_000] {
         let mut shard = filled_shard(sessions, PLAYERS, now);
-        let pings = spread_pings(sessions, PLAYERS);
+        let pings = make(sessions, PLAYERS);
         let mut out = Outbox::new();
         let mut i = 0;
         group.bench_function(format!("{sessions}_sessions"), |b| {
             b.iter(|| {
                 let start = (i * BATCH) % (pings.len() - BATCH);
                 i += 1;
-                shard.handle_datagrams(now, incoming(&pings[start..start + BATCH]), &mut out);
+                handle(&mut shard, now, &pings[start..start + BATCH], &mut out);
                 out.clear();
             })
         });
     }
     group.finish();
+}
+
+/// The front door's verdict on one ping (parse, and the hash that picks its shard).
+fn front_door(c: &mut Criterion) {
+    let door = FrontDoor::new(2);
+    let pings = spread_pings(10_000, PLAYERS);
+    let mut i = 0;
+    c.bench_function("front_door_ping", |b| {
+        b.iter(|| {
+            let (from, datagram) = &pings[i % pings.len()];
+            i += 1;
+            black_box(door.handle(*from, None, datagram, false));
+        })
+    });
 }
 
 fn start_12_players(c: &mut Criterion) {
@@ -112,6 +160,8 @@ criterion_group!(
     benches,
     ping,
     ping_batch,
+    ping_routed_batch,
+    front_door,
     start_12_players,
     lifecycle_4_players
 );

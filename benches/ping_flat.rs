@@ -4,7 +4,7 @@
 //! ping of each and its ratio to the 1-session shard. Three ways:
 //! - pings spread over every session of the shard in a fixed pseudo-random order (as many
 //!   distinct pings as sessions), from each player's own address, in batches of 32 through
-//!   `Shard::handle_datagrams`, as a worker hands them;
+//!   `Shard::handle_datagrams` (the batched path of a worker's `handle_requests`, parsing included);
 //! - the same pings one at a time through `Shard::handle_datagram`;
 //! - for the algorithm alone: batches of pings from the players of one session, which stay in
 //!   the cache whatever the shard's size.

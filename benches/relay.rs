@@ -10,14 +10,11 @@ mod common;
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::{addr, uncapped};
 use criterion::{criterion_group, criterion_main, Criterion};
-use rabid_punch::core::{
-    CoreConfig, RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, Shard,
-};
+use rabid_punch::core::{CoreConfig, RelayConfig, RelayLimitsConfig, RelayMode, Shard};
 use rabid_punch::outbox::Outbox;
 
 /// First port of the pool handed to the shard (the core opens no socket, any numbers do).
@@ -53,8 +50,7 @@ struct Pair {
 fn relaying_shard(sessions: u32, now: Instant) -> (Shard, Vec<Pair>) {
     let config = relay_config();
     let ports: Vec<u16> = (0..sessions * 2).map(|i| FIRST_PORT + i as u16).collect();
-    let limits = Arc::new(RelayLimits::new(config.relay.limits));
-    let mut shard = Shard::new(&config, now).with_relay_pool(ports, limits);
+    let mut shard = Shard::new(&config, now).with_relay_pool(ports);
     let local = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut out = Outbox::new();
     let mut pairs = Vec::with_capacity(sessions as usize);

@@ -22,6 +22,7 @@ use std::time::Instant;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use crate::core::{Bucket, Clock, Refill};
 use crate::ip_key::IpKey;
 
 /// The limits of the send budgets.
@@ -61,26 +62,20 @@ pub enum Refusal {
     TableFull,
 }
 
-/// A bucket, in milli-bytes so that refills of a few milliseconds are exact.
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    milli_bytes: u64,
-    last_ms: u64,
-}
-
 /// The send budgets of every address. See the [module](self) docs.
 #[derive(Debug)]
 pub struct SendBudgets {
     config: BudgetConfig,
-    epoch: Instant,
+    clock: Clock,
     table: DashMap<IpKey, Bucket>,
 }
 
 impl SendBudgets {
-    pub fn new(config: BudgetConfig, epoch: Instant) -> Self {
+    /// The budgets, on the server's one `clock`.
+    pub fn new(config: BudgetConfig, clock: Clock) -> Self {
         Self {
             config,
-            epoch,
+            clock,
             table: DashMap::new(),
         }
     }
@@ -89,66 +84,48 @@ impl SendBudgets {
         &self.config
     }
 
-    fn now_ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_millis() as u64
-    }
-
-    fn cap(&self) -> u64 {
-        self.config.burst * 1000
-    }
-
-    fn refill(&self, bucket: &mut Bucket, now_ms: u64) {
-        let elapsed = now_ms.saturating_sub(bucket.last_ms);
-        bucket.milli_bytes =
-            (bucket.milli_bytes + elapsed * self.config.refill_per_sec).min(self.cap());
-        bucket.last_ms = bucket.last_ms.max(now_ms);
+    fn refill(&self) -> Refill {
+        Refill {
+            per_sec: self.config.refill_per_sec,
+            burst: self.config.burst,
+        }
     }
 
     /// Credits `bytes` received from `ip`. An address without a bucket has a full one already,
     /// so nothing is stored for it.
     pub fn on_received(&self, ip: IpAddr, bytes: usize, now: Instant) {
-        let now_ms = self.now_ms(now);
         if let Some(mut bucket) = self.table.get_mut(&IpKey::from(ip)) {
-            self.refill(&mut bucket, now_ms);
-            let earned = bytes as u64 * self.config.earn_factor * 1000;
-            bucket.milli_bytes = (bucket.milli_bytes + earned).min(self.cap());
+            let earned = bytes as u64 * self.config.earn_factor;
+            bucket.credit(earned, self.refill(), self.clock.millis(now));
         }
     }
 
     /// Charges a datagram of `bytes` to `ip`, or says why it must not be sent.
     pub fn try_spend(&self, ip: IpAddr, bytes: usize, now: Instant) -> Result<(), Refusal> {
-        let now_ms = self.now_ms(now);
-        let cost = bytes as u64 * 1000;
+        let now = self.clock.millis(now);
+        let (bytes, refill) = (bytes as u64, self.refill());
         let key = IpKey::from(ip);
         if let Some(mut bucket) = self.table.get_mut(&key) {
-            self.refill(&mut bucket, now_ms);
-            if bucket.milli_bytes < cost {
-                return Err(Refusal::Budget);
-            }
-            bucket.milli_bytes -= cost;
-            return Ok(());
+            return bucket
+                .try_take(bytes, refill, now)
+                .then_some(())
+                .ok_or(Refusal::Budget);
         }
         if self.table.len() >= self.config.max_tracked {
             return Err(Refusal::TableFull);
         }
         match self.table.entry(key) {
             Entry::Occupied(mut entry) => {
-                let bucket = entry.get_mut();
-                self.refill(bucket, now_ms);
-                if bucket.milli_bytes < cost {
+                if !entry.get_mut().try_take(bytes, refill, now) {
                     return Err(Refusal::Budget);
                 }
-                bucket.milli_bytes -= cost;
             }
             Entry::Vacant(entry) => {
-                let full = self.cap();
-                if full < cost {
+                let mut bucket = Bucket::full(refill, now);
+                if !bucket.try_take(bytes, refill, now) {
                     return Err(Refusal::Budget);
                 }
-                entry.insert(Bucket {
-                    milli_bytes: full - cost,
-                    last_ms: now_ms,
-                });
+                entry.insert(bucket);
             }
         }
         Ok(())
@@ -156,11 +133,9 @@ impl SendBudgets {
 
     /// Forgets buckets that have refilled to full: they mean the same as no bucket.
     pub fn sweep(&self, now: Instant) {
-        let now_ms = self.now_ms(now);
-        self.table.retain(|_, bucket| {
-            self.refill(bucket, now_ms);
-            bucket.milli_bytes < self.cap()
-        });
+        let (now, refill) = (self.clock.millis(now), self.refill());
+        self.table
+            .retain(|_, bucket| !bucket.refilled_to_full(refill, now));
     }
 
     /// Addresses with a bucket now.
@@ -185,7 +160,7 @@ mod tests {
             earn_factor: 3,
             max_tracked: 2,
         };
-        (SendBudgets::new(config, t0), t0)
+        (SendBudgets::new(config, Clock::new(t0)), t0)
     }
 
     #[test]

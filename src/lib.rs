@@ -10,7 +10,6 @@
 pub mod budget;
 pub mod cli;
 pub mod core;
-pub mod directory;
 pub mod ip_key;
 pub mod logging;
 pub mod metrics;

@@ -81,7 +81,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let _metrics = match metrics {
         Some(endpoint) => {
             let serving = endpoint
-                .serve(server.probe())
+                .serve(server.probe(), server.directory())
                 .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
             info!(
                 "metrics at http://{}{}",

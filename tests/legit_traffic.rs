@@ -5,15 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rabid_punch::budget::{BudgetConfig, SendBudgets};
-use rabid_punch::core::{CoreConfig, Shard};
-use rabid_punch::outbox::Outbox;
+use rabid_punch::core::testing::Driver;
+use rabid_punch::core::{Clock, CoreConfig, Shard};
 
 /// The core and the budgets, driven with a made-up clock.
 struct Sim {
-    shard: Shard,
+    /// The shard on a fake clock, behind the server's front door.
+    d: Driver,
     budgets: SendBudgets,
-    out: Outbox,
-    now: Instant,
     delivered: Vec<(SocketAddr, String)>,
     refused: usize,
 }
@@ -22,42 +21,45 @@ impl Sim {
     fn new() -> Self {
         let now = Instant::now();
         Self {
-            shard: Shard::new(&CoreConfig::default(), now),
-            budgets: SendBudgets::new(BudgetConfig::default(), now),
-            out: Outbox::new(),
-            now,
+            d: Driver::new(Shard::new(&CoreConfig::default(), now), now),
+            budgets: SendBudgets::new(BudgetConfig::default(), Clock::new(now)),
             delivered: Vec::new(),
             refused: 0,
         }
     }
 
-    fn flush(&mut self) {
-        for (to, payload) in self.out.iter() {
-            match self.budgets.try_spend(to.ip(), payload.len(), self.now) {
-                Ok(()) => self
-                    .delivered
-                    .push((to, String::from_utf8_lossy(payload).into_owned())),
-                Err(_) => self.refused += 1,
+    /// Sends what the shard queued, as far as the budgets let it.
+    fn flush(
+        d: &mut Driver,
+        budgets: &SendBudgets,
+        delivered: &mut Vec<(SocketAddr, String)>,
+        refused: &mut usize,
+    ) {
+        for (to, payload) in d.out.iter() {
+            match budgets.try_spend(to.ip(), payload.len(), d.now) {
+                Ok(()) => delivered.push((to, String::from_utf8_lossy(payload).into_owned())),
+                Err(_) => *refused += 1,
             }
         }
-        self.out.clear();
+        d.out.clear();
     }
 
     fn send(&mut self, from: SocketAddr, text: &str) {
-        self.budgets.on_received(from.ip(), text.len(), self.now);
-        self.shard
-            .handle_datagram(self.now, from, text.as_bytes(), &mut self.out);
-        self.flush();
+        self.budgets.on_received(from.ip(), text.len(), self.d.now);
+        self.d.receive(from, None, text.as_bytes());
+        Self::flush(
+            &mut self.d,
+            &self.budgets,
+            &mut self.delivered,
+            &mut self.refused,
+        );
     }
 
     fn advance(&mut self, ms: u64) {
-        let target = self.now + Duration::from_millis(ms);
-        while let Some(deadline) = self.shard.next_timeout().filter(|d| *d <= target) {
-            self.now = self.now.max(deadline);
-            self.shard.handle_timeout(self.now, &mut self.out);
-            self.flush();
-        }
-        self.now = target;
+        let (budgets, delivered, refused) = (&self.budgets, &mut self.delivered, &mut self.refused);
+        self.d.advance(Duration::from_millis(ms), |d| {
+            Self::flush(d, budgets, delivered, refused)
+        });
     }
 }
 

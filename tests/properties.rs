@@ -10,8 +10,8 @@
 //!   than its max players, names are unique in a session, the host (first name of `i:`) is the
 //!   first player in join order, and every player of a starting session is in every other
 //!   player's start message.
-//! - Core, batched: datagrams handed over in batches (`Shard::handle_datagrams`, as a worker
-//!   does) get exactly the replies, in the same order, that the same datagrams get one at a time.
+//! - Core, batched: datagrams handed over in batches (`Shard::handle_datagrams`, the path a worker
+//!   takes) get exactly the replies, in the same order, that the same datagrams get one at a time.
 //!
 //! Time is `Instant::now()` plus offsets: nothing sleeps. Case counts are kept modest so that the
 //! whole file runs in a few seconds in debug builds.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
 use rabid_punch::core::RelayStats;
+use rabid_punch::runtime::stats::sets::RELAY;
 use rabid_punch_fuzz::{drive, Scenario};
 
 fn main() {
@@ -30,7 +31,7 @@ fn main() {
     let mut most_players = 0;
     let mut most_sessions = 0;
     let mut most_relay_ports = 0;
-    let mut relay = [0u64; RelayStats::LEN];
+    let mut relay = RelayStats::default();
     for entry in entries.flatten() {
         let Ok(bytes) = std::fs::read(entry.path()) else {
             continue;
@@ -54,8 +55,10 @@ fn main() {
             most_sessions = most_sessions.max(shard.sessions());
             most_relay_ports = most_relay_ports.max(shard.relay_stats().ports_in_use);
         });
-        for (sum, figure) in relay.iter_mut().zip(end.to_array()) {
-            *sum += figure;
+        // Every field, from the one table of relay figures.
+        for figure in RELAY {
+            let sum = (figure.get)(&relay) + (figure.get)(&end);
+            (figure.set)(&mut relay, sum);
         }
     }
     println!("inputs replayed: {inputs}");
@@ -63,7 +66,6 @@ fn main() {
     println!("most players in one i: list: {most_players}");
     println!("most sessions at once: {most_sessions}");
     println!("most relay ports held at once (seen at a reply): {most_relay_ports}");
-    let relay = RelayStats::from_array(relay);
     println!("relay counters, summed over the inputs (ports at the end of each):");
     println!("{relay:#?}");
     for (kind, count) in kinds {

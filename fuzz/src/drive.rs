@@ -1,10 +1,13 @@
-//! Runs a [`Scenario`] against a `Shard`, checking after every operation:
+//! Runs a [`Scenario`] against a `Shard` behind the server's front door (`FrontDoor`: the
+//! datagrams for the server port go through it as the receiver passes them, so short garbage is
+//! dropped there, as in the server), checking after every operation:
 //! - the shard's own invariants hold (`check_invariants`, which also checks that every relay port
 //!   is free or held by exactly one member), and the shared counts behind the caps equal what the
 //!   shard holds (a leak there would shut the server out, or let memory grow); the caps
 //!   themselves are never exceeded;
-//! - every reply (from the server port) is at most [`MAX_REPLY`] bytes, is an `i:`, an `s:` or
-//!   one of the protocol's errors, and goes to an address that sent the shard something (the
+//! - every reply (from the server port) is at most [`MAX_REPLY`] bytes (a lobby listing at most
+//!   [`MAX_LISTING`]), is an `i:`, an `s:`, one of the protocol's errors or a lobby directory
+//!   reply (`l:`, `m:`, `a:1:`, `b:1:`, `q:1:`), and goes to an address that sent the shard something (the
 //!   server is no cannon); a start message lists every peer at an address that sent the shard a
 //!   request, or at a relay port of the pool;
 //! - every relayed datagram comes from a relay operation, at most one per datagram received (no
@@ -22,17 +25,22 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rabid_punch::core::{Caps, RelayLimits, RelayMode, RelayStats, Shard};
-use rabid_punch::outbox::Outbox;
+use rabid_punch::core::testing::Driver;
+use rabid_punch::core::{RelayMode, RelayStats, Shard, Shared};
 use rabid_punch::wire::ErrorCode;
 
 use crate::ops::{sources, Op, Scenario, LOCAL_IPS, PUBLIC_IP};
 
-/// The largest reply the server may send.
+/// The largest reply the server may send, but for the lobby listings.
 pub const MAX_REPLY: usize = 512;
+
+/// The largest lobby listing (`l:`, `b:1:`): what crosses the internet unfragmented.
+pub const MAX_LISTING: usize = rabid_punch::wire::lobby::MAX_REPLY_LEN;
+
+/// The lobby directory's replies.
+const LOBBY_REPLIES: [&[u8]; 5] = [b"l:", b"m:", b"a:1:", b"b:1:", b"q:1:"];
 
 /// Rewriting replaces a port field of 1 to 5 digits by a port of at most 5 digits.
 pub const MAX_REWRITE_GROWTH: usize = 4;
@@ -68,61 +76,45 @@ impl Heard {
 /// corpus statistics), after it passed the checks. Returns the relay counters at the end.
 pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8])) -> RelayStats {
     let sources = sources();
-    let mut now = Instant::now();
+    let now = Instant::now();
     let config = scenario.core();
-    let caps = Arc::new(Caps::new(config.caps));
+    let shared = Shared::new(&config, now);
+    let (caps, limits) = (&shared.caps, &shared.relay_limits);
     let pool = scenario.relay.ports();
-    let limits = Arc::new(RelayLimits::new(config.relay.limits));
-    let mut shard = Shard::with_caps(&config, Arc::clone(&caps), now)
-        .with_relay_pool(pool.clone(), Arc::clone(&limits));
-    let mut out = Outbox::new();
+    let shard = Shard::with_shared(&config, &shared).with_relay_pool(pool.clone());
+    // The shard behind the server's front door, on a fake clock.
+    let mut d = Driver::new(shard, now);
     let mut heard = Heard::default();
     for (step, op) in scenario.ops.iter().enumerate() {
-        let before = shard.relay_stats();
+        let before = d.shard.relay_stats();
         let mut timed_out = false;
         match op {
             Op::Send { from, local, text } => {
                 heard.request(sources[*from]);
-                shard.handle_datagram_on(now, sources[*from], *local, text.as_bytes(), &mut out);
+                d.receive(sources[*from], *local, text.as_bytes());
             }
             Op::Garbage { from, bytes } => {
                 heard.request(sources[*from]);
-                shard.handle_datagram(now, sources[*from], bytes, &mut out);
+                d.receive(sources[*from], None, bytes);
             }
             Op::Advance { ms } => {
-                now += Duration::from_millis(*ms);
-                shard.handle_timeout(now, &mut out);
+                d.jump(Duration::from_millis(*ms));
                 timed_out = true;
             }
             Op::Crowd { sends } => {
                 for (from, text) in sends {
                     heard.request(sources[*from]);
-                    shard.handle_datagram_on(
-                        now,
-                        sources[*from],
-                        Some(LOCAL_IPS[0]),
-                        text.as_bytes(),
-                        &mut out,
-                    );
+                    d.receive(sources[*from], Some(LOCAL_IPS[0]), text.as_bytes());
                 }
             }
             Op::Game { local, sends } => {
                 for (from, text) in sends {
                     heard.request(sources[*from]);
-                    shard.handle_datagram_on(
-                        now,
-                        sources[*from],
-                        *local,
-                        text.as_bytes(),
-                        &mut out,
-                    );
+                    d.receive(sources[*from], *local, text.as_bytes());
                 }
             }
             Op::Wake => {
-                if let Some(deadline) = shard.next_timeout() {
-                    now = now.max(deadline);
-                }
-                shard.handle_timeout(now, &mut out);
+                d.wake();
                 timed_out = true;
             }
             Op::Relay {
@@ -131,53 +123,53 @@ pub fn drive(scenario: &Scenario, mut seen: impl FnMut(&Shard, SocketAddr, &[u8]
                 payload,
             } => {
                 heard.relay.insert(*from);
-                shard.handle_relayed(now, *port, *from, &payload.0, &mut out);
+                d.relayed(*port, *from, &payload.0);
             }
         }
-        if let Err(broken) = shard.check_invariants() {
+        if let Err(broken) = d.shard.check_invariants() {
             panic!("step {step} ({op:?}): invariant broken: {broken}");
         }
         assert_eq!(
             (caps.sessions(), caps.players()),
-            (shard.sessions(), shard.players()),
+            (d.shard.sessions(), d.shard.players()),
             "step {step} ({op:?}): cap counts (sessions, players) differ from the shard's"
         );
         assert!(
-            shard.sessions() <= config.caps.max_sessions
-                && shard.players() <= config.caps.max_players,
+            d.shard.sessions() <= config.caps.max_sessions
+                && d.shard.players() <= config.caps.max_players,
             "step {step} ({op:?}): over a cap"
         );
         let mut relayed = 0;
-        for (via, to, payload) in out.iter_via() {
+        for (via, to, payload) in d.out.iter_via() {
             if via == 0 {
                 check_reply(step, op, &heard, &pool, to, payload);
-                seen(&shard, to, payload);
+                seen(&d.shard, to, payload);
             } else {
                 check_relayed(step, op, &heard, &pool, via, to, payload);
                 relayed += 1;
             }
         }
-        out.clear();
+        d.out.clear();
         check_relay_stats(
             step,
             op,
             before,
-            shard.relay_stats(),
+            d.shard.relay_stats(),
             relayed,
             &pool,
             scenario.relay.mode,
             limits.ips_in_use(),
         );
         if timed_out {
-            if let Some(deadline) = shard.next_timeout() {
+            if let Some(deadline) = d.shard.next_timeout() {
                 assert!(
-                    deadline > now,
+                    deadline > d.now,
                     "step {step} ({op:?}): next deadline not in the future after timeouts"
                 );
             }
         }
     }
-    shard.relay_stats()
+    d.shard.relay_stats()
 }
 
 /// A datagram from the server port.
@@ -186,8 +178,9 @@ fn check_reply(step: usize, op: &Op, heard: &Heard, pool: &[u16], to: SocketAddr
         !matches!(op, Op::Relay { .. }),
         "step {step} ({op:?}): a relay datagram got a reply from the server port"
     );
+    let listing = payload.starts_with(b"l:") || payload.starts_with(b"b:1:");
     assert!(
-        payload.len() <= MAX_REPLY,
+        payload.len() <= if listing { MAX_LISTING } else { MAX_REPLY },
         "step {step} ({op:?}): {} bytes to {to}",
         payload.len()
     );
@@ -198,7 +191,8 @@ fn check_reply(step: usize, op: &Op, heard: &Heard, pool: &[u16], to: SocketAddr
     assert!(
         payload.starts_with(b"i:")
             || payload.starts_with(b"s:")
-            || ErrorCode::from_datagram(payload).is_some(),
+            || ErrorCode::from_datagram(payload).is_some()
+            || LOBBY_REPLIES.iter().any(|p| payload.starts_with(p)),
         "step {step} ({op:?}): unknown reply {:?}",
         String::from_utf8_lossy(payload)
     );

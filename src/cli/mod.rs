@@ -249,8 +249,12 @@ pub struct Args {
     )]
     pub stats_interval: Duration,
 
-    /// serve Prometheus metrics over HTTP at http://ADDR/metrics, e.g. 127.0.0.1:9777
-    /// (default: off; keep it off the internet)
+    /// serve HTTP at ADDR, e.g. 127.0.0.1:9777: Prometheus metrics at /metrics and the lobby
+    /// directory as JSON at /lobbies?game=G (default: off; keep /metrics off the internet)
+    #[argh(option)]
+    pub http: Option<String>,
+
+    /// the same as --http (its older name)
     #[argh(option)]
     pub metrics: Option<String>,
 

@@ -82,12 +82,18 @@ impl Args {
         if self.relay_session_rate == 0 || self.relay_ip_rate == 0 {
             return Err("--relay-session-rate and --relay-ip-rate must be at least 1".into());
         }
-        let metrics = match &self.metrics {
+        let http = match (&self.http, &self.metrics) {
+            (Some(_), Some(_)) => {
+                return Err("--http and --metrics are the same flag: give one".into());
+            }
+            (Some(text), None) => Some(("--http", text)),
+            (None, Some(text)) => Some(("--metrics", text)),
+            (None, None) => None,
+        };
+        let metrics = match http {
             None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-                format!(
-                    "--metrics needs an IP address and port such as 127.0.0.1:9777, not `{text}`"
-                )
+            Some((flag, text)) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                format!("{flag} needs an IP address and port such as 127.0.0.1:9777, not `{text}`")
             })?),
         };
         let target = match self.log_file.as_str() {

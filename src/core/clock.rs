@@ -1,21 +1,29 @@
-//! Shard-local time: milliseconds since the shard was made. Storing `u64` milliseconds rather
-//! than `Instant` (16 bytes) keeps players and timers small; millisecond resolution is plenty for
-//! timeouts of 50 ms and more.
+//! The server's one clock: milliseconds since an epoch taken once at start-up and handed to
+//! every shard and to the send budgets, so that a millisecond count kept in shared state (the
+//! relay limits, the budgets) means the same instant whichever thread wrote it. Storing `u64`
+//! milliseconds rather than `Instant` (16 bytes) keeps players and timers small; millisecond
+//! resolution is plenty for timeouts of 50 ms and more.
 
 use std::time::{Duration, Instant};
 
-/// Milliseconds since a shard's epoch.
+/// Milliseconds since the clock's epoch.
 pub(crate) type Millis = u64;
 
-/// Converts between `Instant` and [`Millis`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
+/// Converts between `Instant` and milliseconds since its epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
     epoch: Instant,
 }
 
 impl Clock {
-    pub(crate) fn new(epoch: Instant) -> Self {
+    /// A clock whose millisecond 0 is `epoch`.
+    pub fn new(epoch: Instant) -> Self {
         Self { epoch }
+    }
+
+    /// The instant of millisecond 0.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     /// `now` as milliseconds since the epoch, rounded down (an instant before the epoch is 0).

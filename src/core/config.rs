@@ -1,8 +1,10 @@
-//! The durations and counts of the protocol, as server settings with the protocol's defaults.
+//! The durations and counts of the protocol, as server settings with the protocol's defaults,
+//! and the same in shard milliseconds as the shard reads them.
 
 use std::time::Duration;
 
 use super::caps::CapsConfig;
+use super::clock::{ms, Millis};
 use super::relay::RelayConfig;
 
 /// Settings of the session core. The defaults are those of the original server.
@@ -38,6 +40,30 @@ impl Default for CoreConfig {
             error_repeat_interval: Duration::from_millis(50),
             caps: CapsConfig::default(),
             relay: RelayConfig::default(),
+        }
+    }
+}
+
+/// [`CoreConfig`] in shard milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) player_timeout: Millis,
+    pub(crate) session_lifetime: Millis,
+    pub(crate) start_interval: Millis,
+    pub(crate) start_sends: u8,
+    pub(crate) error_repeats: u8,
+    pub(crate) error_repeat_interval: Millis,
+}
+
+impl Settings {
+    pub(crate) fn new(config: &CoreConfig) -> Self {
+        Self {
+            player_timeout: ms(config.player_timeout),
+            session_lifetime: ms(config.session_lifetime),
+            start_interval: ms(config.start_interval),
+            start_sends: config.start_sends.max(1),
+            error_repeats: config.error_repeats,
+            error_repeat_interval: ms(config.error_repeat_interval),
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Session {
     pub(crate) password: Option<Password>,
     /// Players the host kicked; they cannot join again.
     pub(crate) banned: Vec<PlayerName>,
+    /// What it shows in the lobby directory, once its host said (`d:`, `a:1:`); boxed, as most
+    /// sessions have none.
+    pub(crate) lobby: Option<Box<super::shard::LobbyData>>,
 }
 
 /// One player of a session.

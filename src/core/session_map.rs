@@ -334,6 +334,7 @@ mod tests {
                 relay_port: 0,
             }],
             banned: Vec::new(),
+            lobby: None,
             start: None,
         }
     }

@@ -1,181 +1,102 @@
-//! Everything that happens because time passed: the rounds of the start message, forgetting a
-//! started session, the player timeout and the session lifetime.
+//! A timer heap with lazy deletion: what the shard keeps its sessions' deadlines in, and the
+//! relays theirs.
 //!
-//! Each session has one live entry in the shard's timer heap, at the earliest of its deadlines
-//! (`Session::timer_at`). A ping only pushes a deadline later, so it does not touch the heap: the
-//! entry fires at the old time, finds nothing due yet, and is pushed again at the new earliest
-//! deadline. Entries left behind (a session deleted, or rescheduled earlier at its start) are
-//! skipped when popped. So a timer costs what expires, never a scan of every session.
+//! Each owner (a session, a relay) has at most one live entry, at the instant it records itself
+//! (its `timer_at`). Moving a deadline later leaves the entry where it is: it fires early, the
+//! owner finds nothing due and schedules itself again. Moving it earlier pushes a new entry; the
+//! old one is then stale, and so is every entry of an owner that is gone. Stale entries are
+//! skipped by the owner when they pop ([`Timers::pop_due`] hands them out like the others, and
+//! only the owner knows its live entry). So a timer costs what expires, never a scan of every
+//! owner.
 
 use std::cmp::Reverse;
-use std::time::Instant;
-
-use log::info;
+use std::collections::BinaryHeap;
 
 use super::clock::Millis;
-use super::name::SessionName;
-use super::session::Session;
-use super::shard::{Settings, Shard};
-use crate::outbox::Outbox;
-use crate::wire::ErrorCode;
 
-/// An entry of the timer heap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Timer {
-    pub(crate) at: Millis,
-    pub(crate) id: u32,
-    pub(crate) name: SessionName,
+/// Deadlines keyed by `K` (who to wake), the earliest first; ties go to the smaller key.
+#[derive(Debug)]
+pub(crate) struct Timers<K> {
+    heap: BinaryHeap<Reverse<(Millis, K)>>,
 }
 
-impl Session {
-    /// The earliest instant at which something may happen to this session on its own.
-    fn next_deadline(&self, settings: &Settings) -> Millis {
-        match self.start {
-            // The next round, or forgetting the session once every round went out.
-            Some(start) => start.at + u64::from(start.rounds_sent) * settings.start_interval,
-            None => {
-                let oldest = self.players.iter().map(|p| p.last_seen).min();
-                let lifetime_end = self.created + settings.session_lifetime;
-                oldest.map_or(lifetime_end, |seen| {
-                    lifetime_end.min(seen + settings.player_timeout)
-                })
-            }
+impl<K: Ord + Copy> Default for Timers<K> {
+    fn default() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
         }
     }
 }
 
-impl Shard {
-    /// When [`handle_timeout`](Self::handle_timeout) next has something to do, if ever.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        let timer = self.timers.peek().map(|Reverse(t)| t.at);
-        let at = [timer, self.repeats.next_due(), self.relays.next_due()]
-            .into_iter()
-            .flatten()
-            .min()?;
-        Some(self.clock.instant(at))
+impl<K: Ord + Copy> Timers<K> {
+    /// Wakes `key` at `at`.
+    pub(crate) fn push(&mut self, at: Millis, key: K) {
+        self.heap.push(Reverse((at, key)));
     }
 
-    /// Does everything due at `now`, queueing what must be sent in `out`.
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Outbox) {
-        let now = self.clock.millis(now);
-        while let Some(Reverse(timer)) = self.timers.peek().copied() {
-            if timer.at > now {
-                break;
-            }
-            self.timers.pop();
-            self.fire(now, timer, out);
-        }
-        let interval = self.config.error_repeat_interval;
-        self.repeats.send_due(now, interval, out);
-        self.expire_relays(now);
+    /// The earliest entry, live or stale.
+    pub(crate) fn next_due(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// (Re)schedules the timer of session `name` at its next deadline, if that is earlier than its
-    /// live entry.
-    pub(crate) fn schedule(&mut self, name: SessionName) {
-        let settings = self.config;
-        let Some(session) = self.sessions.get_mut(&name) else {
-            return;
-        };
-        let at = session.next_deadline(&settings);
-        if at < session.timer_at {
-            session.timer_at = at;
-            self.timers.push(Reverse(Timer {
-                at,
-                id: session.id,
-                name,
-            }));
+    /// Takes the earliest entry if it is due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<(Millis, K)> {
+        let &Reverse((at, _)) = self.heap.peek()?;
+        if at > now {
+            return None;
         }
+        self.heap.pop().map(|Reverse(entry)| entry)
     }
 
-    fn fire(&mut self, now: Millis, timer: Timer, out: &mut Outbox) {
-        let Some(session) = self.sessions.get_mut(&timer.name) else {
-            return;
-        };
-        if session.id != timer.id || session.timer_at != timer.at {
-            return; // stale entry
-        }
-        session.timer_at = Millis::MAX;
-        if session.start.is_some() {
-            self.advance_start(now, timer.name, out);
-        } else {
-            self.expire(now, timer.name, out);
-        }
-        self.schedule(timer.name);
+    /// Every entry, in no order (for invariant checks).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Millis, K)> + '_ {
+        self.heap.iter().map(|Reverse(entry)| *entry)
     }
 
-    /// Sends the next round of the start message, or forgets the session after the last one.
-    fn advance_start(&mut self, now: Millis, name: SessionName, out: &mut Outbox) {
-        let settings = self.config;
-        let Some(session) = self.sessions.get_mut(&name) else {
-            return;
-        };
-        let Some(start) = session.start.as_mut() else {
-            return;
-        };
-        let due = start.at + u64::from(start.rounds_sent) * settings.start_interval;
-        if now < due {
-            return;
-        }
-        if start.rounds_sent < settings.start_sends {
-            start.rounds_sent += 1;
-            session.send_start_round(out);
-            return;
-        }
-        let confirmed = session.players.iter().filter(|p| p.confirmed).count();
-        let total = session.players.len();
-        self.remove_session(&name);
-        info!("session {name} forgotten after its start ({confirmed}/{total} players confirmed)");
+    /// Whether `key` has an entry at `at`.
+    pub(crate) fn contains(&self, at: Millis, key: K) -> bool {
+        self.iter().any(|entry| entry == (at, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_what_is_due_earliest_first() {
+        let mut timers = Timers::default();
+        timers.push(30, 'c');
+        timers.push(10, 'a');
+        timers.push(20, 'b');
+        assert_eq!(timers.next_due(), Some(10));
+        assert_eq!(timers.pop_due(5), None);
+        assert_eq!(timers.pop_due(25), Some((10, 'a')));
+        assert_eq!(timers.pop_due(25), Some((20, 'b')));
+        assert_eq!(timers.pop_due(25), None);
+        assert_eq!(timers.next_due(), Some(30));
     }
 
-    /// Ends the session at the end of its lifetime, and removes players not heard from.
-    fn expire(&mut self, now: Millis, name: SessionName, out: &mut Outbox) {
-        let settings = self.config;
-        let Some(session) = self.sessions.get_mut(&name) else {
-            return;
-        };
-        if now >= session.created + settings.session_lifetime {
-            for player in &session.players {
-                self.repeats.send(
-                    now,
-                    settings.error_repeat_interval,
-                    player.addr,
-                    ErrorCode::SessionTimeout,
-                    settings.error_repeats,
-                    out,
-                );
-            }
-            self.remove_session(&name);
-            self.stats.sessions_timed_out += 1;
-            info!("session {name} timed out (lifetime ended)");
-            return;
-        }
-        let before = session.players.len();
-        let repeats = &mut self.repeats;
-        session.players.retain(|player| {
-            let alive = now < player.last_seen + settings.player_timeout;
-            if !alive {
-                repeats.send(
-                    now,
-                    settings.error_repeat_interval,
-                    player.addr,
-                    ErrorCode::PlayerTimeout,
-                    settings.error_repeats,
-                    out,
-                );
-                info!(
-                    "player {} at {} timed out of session {name}",
-                    player.name, player.addr
-                );
-            }
-            alive
-        });
-        let removed = before - session.players.len();
-        if removed == 0 {
-            return;
-        }
-        session.broadcast_info(out);
-        self.stats.players_timed_out += removed as u64;
-        self.players_removed(&name, removed);
+    #[test]
+    fn ties_go_to_the_smaller_key_and_the_instant_itself_is_due() {
+        let mut timers = Timers::default();
+        timers.push(10, 2u32);
+        timers.push(10, 1u32);
+        assert_eq!(timers.pop_due(10), Some((10, 1)));
+        assert_eq!(timers.pop_due(10), Some((10, 2)));
+        assert_eq!(timers.next_due(), None);
+    }
+
+    #[test]
+    fn stale_entries_stay_until_popped_and_can_be_found() {
+        let mut timers = Timers::default();
+        timers.push(50, 7u32);
+        // Rescheduled earlier: the old entry stays, stale, for its owner to skip.
+        timers.push(20, 7u32);
+        assert!(timers.contains(20, 7) && timers.contains(50, 7));
+        assert!(!timers.contains(30, 7));
+        assert_eq!(timers.iter().count(), 2);
+        assert_eq!(timers.pop_due(100), Some((20, 7)));
+        assert_eq!(timers.pop_due(100), Some((50, 7)));
     }
 }

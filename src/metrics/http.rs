@@ -1,14 +1,18 @@
-//! The HTTP side of `--metrics`: `tiny_http` on a thread of its own, blocking, one scrape at a
-//! time, which is all Prometheus needs. Each scrape takes a fresh [`Snapshot`] of the probe.
+//! The HTTP side of `--http` (or `--metrics`): `tiny_http` on a thread of its own, blocking, one
+//! request at a time, which is all Prometheus and a game's lobby page need: `/metrics` and
+//! `/lobbies`. Each scrape takes a fresh [`Snapshot`] of the probe.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use prometheus_client::encoding::prometheus_text;
 
-use super::{Snapshot, PATH};
+use super::{Snapshot, LOBBIES_PATH, PATH};
+use crate::core::directory::{HttpQuery, ParseQueryError};
+use crate::core::Directory;
 use crate::runtime::Probe;
 
 /// The metrics endpoint, bound but not yet serving.
@@ -43,8 +47,9 @@ impl Endpoint {
         self.addr
     }
 
-    /// Serves scrapes of `probe` on a thread of its own until [`Serving::stop`].
-    pub fn serve(self, probe: Probe) -> io::Result<Serving> {
+    /// Serves scrapes of `probe` and the lobbies of `directory` on a thread of its own until
+    /// [`Serving::stop`].
+    pub fn serve(self, probe: Probe, directory: Arc<Directory>) -> io::Result<Serving> {
         let http = tiny_http::Server::from_listener(self.listener, None)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let http = Arc::new(http);
@@ -53,7 +58,7 @@ impl Endpoint {
             .name("metrics".into())
             .spawn(move || {
                 for request in server.incoming_requests() {
-                    answer(request, &probe);
+                    answer(request, &probe, &directory);
                 }
             })?;
         Ok(Serving {
@@ -64,23 +69,48 @@ impl Endpoint {
     }
 }
 
-/// Answers one HTTP request: the metrics at [`PATH`], 404 anywhere else, 405 for a method
-/// other than GET or HEAD.
-fn answer(request: tiny_http::Request, probe: &Probe) {
-    let path = request.url().split('?').next().unwrap_or_default();
-    let response = if path != PATH {
-        tiny_http::Response::from_string("not found: metrics are at /metrics\n")
-            .with_status_code(404)
+/// Answers one HTTP request: the metrics at [`PATH`], the lobby directory as JSON at
+/// [`LOBBIES_PATH`], 404 anywhere else, 405 for a method other than GET or HEAD.
+fn answer(request: tiny_http::Request, probe: &Probe, directory: &Directory) {
+    let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
+    let header = |name: &str, value: &str| tiny_http::Header::from_bytes(name, value).ok();
+    let response = if path != PATH && path != LOBBIES_PATH {
+        tiny_http::Response::from_string(
+            "not found: metrics are at /metrics, lobbies at /lobbies?game=...\n",
+        )
+        .with_status_code(404)
     } else if !matches!(
         request.method(),
         tiny_http::Method::Get | tiny_http::Method::Head
     ) {
         tiny_http::Response::from_string("only GET\n").with_status_code(405)
+    } else if path == LOBBIES_PATH {
+        match HttpQuery::parse(query) {
+            Ok(query) => {
+                let json = directory.to_json(&query, Instant::now());
+                let mut response = tiny_http::Response::from_string(json);
+                // A game's web page may fetch it from another origin; it holds no address.
+                for h in [
+                    header("Content-Type", "application/json"),
+                    header("Access-Control-Allow-Origin", "*"),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    response = response.with_header(h);
+                }
+                response
+            }
+            Err(ParseQueryError(why)) => {
+                tiny_http::Response::from_string(format!("bad query: {why}\n"))
+                    .with_status_code(400)
+            }
+        }
     } else {
         let response = tiny_http::Response::from_string(Snapshot::take(probe).encode());
-        match tiny_http::Header::from_bytes("Content-Type", prometheus_text::CONTENT_TYPE) {
-            Ok(header) => response.with_header(header),
-            Err(()) => response,
+        match header("Content-Type", prometheus_text::CONTENT_TYPE) {
+            Some(header) => response.with_header(header),
+            None => response,
         }
     };
     // A scraper that hung up is its own problem.

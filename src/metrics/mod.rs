@@ -25,6 +25,8 @@ pub use http::{Endpoint, Serving};
 
 /// The path Prometheus scrapes.
 pub const PATH: &str = "/metrics";
+/// Where the lobby directory is served as JSON (docs/lobbies.md, "The HTTP view").
+pub const LOBBIES_PATH: &str = "/lobbies";
 
 /// What one scrape reports: every thread's counters added up, and the worker queues' depths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -14,9 +14,10 @@ pub use rabid_netio::want_local_addresses;
 /// Datagrams per receive and per send call.
 pub const BATCH: usize = 32;
 
-/// Bytes kept of each received datagram. Longer ones are flagged as truncated: no valid request
-/// is longer than [`crate::wire::MAX_REQUEST_LEN`].
-pub const RECV_BUF: usize = 64;
+/// Bytes kept of each received datagram. Longer ones are flagged as truncated, and are no
+/// request: a session request is at most [`crate::wire::MAX_REQUEST_LEN`] bytes, a lobby request
+/// a few hundred with its padding (a `b:1:` padded to 400 bytes earns a full 1200-byte page).
+pub const RECV_BUF: usize = 512;
 
 /// Buffers for receiving a batch of datagrams of up to `N` bytes each, reused from call to call.
 pub type RecvBatch<const N: usize = RECV_BUF> = rabid_netio::RecvBatch<N, BATCH>;

@@ -3,15 +3,16 @@
 //!
 //! ```text
 //!                    +-----------+   Batch (crossbeam, bounded)   +----------+
-//!   UDP socket ----> | receiver  | ---- hash(session name) -----> | worker 0 | --+
-//!   (recvmmsg)       |  parses,  | -----------------------------> | worker 1 | --+--> socket clones
-//!                    |  routes   | -----------------------------> | worker N | --+    (sendmmsg)
+//!   UDP socket ----> | receiver  | ---- parsed requests --------> | worker 0 | --+
+//!   (recvmmsg)       | FrontDoor | -----------------------------> | worker 1 | --+--> socket clones
+//!                    |  verdicts | -----------------------------> | worker N | --+    (sendmmsg)
 //!                    +-----------+                                +----------+
-//!                     answers malformed requests itself             each owns one Shard
+//!                     sends the answers to malformed requests       each owns one Shard
 //! ```
 
 mod batch;
 mod datagram;
+mod directory;
 #[cfg(target_os = "linux")]
 mod poll;
 mod receiver;
@@ -34,12 +35,12 @@ use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
 use crate::budget::{BudgetConfig, SendBudgets};
-use crate::core::{Caps, CoreConfig, Shard};
+use crate::core::{CoreConfig, Directory, FrontDoor, LobbyRouted, Shard, Shared};
 use crate::outbox::Outbox;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
-use crate::core::{RelayLimits, RelayMode};
+use crate::core::RelayMode;
 use datagram::Batch;
 use receiver::LocalAddress;
 use relay::RelayBatch;
@@ -51,6 +52,8 @@ pub enum Work {
     Requests(Batch),
     /// Datagrams that arrived on the worker's relay ports, from its relay reader.
     Relayed(RelayBatch),
+    /// Lobby requests (`d:`, `m:`, `a:1:`) from the receiver.
+    Lobby(Vec<LobbyRouted>),
 }
 
 /// Everything the server needs to run.
@@ -100,6 +103,7 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     exits: Receiver<ThreadExit>,
     probe: Probe,
+    directory: Arc<Directory>,
 }
 
 /// A read-only view of a running server's figures, for a metrics scrape on another thread.
@@ -110,7 +114,7 @@ pub struct Server {
 /// and never makes a worker wait.
 #[derive(Clone)]
 pub struct Probe {
-    /// The workers' counters in worker order, then the receiver's.
+    /// The workers' counters in worker order, then the directory thread's, then the receiver's.
     counters: Vec<Arc<Counters>>,
     queues: Vec<Receiver<Work>>,
 }
@@ -123,7 +127,7 @@ impl Probe {
 
     /// Each worker's counters, in worker order.
     pub fn worker_totals(&self) -> Vec<Totals> {
-        let workers = self.counters.len().saturating_sub(1);
+        let workers = self.queues.len();
         self.counters[..workers]
             .iter()
             .map(|c| Totals::sum([&**c]))
@@ -144,10 +148,11 @@ impl Server {
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
         let now = Instant::now();
-        let budgets = Arc::new(SendBudgets::new(config.budget, now));
-        let caps = Arc::new(Caps::new(config.core.caps));
+        // One clock for the shards and the send budgets; the shards share the caps and the relay
+        // limits through `shared`.
+        let shared = Shared::new(&config.core, now);
+        let budgets = Arc::new(SendBudgets::new(config.budget, shared.clock));
         let relay_on = config.core.relay.mode != RelayMode::Off;
-        let relay_limits = Arc::new(RelayLimits::new(config.core.relay.limits));
         let pool = if relay_on {
             relay::bind_pool(local_addr.ip(), config.relay_ports.clone(), workers)
         } else {
@@ -165,8 +170,8 @@ impl Server {
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
             let relay_sockets = Arc::new(pool.next().unwrap_or_default());
-            let shard = Shard::with_caps(&config.core, caps.clone(), now)
-                .with_relay_pool(relay_sockets.ports(), relay_limits.clone());
+            let shard =
+                Shard::with_shared(&config.core, &shared).with_relay_pool(relay_sockets.ports());
             let gate = Gate {
                 socket: clone,
                 budgets: budgets.clone(),
@@ -206,14 +211,34 @@ impl Server {
             counters: Arc::new(Counters::default()),
         };
         counters.push(gate.counters.clone());
-        let router = receiver::Router::new(workers);
+        // The directory thread: a socket clone of its own, counters of its own (before the
+        // receiver's, which come last).
+        let (directory_tx, directory_rx) = bounded(directory::QUEUE);
+        let directory_gate = Gate {
+            socket: gate.socket.try_clone()?,
+            budgets: gate.budgets.clone(),
+            counters: Arc::new(Counters::default()),
+        };
+        counters.insert(counters.len() - 1, directory_gate.counters.clone());
+        let listed = shared.directory.clone();
+        threads.push(spawn_watched(
+            "directory".into(),
+            exit_tx.clone(),
+            config.scheduling,
+            move || directory::run(listed, directory_rx, directory_gate),
+        )?);
+        let front = FrontDoor::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched(
             "receiver".into(),
             exit_tx,
             config.scheduling,
             move || {
-                if let Err(e) = receiver::run(gate, router, senders, local, receiver_stop) {
+                let routes = receiver::Routes {
+                    workers: senders,
+                    directory: directory_tx,
+                };
+                if let Err(e) = receiver::run(gate, front, routes, local, receiver_stop) {
                     log::error!("receiver: socket error: {e}");
                 }
             },
@@ -224,6 +249,7 @@ impl Server {
             threads,
             exits,
             probe: Probe { counters, queues },
+            directory: shared.directory,
         })
     }
 
@@ -251,6 +277,11 @@ impl Server {
     /// A view of the figures for another thread (the metrics endpoint).
     pub fn probe(&self) -> Probe {
         self.probe.clone()
+    }
+
+    /// The lobby directory, for the HTTP view.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.clone()
     }
 
     /// Stops the receiver, lets the workers finish what they were handed, and waits for all.

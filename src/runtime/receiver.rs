@@ -1,11 +1,8 @@
-//! The receiver thread: reads the socket in batches, answers malformed requests itself, and hands
-//! every well-formed request to the worker that owns its session.
-//!
-//! Which worker owns a session is a hash of the session name under a key drawn at start-up
-//! (`RandomState`), so nobody can pick names that all land on one worker.
+//! The receiver thread: reads the socket in batches and passes each datagram through the core's
+//! [`FrontDoor`], which says what it is: a request for a worker's shard (batched to that
+//! worker), an answer to send (malformed requests), or nothing. It credits the per-IP send
+//! budgets with what it received, and holds no protocol rule of its own.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,35 +13,12 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, log_enabled, warn, Level};
 
 use super::batch::{self, RecvBatch};
-use super::datagram::{Batch, Datagram};
+use super::datagram::Batch;
+use super::directory::DirectoryBatch;
 use super::{Gate, Work};
+use crate::core::{Dropped, FrontDoor, LobbyRouted, Verdict};
 use crate::outbox::Outbox;
-use crate::wire::{self, ErrorCode, ParseError};
-
-/// Routes session names to workers.
-#[derive(Clone, Debug)]
-pub struct Router {
-    key: RandomState,
-    workers: usize,
-}
-
-impl Router {
-    pub fn new(workers: usize) -> Self {
-        Self {
-            key: RandomState::new(),
-            workers: workers.max(1),
-        }
-    }
-
-    /// The worker that owns session `name`.
-    pub fn worker_of(&self, name: &str) -> usize {
-        (self.key.hash_one(name.as_bytes()) % self.workers as u64) as usize
-    }
-}
-
-/// Malformed datagrams shorter than this get no `error:invalid_request` (21 bytes): a reply more
-/// than three times the size of what caused it would make garbage an amplifier.
-pub const MIN_ANSWERED_GARBAGE: usize = 7;
+use crate::wire::lobby::write_extension_error;
 
 /// How often the send budgets are swept of buckets that refilled.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -57,20 +31,31 @@ pub enum LocalAddress {
     Known(Option<IpAddr>),
 }
 
+/// Where the receiver sends what the front door routes.
+pub struct Routes {
+    /// Each worker's queue, in shard order.
+    pub workers: Vec<Sender<Work>>,
+    /// The directory thread's queue.
+    pub directory: Sender<DirectoryBatch>,
+}
+
 /// Runs the receive loop until `stop` is set or every worker is gone.
 pub fn run(
     gate: Gate,
-    router: Router,
-    workers: Vec<Sender<Work>>,
+    front: FrontDoor,
+    routes: Routes,
     local: LocalAddress,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
+    let Routes { workers, directory } = routes;
     let counters = &gate.counters;
     let (mut recv, known_local): (RecvBatch, _) = match local {
         LocalAddress::Ask => (RecvBatch::new().with_local_addresses(), None),
         LocalAddress::Known(ip) => (RecvBatch::new(), ip),
     };
     let mut batches: Vec<Batch> = workers.iter().map(|_| Vec::new()).collect();
+    let mut lobby: Vec<Vec<LobbyRouted>> = workers.iter().map(|_| Vec::new()).collect();
+    let mut queries: DirectoryBatch = Vec::new();
     let mut out = Outbox::new();
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     while !stop.load(Ordering::Relaxed) {
@@ -95,29 +80,46 @@ pub fn run(
                     String::from_utf8_lossy(datagram.data).escape_debug()
                 );
             }
-            let parsed = if datagram.truncated {
-                Err(ParseError::Invalid)
-            } else {
-                wire::parse(datagram.data)
-            };
-            match parsed {
-                Ok(request) => {
+            let local = datagram.local.or(known_local);
+            match front.handle(datagram.from, local, datagram.data, datagram.truncated) {
+                Verdict::Route { shard, routed } => {
                     // Counted here, before a full queue may drop it: what clients asked.
-                    counters.request(&request.kind);
-                    let local = datagram.local.or(known_local);
-                    match Datagram::new(datagram.from, local, datagram.data) {
-                        Some(d) => batches[router.worker_of(request.session)].push(d),
-                        None => out.push_error(datagram.from, ErrorCode::InvalidRequest),
-                    }
+                    counters.request(&routed.request.as_wire().kind);
+                    batches[shard].push(routed);
                 }
-                // No usable session name: answered here, without troubling a worker.
-                Err(ParseError::Invalid) => {
+                Verdict::Lobby { shard, routed } => {
+                    counters.lobby_request();
+                    lobby[shard].push(*routed);
+                }
+                Verdict::Directory { from, query } => queries.push((from, query)),
+                // Malformed: answered here, without troubling a worker.
+                Verdict::Reply { to, error } => {
                     counters.malformed();
-                    if datagram.data.len() >= MIN_ANSWERED_GARBAGE {
-                        out.push_error(datagram.from, ErrorCode::InvalidRequest);
-                    }
+                    out.push_error(to, error);
                 }
-                Err(ParseError::UnknownCommand) => counters.unknown_command(),
+                Verdict::ReplyLobby { to, error } => {
+                    counters.malformed();
+                    out.push_with(to, |buf| write_extension_error(buf, error));
+                }
+                Verdict::Drop(Dropped::ShortGarbage) => counters.malformed(),
+                Verdict::Drop(Dropped::UnknownCommand) => counters.unknown_command(),
+            }
+        }
+        // Lobby requests, one message per worker that has any, like the requests below.
+        for (worker, batch) in workers.iter().zip(lobby.iter_mut()) {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = batch.len();
+            if let Err(TrySendError::Full(_)) = worker.try_send(Work::Lobby(std::mem::take(batch)))
+            {
+                counters.dropped_queue_full(n);
+            }
+        }
+        if !queries.is_empty() {
+            let n = queries.len();
+            if let Err(TrySendError::Full(_)) = directory.try_send(std::mem::take(&mut queries)) {
+                counters.directory_dropped(n);
             }
         }
         for (worker, batch) in workers.iter().zip(batches.iter_mut()) {

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::datagram::Batch;
 use super::relay::{RelayBatch, RelaySockets};
 use super::{Gate, Work};
-use crate::core::{Incoming, Shard};
+use crate::core::Shard;
 use crate::outbox::Outbox;
 
 /// Datagrams whose answers a worker gathers at most before sending them.
@@ -28,18 +28,10 @@ struct Worker {
 }
 
 impl Worker {
-    /// Hands a batch of requests to the shard, all at once (so that a large shard fetches
-    /// their sessions from memory together). Each datagram is parsed again there: the
-    /// receiver's parse only chose the worker, and a parsed request borrows the datagram, so
-    /// the inline bytes are what travels; parsing a request costs a few tens of nanoseconds,
-    /// against microseconds of system calls per datagram.
+    /// Hands a batch of requests, parsed by the receiver's front door, to the shard all at once
+    /// (so that a large shard fetches their sessions from memory together).
     fn requests(&mut self, now: Instant, batch: &Batch) -> usize {
-        let incoming = batch.iter().map(|d| Incoming {
-            from: d.from,
-            local: d.local,
-            bytes: d.bytes(),
-        });
-        self.shard.handle_datagrams(now, incoming, &mut self.out);
+        self.shard.handle_requests(now, batch, &mut self.out);
         batch.len()
     }
 
@@ -55,6 +47,12 @@ impl Worker {
         match work {
             Work::Requests(batch) => (self.requests(now, batch), 0),
             Work::Relayed(batch) => (0, self.relayed(now, batch)),
+            Work::Lobby(batch) => {
+                for routed in batch {
+                    self.shard.handle_lobby(now, routed, &mut self.out);
+                }
+                (batch.len(), 0)
+            }
         }
     }
 

@@ -4,6 +4,10 @@
 //! and ends with one summary line (`--json`: one JSON object). `--probe` checks a deployed
 //! server instead: it says whether the server answered, how fast, and which public address it
 //! saw. Exit status: 0 on success, 1 on failure, 2 on bad usage.
+//!
+//! The lobby directory (docs/lobbies.md): `--list` prints a game's lobbies (`--game`, with
+//! filters) or FusionV1's compatible list; `--quick-join` joins a lobby of `--game` found by
+//! the server; a host with `--public` lists its session; `--chat` says a line once joined.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
@@ -18,6 +22,11 @@ use super::error::{Error, ServerError};
 use super::lobby::{LobbyEvent, Request, Role};
 use super::payload;
 
+mod directory;
+mod list;
+
+use directory::{browse_query, check_directory_flags, quick_join, text_or_empty};
+
 /// How long the payload exchange may take after the punch. Clients finish their countdown up
 /// to 3 s after the host, so the host must wait at least that long for them.
 const PAYLOAD_BOUND: Duration = Duration::from_secs(10);
@@ -30,11 +39,14 @@ const MAX_PAYLOAD: usize = 1000;
 const REJOIN_WAIT: Duration = Duration::from_secs(20);
 /// Between two joins while the retried session does not exist yet: the plugin's re-send period.
 const REJOIN_EVERY: Duration = Duration::from_millis(500);
+/// `--quick-join` asks the server again this many times in all when the lobby it found is full
+/// by the time we join (docs/lobbies.md, `q:1:`).
+const QUICK_JOIN_TRIES: u32 = 3;
 
 #[derive(FromArgs, Debug)]
 /// Host or join a session on a rabid-punch server, punch through NAT to the other players
 /// exactly as the Godot plugin does, and report the port to use. With --probe: check that a
-/// server answers and show the public address it sees.
+/// server answers and show the public address it sees. With --list: show the lobby directory.
 struct Args {
     /// the server, HOST:PORT
     #[argh(option)]
@@ -80,6 +92,44 @@ struct Args {
     /// --relay auto relays that retry
     #[argh(switch)]
     retry: bool,
+    /// list lobbies instead: --game's directory (filters: --free, --open, --version-text,
+    /// --mode, --order), or without --game FusionV1's compatible list; a table, or --json
+    #[argh(switch)]
+    list: bool,
+    /// the game's id in the lobby directory (1-32 letters, digits, '.', '_', '-'), for --list,
+    /// --quick-join and --public
+    #[argh(option)]
+    game: Option<String>,
+    /// with --list: only lobbies with a free slot
+    #[argh(switch)]
+    free: bool,
+    /// with --list: only lobbies without a password
+    #[argh(switch)]
+    open: bool,
+    /// with --list: new (newest first, the default) or full (fullest first)
+    #[argh(option)]
+    order: Option<String>,
+    /// join, as --name, a lobby of --game (and --version-text) with a free slot and no
+    /// password, the fullest the server has
+    #[argh(switch)]
+    quick_join: bool,
+    /// while host, list the session: in --game's directory (with --version-text, --mode,
+    /// --description), or without --game in FusionV1's compatible list
+    #[argh(switch)]
+    public: bool,
+    /// version text (0-32 bytes): shown by a --public session; a filter of --list and
+    /// --quick-join
+    #[argh(option)]
+    version_text: Option<String>,
+    /// mode text (0-32 bytes): shown by a --public session; a filter of --list
+    #[argh(option)]
+    mode: Option<String>,
+    /// a --public session's description in --game's directory (0-64 bytes)
+    #[argh(option)]
+    description: Option<String>,
+    /// say this in the lobby once joined (sent once; 1-200 bytes)
+    #[argh(option)]
+    chat: Option<String>,
 }
 
 /// Runs `rabid-punch client` with `args`, the arguments after `client`.
@@ -109,15 +159,33 @@ pub fn run_cli(args: &[String]) -> ExitCode {
         }
     };
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    if let Err(why) = check_directory_flags(&args) {
+        eprintln!("{why}");
+        return ExitCode::from(2);
+    }
     if args.probe {
         return probe(&args, server, deadline);
+    }
+    if args.list {
+        let query = args.game.as_deref().map(|game| browse_query(&args, game));
+        return list::list(server, query.as_ref(), args.json);
     }
     if args.payload.as_ref().is_some_and(|p| p.len() > MAX_PAYLOAD) {
         eprintln!("--payload is limited to {MAX_PAYLOAD} bytes (one datagram)");
         return ExitCode::from(2);
     }
-    let (Some(session), Some(name)) = (&args.session, &args.name) else {
-        eprintln!("--session and --name are required (or use --probe)");
+    let verbose = !args.json;
+    let game = args.game.as_deref().unwrap_or_default();
+    let session = if args.quick_join {
+        match quick_join(server, game, args.version_text.as_deref(), verbose) {
+            Ok(found) => Some(found),
+            Err(code) => return code,
+        }
+    } else {
+        args.session.clone()
+    };
+    let (Some(session), Some(name)) = (&session, &args.name) else {
+        eprintln!("--session and --name are required (or use --probe, --list or --quick-join)");
         return ExitCode::from(2);
     };
     let mut request = if args.host {
@@ -130,16 +198,53 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     request.start_when = args
         .start_when
         .or(args.host.then_some(usize::from(args.max_players)));
+    if args.public {
+        let (version, mode) = (text_or_empty(&args.version_text), text_or_empty(&args.mode));
+        request = match &args.game {
+            Some(game) => request.public(game, version, mode, text_or_empty(&args.description)),
+            None => request.public_compat(version, mode),
+        };
+        if let Err(e) = request.validate() {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
     let started = Instant::now();
-    let verbose = !args.json;
+    let mut runner = Runner {
+        server,
+        local_port: args.local_port,
+        deadline,
+        verbose,
+        chat: args.chat.as_deref(),
+        lobby: LobbyNews::default(),
+    };
     let mut attempts = 1;
-    let mut outcome = run(server, request.clone(), args.local_port, deadline, verbose);
+    let mut outcome = runner.run(request.clone());
+    // A lobby found by --quick-join may be full by the time we join: ask again.
+    let mut asked = 1;
+    while args.quick_join
+        && matches!(outcome, Err(Error::Server(ServerError::SessionFull)))
+        && asked < QUICK_JOIN_TRIES
+    {
+        if verbose {
+            eprintln!(
+                "{} is full by now: asking for another lobby",
+                request.session
+            );
+        }
+        match quick_join(server, game, args.version_text.as_deref(), verbose) {
+            Ok(session) => request.session = session,
+            Err(code) => return code,
+        }
+        asked += 1;
+        outcome = runner.run(request.clone());
+    }
     if let Some(why) = punch_failure(&outcome).filter(|_| args.retry) {
         if verbose {
             eprintln!("punch failed ({why}); trying once more");
         }
         attempts = 2;
-        outcome = retry(server, request, args.local_port, deadline, verbose);
+        outcome = runner.retry(request);
     }
     let elapsed = started.elapsed();
     let exchange = match (&outcome, &args.payload) {
@@ -156,12 +261,24 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     if args.json {
         println!(
             "{}",
-            json_summary(&outcome, elapsed, attempts, exchange.as_ref())
+            json_summary(
+                &outcome,
+                elapsed,
+                attempts,
+                exchange.as_ref(),
+                &runner.lobby
+            )
         );
     } else {
         println!(
             "{}",
-            text_summary(&outcome, elapsed, attempts, exchange.as_ref())
+            text_summary(
+                &outcome,
+                elapsed,
+                attempts,
+                exchange.as_ref(),
+                &runner.lobby
+            )
         );
     }
     if ok {
@@ -199,68 +316,107 @@ fn punch_failure(outcome: &Result<Connected, Error>) -> Option<&str> {
     }
 }
 
-/// The second attempt of `--retry`: the host hosts again at once; a client joins again, and
-/// while its host has not hosted again yet (`session_non_existent`), asks again every
-/// [`REJOIN_EVERY`] for up to [`REJOIN_WAIT`].
-fn retry(
+/// What every run of a session shares: the flags, and what the lobby said.
+struct Runner<'a> {
     server: SocketAddr,
-    request: Request,
     local_port: u16,
     deadline: Instant,
     verbose: bool,
-) -> Result<Connected, Error> {
-    let give_up = Instant::now() + REJOIN_WAIT;
-    loop {
-        let outcome = run(server, request.clone(), local_port, deadline, verbose);
-        let not_yet = matches!(outcome, Err(Error::Server(ServerError::SessionNonExistent)))
-            && request.role == Role::Join;
-        let next = Instant::now() + REJOIN_EVERY;
-        if !not_yet || next > give_up || next > deadline {
-            return outcome;
+    /// `--chat`: said once joined.
+    chat: Option<&'a str>,
+    lobby: LobbyNews,
+}
+
+/// What the lobby said besides players and the start, for the summary.
+#[derive(Default)]
+struct LobbyNews {
+    /// A `--public` session's listing: `ok` (`a:1:ok`), `sent` (FusionV1's `d:`, which has
+    /// no answer), or why not (an error code).
+    listing: Option<String>,
+    /// Chat lines heard in the lobby, ours included: (player, text).
+    chat: Vec<(String, String)>,
+}
+
+impl Runner<'_> {
+    /// The second attempt of `--retry`: the host hosts again at once; a client joins again,
+    /// and while its host has not hosted again yet (`session_non_existent`), asks again every
+    /// [`REJOIN_EVERY`] for up to [`REJOIN_WAIT`].
+    fn retry(&mut self, request: Request) -> Result<Connected, Error> {
+        let give_up = Instant::now() + REJOIN_WAIT;
+        loop {
+            let outcome = self.run(request.clone());
+            let not_yet = matches!(outcome, Err(Error::Server(ServerError::SessionNonExistent)))
+                && request.role == Role::Join;
+            let next = Instant::now() + REJOIN_EVERY;
+            if !not_yet || next > give_up || next > self.deadline {
+                return outcome;
+            }
+            std::thread::sleep(REJOIN_EVERY);
         }
-        std::thread::sleep(REJOIN_EVERY);
+    }
+
+    fn run(&mut self, request: Request) -> Result<Connected, Error> {
+        let session_name = request.session.clone();
+        let compat = request.publish.as_ref().is_some_and(|p| p.game.is_none());
+        let session = Session::open_from(self.server, request, self.local_port)?;
+        let (verbose, chat, news) = (self.verbose, self.chat, &mut self.lobby);
+        run_session(session, Some(self.deadline), |session, event| {
+            match event {
+                LobbyEvent::Joined(_) => {
+                    if compat && session.lobby().is_host() {
+                        news.listing = Some("sent".to_string());
+                    }
+                    if let Some(text) = chat {
+                        if let Err(e) = session.chat(text) {
+                            eprintln!("--chat not sent: {e}");
+                        }
+                    }
+                }
+                LobbyEvent::Listed => news.listing = Some("ok".to_string()),
+                LobbyEvent::ListingFailed(e) => news.listing = Some(e.code().to_string()),
+                LobbyEvent::Chat { player, text } => news.chat.push((player.clone(), text.clone())),
+                _ => {}
+            }
+            if verbose {
+                print_event(&session_name, session, event);
+            }
+        })
     }
 }
 
-fn run(
-    server: SocketAddr,
-    request: Request,
-    local_port: u16,
-    deadline: Instant,
-    verbose: bool,
-) -> Result<Connected, Error> {
-    let session_name = request.session.clone();
-    let session = Session::open_from(server, request, local_port)?;
-    run_session(session, Some(deadline), |session, event| {
-        if !verbose {
-            return;
+/// A lobby event as a line of progress on stderr.
+fn print_event(session_name: &str, session: &Session, event: &LobbyEvent) {
+    match event {
+        LobbyEvent::Joined(players) => eprintln!(
+            "in session {session_name} ({}): {}",
+            if session.lobby().is_host() {
+                "host"
+            } else {
+                "client"
+            },
+            players.join(", ")
+        ),
+        LobbyEvent::Players(players) => eprintln!("players: {}", players.join(", ")),
+        LobbyEvent::Started(info) => {
+            let peers: Vec<String> = info
+                .peers
+                .iter()
+                .map(|p| format!("{} {}", p.name, p.addr))
+                .collect();
+            eprintln!(
+                "started: the server sees us on port {}; peers: {}; punching (about 15 s)",
+                info.own_port,
+                peers.join(", ")
+            );
         }
-        match event {
-            LobbyEvent::Joined(players) => eprintln!(
-                "in session {session_name} ({}): {}",
-                if session.lobby().is_host() {
-                    "host"
-                } else {
-                    "client"
-                },
-                players.join(", ")
-            ),
-            LobbyEvent::Players(players) => eprintln!("players: {}", players.join(", ")),
-            LobbyEvent::Started(info) => {
-                let peers: Vec<String> = info
-                    .peers
-                    .iter()
-                    .map(|p| format!("{} {}", p.name, p.addr))
-                    .collect();
-                eprintln!(
-                    "started: the server sees us on port {}; peers: {}; punching (about 15 s)",
-                    info.own_port,
-                    peers.join(", ")
-                );
-            }
-            LobbyEvent::Failed(_) => {}
-        }
-    })
+        LobbyEvent::Listed => eprintln!("listed in the lobby directory"),
+        LobbyEvent::ListingFailed(e) => eprintln!(
+            "not listed: {} ({e}); the session goes on unlisted",
+            e.code()
+        ),
+        LobbyEvent::Chat { player, text } => eprintln!("chat {player}: {text}"),
+        LobbyEvent::Failed(_) => {}
+    }
 }
 
 fn text_summary(
@@ -268,6 +424,7 @@ fn text_summary(
     elapsed: Duration,
     attempts: u32,
     exchange: Option<&Result<payload::Exchange, Error>>,
+    lobby: &LobbyNews,
 ) -> String {
     let secs = elapsed.as_secs_f64();
     let mut line = match outcome {
@@ -301,6 +458,14 @@ fn text_summary(
         }
         None => {}
     }
+    match lobby.listing.as_deref() {
+        Some("ok") => line.push_str("; listed"),
+        Some("sent") => line.push_str("; listed with d: (no answer to check)"),
+        Some(code) => {
+            let _ = write!(line, "; not listed ({code})");
+        }
+        None => {}
+    }
     line
 }
 
@@ -309,6 +474,7 @@ fn json_summary(
     elapsed: Duration,
     attempts: u32,
     exchange: Option<&Result<payload::Exchange, Error>>,
+    lobby: &LobbyNews,
 ) -> String {
     let (code, self_port, host) = match outcome {
         Ok(c) => ("success", Some(c.punched.self_port), c.punched.host),
@@ -350,6 +516,24 @@ fn json_summary(
             }
             Err(e) => push_json_str(&mut out, e.code()),
         }
+    }
+    if let Some(listing) = &lobby.listing {
+        out.push_str(",\"listing\":");
+        push_json_str(&mut out, listing);
+    }
+    if !lobby.chat.is_empty() {
+        out.push_str(",\"chat\":[");
+        for (i, (player, text)) in lobby.chat.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"player\":");
+            push_json_str(&mut out, player);
+            out.push_str(",\"text\":");
+            push_json_str(&mut out, text);
+            out.push('}');
+        }
+        out.push(']');
     }
     out.push('}');
     out
@@ -543,11 +727,29 @@ mod tests {
             Duration::from_millis(1500),
             2,
             None,
+            &LobbyNews::default(),
         );
         assert!(line.starts_with(
             r#"{"outcome":"unreachable_self","self_port":null,"host_ip":null,"host_port":null,"elapsed_ms":1500,"attempts":2,"error":"#
         ));
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn the_summary_tells_the_listing_and_the_chat() {
+        let lobby = LobbyNews {
+            listing: Some("non_host_player".to_string()),
+            chat: vec![("bob".to_string(), "gg: \"wp\"".to_string())],
+        };
+        let line = json_summary(&Err(Error::Deadline), Duration::ZERO, 1, None, &lobby);
+        assert!(
+            line.ends_with(
+                r#","listing":"non_host_player","chat":[{"player":"bob","text":"gg: \"wp\""}]}"#
+            ),
+            "{line}"
+        );
+        let text = text_summary(&Err(Error::Deadline), Duration::ZERO, 1, None, &lobby);
+        assert!(text.ends_with("; not listed (non_host_player)"), "{text}");
     }
 
     #[test]

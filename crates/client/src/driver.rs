@@ -12,7 +12,7 @@ use super::message::StartInfo;
 use super::peer::{Action, PeerPhase, Punched};
 
 /// Largest datagram read; protocol datagrams are far smaller.
-const RECV_BUFFER: usize = 2048;
+pub(crate) const RECV_BUFFER: usize = 2048;
 
 /// A finished punch: the result and the socket already bound to [`Punched::self_port`], ready
 /// for game traffic (or drop it and bind the port yourself, as the Godot plugin's users do).
@@ -81,6 +81,15 @@ impl Session {
         let sent = self.lobby.kick(player);
         self.flush();
         sent
+    }
+
+    /// Says `text` in the lobby, from this session's socket (the server takes chat only from
+    /// the member's own address). See [`Lobby::chat`]; other members' lines, and ours, come
+    /// back as [`LobbyEvent::Chat`].
+    pub fn chat(&mut self, text: &str) -> Result<bool, Error> {
+        let sent = self.lobby.chat(text)?;
+        self.flush();
+        Ok(sent)
     }
 
     /// Leaves the session; the next events end with `player_exited_session`.
@@ -332,7 +341,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// The wildcard address of the server's family: peer sockets listen on all interfaces.
-fn unspecified(server_ip: IpAddr) -> IpAddr {
+pub(crate) fn unspecified(server_ip: IpAddr) -> IpAddr {
     match server_ip {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),

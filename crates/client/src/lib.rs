@@ -17,6 +17,11 @@
 //! [`Session`] and [`punch()`] ([`driver`]) run them on blocking `std` UDP sockets;
 //! [`run_cli`] ([`cli`]) is the `rabid-punch client` command.
 //!
+//! The lobby directory (docs/lobbies.md) is [`directory`]: [`Directory`] lists a game's public
+//! lobbies with filters and paging, quick-joins and reads FusionV1's compatible list, each
+//! query a sans-I/O [`directory::Exchange`] re-sent every 0.5 s; a host lists its own session
+//! with [`Request::public`], and members chat with [`Session::chat`] ([`LobbyEvent::Chat`]).
+//!
 //! # Example
 //! ```no_run
 //! use rabid_client::{self as client, Request};
@@ -36,12 +41,16 @@
 //! ```
 //!
 //! # Every wait is bounded
+//! - directory: a query is sent 10 times, 0.5 s apart, then is
+//!   [`DirectoryError::Timeout`] (5 s); a host's `a:1:` likewise, as
+//!   [`LobbyEvent::ListingFailed`];
 //! - lobby: 15 s of server silence is [`Error::ServerTimeout`]; waiting for other players is
 //!   bounded only by the caller's deadline (the server's own session lifetime ends it too);
 //! - peer phase: about 10.4 s to the confirmations, then 3.5 s for the host and at most 6 s
 //!   (or the host's start delay, capped at 30 s) for a client.
 
 pub mod cli;
+pub mod directory;
 pub mod driver;
 pub mod error;
 pub mod lobby;
@@ -50,6 +59,7 @@ pub mod payload;
 pub mod peer;
 
 pub use cli::run_cli;
+pub use directory::{Directory, DirectoryError, Publish, Query};
 pub use driver::{punch, run_session, Connected, Session};
 pub use error::{Error, ServerError};
 pub use lobby::{Lobby, LobbyEvent, Request, Role};

@@ -16,10 +16,25 @@
 //!
 //! Unlike the plugin, the lobby answers the first start message with one `y:S:P`, so the
 //! server stops re-sending it (the plugin never confirms; the server copes either way).
+//!
+//! The lobby directory (docs/lobbies.md), from the session's own socket, since the server takes
+//! these only from the host's or the member's address:
+//! - a host whose [`Request::publish`] is set publishes its session once its `i:` arrives: in a
+//!   game's directory with `a:1:` (an [`Exchange`], re-sent every 0.5 s until `a:1:ok`, then
+//!   [`LobbyEvent::Listed`], or `a:1:error:<code>` or silence, then
+//!   [`LobbyEvent::ListingFailed`]: either way the session goes on), or in FusionV1's listing
+//!   with `d:` (no reply on success: sent 3 times, 0.5 s apart);
+//! - [`Lobby::chat`] sends `m:S:P:<text>` once; every `m:<player>:<text>` from the server is a
+//!   [`LobbyEvent::Chat`].
+//!
+//! The directory's replies (`a:`, `b:`, `q:`, `l:`, `m:`) are never taken for `i:`, `s:` or
+//! an error of the session.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::directory::reply::parse_chat;
+use super::directory::{chat_request, DirectoryError, Exchange, Publish};
 use super::error::{Error, ServerError};
 use super::message::{self, Reply, StartInfo};
 
@@ -27,6 +42,8 @@ use super::message::{self, Reply, StartInfo};
 pub const RESEND_INTERVAL: Duration = Duration::from_millis(500);
 /// Server silence after which the lobby fails with [`Error::ServerTimeout`].
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many times a host sends FusionV1's `d:`, which has no reply on success.
+pub const COMPAT_PUBLISH_SENDS: u8 = 3;
 
 /// Host a new session or join an existing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +71,8 @@ pub struct Request {
     /// While we are the host, send the start request as soon as this many players are listed.
     /// `None`: only [`Lobby::start`] starts.
     pub start_when: Option<usize>,
+    /// A host's lobby in the directory: where, and what it shows. `None`: not listed.
+    pub publish: Option<Publish>,
 }
 
 impl Request {
@@ -65,6 +84,7 @@ impl Request {
             role: Role::Host { max_players },
             password: None,
             start_when: None,
+            publish: None,
         }
     }
 
@@ -76,6 +96,7 @@ impl Request {
             role: Role::Join,
             password: None,
             start_when: None,
+            publish: None,
         }
     }
 
@@ -88,6 +109,29 @@ impl Request {
     /// Starts automatically (while host) once `players` players are listed.
     pub fn start_when(mut self, players: usize) -> Request {
         self.start_when = Some(players);
+        self
+    }
+
+    /// Lists the hosted session in `game`'s directory (`a:1:`), showing `version`, `mode` and
+    /// `description` (docs/lobbies.md has their rules).
+    pub fn public(mut self, game: &str, version: &str, mode: &str, description: &str) -> Request {
+        self.publish = Some(Publish {
+            game: Some(game.to_string()),
+            version: version.to_string(),
+            mode: mode.to_string(),
+            description: description.to_string(),
+        });
+        self
+    }
+
+    /// Lists the hosted session in FusionV1's compatible listing (`d:`, read with `l:`).
+    pub fn public_compat(mut self, version: &str, mode: &str) -> Request {
+        self.publish = Some(Publish {
+            game: None,
+            version: version.to_string(),
+            mode: mode.to_string(),
+            description: String::new(),
+        });
         self
     }
 
@@ -108,8 +152,18 @@ impl Request {
                 )));
             }
             Role::Host { max_players } => usize::from(max_players),
+            Role::Join if self.publish.is_some() => {
+                return Err(Error::InvalidArgument(
+                    "only a host can make its session public".to_string(),
+                ));
+            }
             Role::Join => 12,
         };
+        if let Some(publish) = &self.publish {
+            publish
+                .to_datagram(&self.session)
+                .map_err(invalid_argument)?;
+        }
         match self.start_when {
             Some(n) if !(2..=capacity).contains(&n) => Err(Error::InvalidArgument(format!(
                 "start when {n} players: must be 2..{capacity}, the session's capacity"
@@ -126,6 +180,14 @@ impl Request {
             }
             Role::Join => message::connect_request(&self.session, &self.player, password),
         }
+    }
+}
+
+/// A directory request that breaks the rules, as the lobby's own error.
+fn invalid_argument(e: DirectoryError) -> Error {
+    match e {
+        DirectoryError::InvalidArgument(why) => Error::InvalidArgument(why),
+        other => Error::InvalidArgument(other.to_string()),
     }
 }
 
@@ -149,6 +211,30 @@ pub enum LobbyEvent {
     Started(StartInfo),
     /// The lobby ended with an error (our own exit ends it with `player_exited_session`).
     Failed(Error),
+    /// The server listed our session in its game's directory (`a:1:ok`).
+    Listed,
+    /// Our session could not be listed (`a:1:error:<code>`, or no answer): it goes on unlisted.
+    ListingFailed(DirectoryError),
+    /// A chat line in our lobby (`m:<player>:<text>`), ours included.
+    Chat {
+        /// Who said it.
+        player: String,
+        /// What was said.
+        text: String,
+    },
+}
+
+/// Where a host's publishing of its lobby stands.
+#[derive(Debug)]
+enum Publishing {
+    /// Not asked for, or not begun yet.
+    Idle,
+    /// FusionV1's `d:`, sent `sends_left` more times on the 0.5 s grid.
+    Compat { datagram: Vec<u8>, sends_left: u8 },
+    /// `a:1:`, until its answer.
+    Announce(Exchange),
+    /// Answered, given up, or all `d:` sent.
+    Over,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -175,6 +261,7 @@ pub struct Lobby {
     server_deadline: Instant,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<LobbyEvent>,
+    publishing: Publishing,
 }
 
 impl Lobby {
@@ -193,6 +280,7 @@ impl Lobby {
             server_deadline: now + SERVER_TIMEOUT,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            publishing: Publishing::Idle,
         };
         lobby.transmits.push_back(lobby.repeat.clone().into_bytes());
         Ok(lobby)
@@ -226,6 +314,9 @@ impl Lobby {
         if self.stage == Stage::InSession {
             // Any datagram from the server proves it is alive (as in the plugin).
             self.server_deadline = now + SERVER_TIMEOUT;
+        }
+        if self.stage == Stage::InSession && self.on_directory_reply(now, datagram) {
+            return;
         }
         match message::parse_reply(datagram) {
             Some(Reply::Error(code)) => match ServerError::from_code(code) {
@@ -271,6 +362,9 @@ impl Lobby {
             self.next_send = now + RESEND_INTERVAL;
             self.players = names.clone();
             self.events.push_back(LobbyEvent::Joined(names));
+            if self.is_host {
+                self.begin_publishing(now);
+            }
         } else if names != self.players {
             self.players = names.clone();
             self.events.push_back(LobbyEvent::Players(names));
@@ -279,6 +373,95 @@ impl Lobby {
             if self.is_host && !self.start_sent && self.players.len() >= n.max(2) {
                 self.start(now);
             }
+        }
+    }
+
+    /// Says `text` in the lobby: `m:S:P:<text>`, sent once (a re-send would say it twice).
+    /// `Ok(false)` when not in a session; an error when the server would refuse the text
+    /// (its `error:invalid_request` would end the session).
+    pub fn chat(&mut self, text: &str) -> Result<bool, Error> {
+        let datagram = chat_request(&self.request.session, &self.request.player, text)
+            .map_err(invalid_argument)?;
+        if self.stage != Stage::InSession {
+            return Ok(false);
+        }
+        self.transmits.push_back(datagram);
+        Ok(true)
+    }
+
+    /// Starts publishing our session, as the request says (host only, on our first `i:`).
+    fn begin_publishing(&mut self, now: Instant) {
+        let Some(publish) = &self.request.publish else {
+            return;
+        };
+        let session = &self.request.session;
+        self.publishing = match &publish.game {
+            Some(_) => match Exchange::announce(session, publish, now) {
+                Ok(exchange) => Publishing::Announce(exchange),
+                Err(e) => {
+                    // Checked by Request::validate: cannot happen.
+                    self.events.push_back(LobbyEvent::ListingFailed(e));
+                    Publishing::Over
+                }
+            },
+            None => match publish.to_datagram(session) {
+                Ok(datagram) => {
+                    self.transmits.push_back(datagram.clone());
+                    Publishing::Compat {
+                        datagram,
+                        sends_left: COMPAT_PUBLISH_SENDS - 1,
+                    }
+                }
+                Err(e) => {
+                    self.events.push_back(LobbyEvent::ListingFailed(e));
+                    Publishing::Over
+                }
+            },
+        };
+        self.drive_publishing(now);
+    }
+
+    /// Moves the `a:1:` exchange's datagrams and result into the lobby's.
+    fn drive_publishing(&mut self, now: Instant) {
+        let Publishing::Announce(exchange) = &mut self.publishing else {
+            return;
+        };
+        exchange.handle_timeout(now);
+        while let Some(datagram) = exchange.poll_transmit() {
+            self.transmits.push_back(datagram);
+        }
+        if let Some(result) = exchange.poll_result() {
+            self.publishing = Publishing::Over;
+            self.events.push_back(match result {
+                Ok(_) => LobbyEvent::Listed,
+                Err(e) => LobbyEvent::ListingFailed(e),
+            });
+        }
+    }
+
+    /// Handles a reply of the directory (`a:1:`'s answer, a chat line); true when it was one.
+    /// The other directory replies (`b:`, `q:`, `l:`, meant for a query's own socket) are
+    /// dropped here too, so that they never reach the reading of `i:`, `s:` and `error:`.
+    fn on_directory_reply(&mut self, now: Instant, datagram: &[u8]) -> bool {
+        match datagram {
+            [b'a', b':', ..] => {
+                if let Publishing::Announce(exchange) = &mut self.publishing {
+                    exchange.handle_datagram(now, datagram);
+                    self.drive_publishing(now);
+                }
+                true
+            }
+            [b'm', b':', ..] => {
+                if let Some((player, text)) = parse_chat(datagram) {
+                    self.events.push_back(LobbyEvent::Chat {
+                        player: player.to_string(),
+                        text: text.to_string(),
+                    });
+                }
+                true
+            }
+            [b'b' | b'q' | b'l', b':', ..] => true,
+            _ => false,
         }
     }
 
@@ -340,7 +523,19 @@ impl Lobby {
             self.fail(Error::ServerTimeout);
             return;
         }
+        self.drive_publishing(now);
         if now >= self.next_send {
+            if let Publishing::Compat {
+                datagram,
+                sends_left,
+            } = &mut self.publishing
+            {
+                self.transmits.push_back(datagram.clone());
+                *sends_left -= 1;
+                if *sends_left == 0 {
+                    self.publishing = Publishing::Over;
+                }
+            }
             self.transmits.push_back(self.repeat.clone().into_bytes());
             // On the 0.5 s grid, so that a late wake-up does not push every later send back;
             // after a stall longer than that, the grid restarts from now rather than bursting.
@@ -353,7 +548,16 @@ impl Lobby {
 
     /// When [`Lobby::handle_timeout`] must next be called; `None` once done.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.stage != Stage::Done).then(|| self.next_send.min(self.server_deadline))
+        if self.stage == Stage::Done {
+            return None;
+        }
+        let lobby = self.next_send.min(self.server_deadline);
+        Some(match &self.publishing {
+            Publishing::Announce(exchange) => {
+                exchange.poll_timeout().map_or(lobby, |t| t.min(lobby))
+            }
+            _ => lobby,
+        })
     }
 
     /// The next datagram to send to the server.
@@ -546,3 +750,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "lobby_directory_tests.rs"]
+mod directory_tests;

@@ -9,7 +9,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use super::auto::RecentStarts;
-use super::bucket::Bucket;
+use crate::core::bucket::{Bucket, Refill};
 use crate::core::clock::Millis;
 use crate::ip_key::IpKey;
 
@@ -74,7 +74,7 @@ impl RelayLimits {
             }
             let mut entry = self.ips.entry(ip).or_insert_with(|| IpUse {
                 sessions: 0,
-                bytes: Bucket::full(self.config.ip_bytes_per_sec, now),
+                bytes: Bucket::full(Refill::per_sec(self.config.ip_bytes_per_sec), now),
             });
             if entry.sessions >= self.config.max_sessions_per_ip {
                 drop(entry);
@@ -112,8 +112,11 @@ impl RelayLimits {
     /// budget at all.
     pub(crate) fn try_spend(&self, ip: IpKey, bytes: usize, now: Millis) -> bool {
         self.ips.get_mut(&ip).is_some_and(|mut used| {
-            used.bytes
-                .try_take(bytes as u64, self.config.ip_bytes_per_sec, now)
+            used.bytes.try_take(
+                bytes as u64,
+                Refill::per_sec(self.config.ip_bytes_per_sec),
+                now,
+            )
         })
     }
 

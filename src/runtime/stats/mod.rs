@@ -43,7 +43,7 @@ use table::{Figure, Line, Metric};
 pub const COMMANDS: [&str; 7] = ["h", "c", "p", "k", "x", "s", "y"];
 
 /// The kinds of reply, in the order of [`Totals::replies`]: `i:`, `s:` and `error:` datagrams.
-pub const REPLY_KINDS: [&str; 3] = ["info", "start", "error"];
+pub const REPLY_KINDS: [&str; 4] = ["info", "start", "error", "lobby"];
 
 /// Upper bounds, in nanoseconds, of the buckets of the request handling time histogram; one more
 /// bucket past the last holds everything slower. A request costs a worker about a microsecond
@@ -139,6 +139,7 @@ impl Counters {
         match payload.first() {
             Some(b'i') => bump(&self.replies[0], 1),
             Some(b's') => bump(&self.replies[1], 1),
+            Some(b'l' | b'b' | b'q' | b'a' | b'm') => bump(&self.replies[3], 1),
             Some(b'e') => {
                 bump(&self.replies[2], 1);
                 // Slice equality compares lengths first: at most a couple of short memcmps.
@@ -216,6 +217,22 @@ impl Counters {
     /// Publishes how many IPs the send budgets track (the receiver, after each sweep).
     pub fn set_budget_tracked_ips(&self, ips: usize) {
         self.runtime.budget_tracked_ips.store(ips as u64, Relaxed);
+    }
+
+    /// A lobby request (`d:`, `m:`, `a:1:`) routed to its session's worker.
+    pub fn lobby_request(&self) {
+        bump(&self.runtime.lobby_requests, 1);
+    }
+
+    /// Directory queries answered, and the lobbies listed as of the last one.
+    pub fn directory_answered(&self, queries: usize, listed: usize) {
+        bump(&self.runtime.directory_queries, queries as u64);
+        self.runtime.lobbies_listed.store(listed as u64, Relaxed);
+    }
+
+    /// Directory queries dropped: the directory thread's queue was full.
+    pub fn directory_dropped(&self, queries: usize) {
+        bump(&self.runtime.directory_dropped, queries as u64);
     }
 
     /// Publishes a worker's shard figures.
@@ -318,8 +335,10 @@ mod tests {
         c.reply(b"error:session_full");
         c.reply(b"error:session_full");
         c.reply(b"error:player_timeout");
+        c.reply(b"l:Ana|Room1|1 / 4|1.0|Draft");
+        c.reply(b"m:Ana:hi");
         let t = Totals::sum([&c]);
-        assert_eq!(t.replies, [1, 1, 3]);
+        assert_eq!(t.replies, [1, 1, 3, 2]);
         let full = ErrorCode::ALL
             .iter()
             .position(|&e| e == ErrorCode::SessionFull)

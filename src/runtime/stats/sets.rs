@@ -116,6 +116,21 @@ runtime_stats! {
     relay_bytes_in: counter("rabid_punch_relay_bytes_in",
         "Bytes that arrived on relay ports (UDP payloads), strangers' included."),
         then("B");
+    /// Lobby requests (`d:`, `m:`, `a:1:`) the receiver routed to their session's worker.
+    lobby_requests: counter("rabid_punch_lobby_requests",
+        "Lobby requests (d:, m:, a:1:) routed to the worker of their session."),
+        key(Main, "lobby_requests");
+    /// Directory queries (`l:`, `b:1:`, `q:1:`) the directory thread answered.
+    directory_queries: counter("rabid_punch_directory_queries",
+        "Directory queries (l:, b:1:, q:1:) answered."),
+        key(Main, "listings");
+    /// Public open lobbies in the directory, as of the last query answered.
+    lobbies_listed: gauge("rabid_punch_lobbies_listed",
+        "Public open lobbies in the directory, as of the last directory query."),
+        key(Main, "lobbies");
+    directory_dropped: series(&DROPS, "directory_queue_full",
+        "incoming directory query, the directory thread's queue was full"),
+        key(Drops, "directory_full");
     relay_dropped_too_big: series(&RELAY_DROPS, "too_big", "longer than a relay forwards"),
         key(RelayDrops, "too_big");
     relay_send_errors: series(&RELAY_DROPS, "send_error", "the kernel refused it"),
@@ -191,6 +206,23 @@ pub const SHARD: &[Figure<ShardStats>] = &[
             "incoming join answered session_full at the total players cap"
         ),
         key(Drops, "player_cap"),
+    ),
+    figure!(
+        chat_lines,
+        counter(
+            "rabid_punch_chat_lines",
+            "Chat lines (m:) sent to a lobby's members."
+        ),
+        key(Main, "chat"),
+    ),
+    figure!(
+        chat_rate_limited,
+        series(
+            &DROPS,
+            "chat_rate",
+            "incoming chat line over its player's rate (5 in a burst, then 1 a second)"
+        ),
+        key(Drops, "chat_rate"),
     ),
 ];
 

@@ -3,15 +3,24 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::testing::Driver;
 use super::{CoreConfig, Shard};
 use crate::outbox::Outbox;
 
-/// A shard driven like the runtime drives it, with time moved by hand.
+mod lobby;
+mod relay;
+
+/// A shard driven like the runtime drives it, with time moved by hand (see
+/// [`Driver`](super::testing::Driver)); it checks the invariants after every step.
 struct Harness {
-    shard: Shard,
-    start: Instant,
-    now: Instant,
-    out: Outbox,
+    d: Driver,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.d
+    }
 }
 
 /// What a step sent: (milliseconds since the harness started, destination, payload).
@@ -22,6 +31,21 @@ fn addr(n: u16) -> SocketAddr {
     SocketAddr::from(([198, 51, 100, n as u8], 40000 + n))
 }
 
+/// What the driver's shard sent since the last drain, with the time; checks the invariants.
+fn drain(d: &mut Driver) -> Sent {
+    if let Err(broken) = d.shard.check_invariants() {
+        panic!("invariant broken: {broken}");
+    }
+    let t = d.elapsed_ms();
+    let sent = d
+        .out
+        .iter()
+        .map(|(to, p)| (t, to, String::from_utf8(p.to_vec()).unwrap()))
+        .collect();
+    d.out.clear();
+    sent
+}
+
 impl Harness {
     fn new() -> Self {
         Self::with(CoreConfig::default())
@@ -30,29 +54,8 @@ impl Harness {
     fn with(config: CoreConfig) -> Self {
         let start = Instant::now();
         Self {
-            shard: Shard::new(&config, start),
-            start,
-            now: start,
-            out: Outbox::new(),
+            d: Driver::new(Shard::new(&config, start), start),
         }
-    }
-
-    fn elapsed_ms(&self) -> u64 {
-        self.now.duration_since(self.start).as_millis() as u64
-    }
-
-    fn drain(&mut self) -> Sent {
-        if let Err(broken) = self.shard.check_invariants() {
-            panic!("invariant broken: {broken}");
-        }
-        let t = self.elapsed_ms();
-        let sent = self
-            .out
-            .iter()
-            .map(|(to, p)| (t, to, String::from_utf8(p.to_vec()).unwrap()))
-            .collect();
-        self.out.clear();
-        sent
     }
 
     /// Player `n` sends `text`; returns what the shard sent in response.
@@ -61,9 +64,11 @@ impl Harness {
     }
 
     fn send_from(&mut self, from: SocketAddr, text: &str) -> Vec<(SocketAddr, String)> {
-        self.shard
-            .handle_datagram(self.now, from, text.as_bytes(), &mut self.out);
-        self.drain().into_iter().map(|(_, to, p)| (to, p)).collect()
+        self.d.datagram(from, None, text.as_bytes());
+        drain(&mut self.d)
+            .into_iter()
+            .map(|(_, to, p)| (to, p))
+            .collect()
     }
 
     /// Only reply, to the sender.
@@ -81,19 +86,9 @@ impl Harness {
     /// Moves the clock `ms` forward, waking the shard at each deadline on the way, as the
     /// runtime does; returns everything sent, with the time it was sent.
     fn advance(&mut self, ms: u64) -> Sent {
-        let target = self.now + Duration::from_millis(ms);
         let mut sent = Vec::new();
-        while let Some(deadline) = self.shard.next_timeout() {
-            if deadline > target {
-                break;
-            }
-            self.now = self.now.max(deadline);
-            self.shard.handle_timeout(self.now, &mut self.out);
-            sent.extend(self.drain());
-        }
-        self.now = target;
-        self.shard.handle_timeout(self.now, &mut self.out);
-        sent.extend(self.drain());
+        self.d
+            .advance(Duration::from_millis(ms), |d| sent.extend(drain(d)));
         sent
     }
 

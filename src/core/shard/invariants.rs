@@ -1,11 +1,10 @@
 //! What must hold of a shard after any sequence of requests and timeouts, checked on demand by
 //! tests, property tests and fuzzers (never on the hot path).
 
-use std::cmp::Reverse;
 use std::collections::HashSet;
 
-use super::clock::Millis;
-use super::shard::Shard;
+use super::Shard;
+use crate::core::clock::Millis;
 
 impl Shard {
     /// Checks every invariant of the shard; the error says which one broke, and where.
@@ -15,13 +14,15 @@ impl Shard {
     /// - the shard's player count is the sum of its sessions';
     /// - every session has its live timer entry in the heap, at its `timer_at`;
     /// - nobody banned from a session is in it;
+    /// - a session is in the lobby directory exactly when it is open and public, listed with its
+    ///   host and player count;
     /// - every relay port is either free or held by exactly one member of an open relay.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut players = 0;
         let live: HashSet<_> = self
             .timers
             .iter()
-            .map(|Reverse(t)| (t.name, t.id, t.at))
+            .map(|(at, (id, name))| (name, id, at))
             .collect();
         for (name, session) in self.sessions.iter() {
             let count = session.players.len();
@@ -46,6 +47,19 @@ impl Shard {
                 || !live.contains(&(*name, session.id, session.timer_at))
             {
                 return Err(format!("session {name} has no live timer"));
+            }
+            let listed = self.directory.get(name);
+            let public = session.lobby.as_ref().is_some_and(|l| l.public) && session.is_open();
+            match (&listed, public) {
+                (Some(l), true)
+                    if usize::from(l.players) != count
+                        || Some(l.host) != session.host().map(|h| h.name) =>
+                {
+                    return Err(format!("session {name} is listed as {l:?}"));
+                }
+                (Some(_), false) => return Err(format!("session {name} is listed, not public")),
+                (None, true) => return Err(format!("public session {name} is not listed")),
+                _ => {}
             }
             players += count;
         }

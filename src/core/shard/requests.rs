@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use log::{debug, info};
 
-use super::clock::Millis;
-use super::name::{Password, PlayerName, SessionName};
-use super::session::{Player, Session, Start};
-use super::shard::Shard;
+use super::Shard;
+use crate::core::clock::Millis;
+use crate::core::front::{Command, ParsedRequest};
+use crate::core::name::{Password, PlayerName, SessionName};
+use crate::core::session::{Player, Session, Start};
 use crate::ip_key::IpKey;
 use crate::outbox::Outbox;
-use crate::wire::{ErrorCode, Kind, Request};
+use crate::wire::ErrorCode;
 
 impl Shard {
     /// Applies one well-formed request from `from` at `now`, queueing the replies in `out`.
@@ -28,29 +29,28 @@ impl Shard {
         now: Instant,
         from: SocketAddr,
         local_ip: Option<IpAddr>,
-        request: &Request<'_>,
+        request: &ParsedRequest,
         out: &mut Outbox,
     ) {
         let now = self.clock.millis(now);
-        // The parser has checked the lengths already; this cannot fail for a parsed request.
-        let (Some(session), Some(player)) = (
-            SessionName::new(request.session),
-            PlayerName::new(request.player),
-        ) else {
-            out.push_error(from, ErrorCode::InvalidRequest);
-            return;
-        };
-        let result = match request.kind {
-            Kind::Host {
+        let ParsedRequest {
+            session,
+            player,
+            command,
+        } = *request;
+        let result = match command {
+            Command::Host {
                 max_players,
                 password,
             } => self.host(now, from, session, player, max_players, password, out),
-            Kind::Connect { password } => self.connect(now, from, session, player, password, out),
-            Kind::Ping => self.ping(now, from, session, player, out),
-            Kind::Kick => self.kick(now, from, session, player, out),
-            Kind::Exit => self.exit(now, from, session, player, out),
-            Kind::Start => self.start(now, from, local_ip, session, out),
-            Kind::Confirm => self.confirm(session, player, from),
+            Command::Connect { password } => {
+                self.connect(now, from, session, player, password, out)
+            }
+            Command::Ping => self.ping(now, from, session, player, out),
+            Command::Kick => self.kick(now, from, session, player, out),
+            Command::Exit => self.exit(now, from, session, player, out),
+            Command::Start => self.start(now, from, local_ip, session, out),
+            Command::Confirm => self.confirm(session, player, from),
         };
         if let Err(code) = result {
             out.push_error(from, code);
@@ -79,7 +79,7 @@ impl Shard {
         name: SessionName,
         player: PlayerName,
         max_players: u8,
-        password: Option<&str>,
+        password: Option<Password>,
         out: &mut Outbox,
     ) -> Result<(), ErrorCode> {
         if self.sessions.contains_key(&name) {
@@ -107,7 +107,7 @@ impl Shard {
             owner,
             timer_at: Millis::MAX,
             max_players,
-            password: password.and_then(Password::new),
+            password,
             players: vec![Player {
                 name: player,
                 addr: from,
@@ -116,6 +116,7 @@ impl Shard {
                 relay_port: 0,
             }],
             banned: Vec::new(),
+            lobby: None,
             start: None,
         };
         info!(
@@ -141,7 +142,7 @@ impl Shard {
         from: SocketAddr,
         name: SessionName,
         player: PlayerName,
-        password: Option<&str>,
+        password: Option<Password>,
         out: &mut Outbox,
     ) -> Result<(), ErrorCode> {
         let session = self
@@ -151,7 +152,7 @@ impl Shard {
             return Err(ErrorCode::KickedByHost);
         }
         if let Some(expected) = session.password {
-            if password != Some(expected.as_str()) {
+            if password != Some(expected) {
                 return Err(ErrorCode::PasswordMismatch);
             }
         }
@@ -187,6 +188,7 @@ impl Shard {
         session.broadcast_info(out);
         self.players += 1;
         self.stats.players_joined += 1;
+        self.relist(&name);
         Ok(())
     }
 
@@ -315,6 +317,7 @@ impl Shard {
         );
         self.stats.sessions_started += 1;
         self.schedule(name);
+        self.relist(&name); // a started session leaves the directory
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use rabid_wire::lobby::{
 };
 
 use super::{Directory, Entry, Inner, Listing, Scope, ScopeIndex};
+use crate::core::lobby::DirectoryQuery;
 
 /// Which lobbies a listing shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,6 +106,21 @@ impl ScopeIndex {
 }
 
 impl Directory {
+    /// Writes the answer to `query` (`l:`, `b:1:` or `q:1:`).
+    pub fn answer(&self, query: &DirectoryQuery, now: Instant, out: &mut Vec<u8>) {
+        match query {
+            DirectoryQuery::Compat => self.write_compat_list(now, out),
+            DirectoryQuery::QuickJoin { game, version } => {
+                self.write_quick_join(game, version.as_deref(), now, out)
+            }
+            browse => {
+                if let Some(request) = browse.as_browse() {
+                    self.write_browse(&request, now, out);
+                }
+            }
+        }
+    }
+
     /// Writes the reply to FusionV1's `l:`: `l:` and the compatible lobbies, newest first, as
     /// many whole entries as fit in [`MAX_REPLY_LEN`].
     pub fn write_compat_list(&self, now: Instant, out: &mut Vec<u8>) {

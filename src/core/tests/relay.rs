@@ -2,11 +2,10 @@
 //! the `auto` policy and the no-proxy rules.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode};
-use crate::core::{CoreConfig, Shard};
+use crate::core::testing::Driver;
+use crate::core::{CoreConfig, RelayConfig, RelayLimits, RelayLimitsConfig, RelayMode, Shard};
 use crate::outbox::Outbox;
 
 const RELAY_IP: &str = "203.0.113.7";
@@ -30,26 +29,34 @@ fn name(n: u16) -> String {
 /// A datagram the shard wants sent: (from relay port, or 0 for the server port; to; payload).
 type Sent = Vec<(u16, SocketAddr, String)>;
 
+/// What the driver's shard sent since the last drain; checks the invariants.
+fn drain(d: &mut Driver) -> Sent {
+    if let Err(broken) = d.shard.check_invariants() {
+        panic!("invariant broken: {broken}");
+    }
+    let sent = d
+        .out
+        .iter_via()
+        .map(|(via, to, p)| (via, to, String::from_utf8_lossy(p).into_owned()))
+        .collect();
+    d.out.clear();
+    sent
+}
+
 struct Harness {
-    shard: Shard,
-    start: Instant,
-    now: Instant,
-    out: Outbox,
+    d: Driver,
 }
 
 impl Harness {
     fn with(relay: RelayConfig, pool: impl IntoIterator<Item = u16>) -> Self {
-        let limits = Arc::new(RelayLimits::new(relay.limits));
         let config = CoreConfig {
             relay,
             ..CoreConfig::default()
         };
         let start = Instant::now();
+        let shard = Shard::new(&config, start).with_relay_pool(pool.into_iter().collect());
         Self {
-            shard: Shard::new(&config, start).with_relay_pool(pool.into_iter().collect(), limits),
-            start,
-            now: start,
-            out: Outbox::new(),
+            d: Driver::new(shard, start),
         }
     }
 
@@ -58,52 +65,31 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Sent {
-        if let Err(broken) = self.shard.check_invariants() {
-            panic!("invariant broken: {broken}");
-        }
-        let sent = self
-            .out
-            .iter_via()
-            .map(|(via, to, p)| (via, to, String::from_utf8_lossy(p).into_owned()))
-            .collect();
-        self.out.clear();
-        sent
+        drain(&mut self.d)
     }
 
     /// Player `n` sends a request to the server.
     fn request(&mut self, n: u16, text: &str) -> Sent {
         let local = Some(RELAY_IP.parse().unwrap());
-        self.shard
-            .handle_datagram_on(self.now, addr(n), local, text.as_bytes(), &mut self.out);
+        self.d.datagram(addr(n), local, text.as_bytes());
         self.drain()
     }
 
     /// `from` sends `text` to relay port `port`.
     fn relay(&mut self, port: u16, from: SocketAddr, text: &str) -> Sent {
-        self.shard
-            .handle_relayed(self.now, port, from, text.as_bytes(), &mut self.out);
+        self.d.relayed(port, from, text.as_bytes());
         self.drain()
     }
 
     fn advance(&mut self, ms: u64) -> Sent {
-        let target = self.now + Duration::from_millis(ms);
         let mut sent = Vec::new();
-        while let Some(deadline) = self.shard.next_timeout() {
-            if deadline > target {
-                break;
-            }
-            self.now = self.now.max(deadline);
-            self.shard.handle_timeout(self.now, &mut self.out);
-            sent.extend(self.drain());
-        }
-        self.now = target;
-        self.shard.handle_timeout(self.now, &mut self.out);
-        sent.extend(self.drain());
+        self.d
+            .advance(Duration::from_millis(ms), |d| sent.extend(drain(d)));
         sent
     }
 
     fn elapsed(&self) -> Duration {
-        self.now - self.start
+        self.d.elapsed()
     }
 
     /// Session `session` hosted by player `first`, joined by the next `players - 1` players,
@@ -124,8 +110,7 @@ impl Harness {
         self.started("R", 1, 2);
         self.request(3, "h:Q:C:2");
         let second = SocketAddr::new(addr(1).ip(), 41111);
-        self.shard
-            .handle_datagram_on(self.now, second, None, b"c:Q:Z", &mut self.out);
+        self.d.datagram(second, None, b"c:Q:Z");
         self.drain();
         self.request(3, "s:Q:C");
     }
@@ -165,7 +150,7 @@ fn a_relayed_start_lists_every_peer_at_its_own_relay_port() {
         start_to(&sent, addr(3)),
         "s:40003:A:203.0.113.7:50000;B:203.0.113.7:50001"
     );
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!(stats.sessions_relayed, 1);
     assert_eq!(stats.ports_in_use, 3);
     assert_eq!(stats.ports_total, 12);
@@ -184,8 +169,8 @@ fn without_a_public_ip_the_address_the_start_arrived_on_is_listed() {
     h.request(2, "c:R:B");
     let mut out = Outbox::new();
     let local: IpAddr = "192.0.2.44".parse().unwrap();
-    h.shard
-        .handle_datagram_on(h.now, addr(1), Some(local), b"s:R:A", &mut out);
+    h.d.shard
+        .handle_datagram_on(h.d.now, addr(1), Some(local), b"s:R:A", &mut out);
     let sent: Vec<_> = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
     assert!(sent.contains(&(addr(2), b"s:40002:A:192.0.2.44:50000".to_vec())));
 }
@@ -205,11 +190,12 @@ fn no_address_to_list_means_a_direct_start() {
     h.request(1, "h:R:A:2");
     h.request(2, "c:R:B");
     let mut out = Outbox::new();
-    h.shard.handle_datagram(h.now, addr(1), b"s:R:A", &mut out);
+    h.d.shard
+        .handle_datagram(h.d.now, addr(1), b"s:R:A", &mut out);
     let sent: Vec<_> = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
     assert!(sent.contains(&(addr(2), b"s:40002:A:198.51.100.1:40001".to_vec())));
-    assert_eq!(h.shard.relay_stats().fallbacks, 1);
-    assert_eq!(h.shard.relay_stats().ports_in_use, 0);
+    assert_eq!(h.d.shard.relay_stats().fallbacks, 1);
+    assert_eq!(h.d.shard.relay_stats().ports_in_use, 0);
 }
 
 #[test]
@@ -218,8 +204,8 @@ fn relay_off_starts_direct_and_counts_no_fallback() {
     let sent = h.started("R", 1, 2);
     assert_eq!(start_to(&sent, addr(2)), "s:40002:A:198.51.100.1:40001");
     assert_eq!(
-        h.shard.relay_stats(),
-        super::RelayStats {
+        h.d.shard.relay_stats(),
+        crate::core::RelayStats {
             ports_total: 12,
             ..Default::default()
         }
@@ -264,7 +250,7 @@ fn greetings_teach_the_relay_who_is_where_and_reach_the_peer_rewritten() {
         sent,
         vec![(50001, mapped(1, 61000), "\u{1}game\u{0}bytes".into())]
     );
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!(stats.datagrams, 8);
     assert_eq!(stats.dropped_strangers, 0);
 }
@@ -317,9 +303,9 @@ fn strangers_cannot_send_through_a_relay() {
     assert!(h
         .relay(50000, mapped(1, 61000), "g:A:40001:50000")
         .is_empty());
-    assert_eq!(h.shard.relay_stats().dropped_strangers, 3);
-    assert_eq!(h.shard.relay_stats().dropped_unheld_port, 1);
-    assert_eq!(h.shard.relay_stats().datagrams, 0);
+    assert_eq!(h.d.shard.relay_stats().dropped_strangers, 3);
+    assert_eq!(h.d.shard.relay_stats().dropped_unheld_port, 1);
+    assert_eq!(h.d.shard.relay_stats().datagrams, 0);
 }
 
 #[test]
@@ -342,8 +328,7 @@ fn two_members_behind_one_ip_are_told_apart_by_name_only() {
     let mut h = Harness::always();
     h.request(1, "h:R:A:3");
     let same_home = SocketAddr::new(addr(1).ip(), 40101);
-    h.shard
-        .handle_datagram_on(h.now, same_home, None, b"c:R:B", &mut h.out);
+    h.d.datagram(same_home, None, b"c:R:B");
     h.drain();
     h.request(3, "c:R:C");
     h.request(1, "s:R:A"); // A 50000, B 50001, C 50002
@@ -361,8 +346,7 @@ fn a_greeting_for_a_neighbouring_relay_is_not_taken_for_a_member_at_the_same_ip(
                           // Session Q: C, and D from player 1's IP (the same household as A).
     h.request(3, "h:Q:C:2");
     let household = SocketAddr::new(addr(1).ip(), 41111);
-    h.shard
-        .handle_datagram_on(h.now, household, None, b"c:Q:D", &mut h.out);
+    h.d.datagram(household, None, b"c:Q:D");
     h.drain();
     h.request(3, "s:Q:C"); // C 50002, D 50003
                            // A greets B's neighbourhood, and one greeting lands on C's port: A is no member of Q, and
@@ -370,7 +354,7 @@ fn a_greeting_for_a_neighbouring_relay_is_not_taken_for_a_member_at_the_same_ip(
     assert!(h
         .relay(50002, mapped(1, 61000), "g:A:40001:50002")
         .is_empty());
-    assert_eq!(h.shard.relay_stats().dropped_strangers, 1);
+    assert_eq!(h.d.shard.relay_stats().dropped_strangers, 1);
     // D's own traffic to C still goes out from D's port, and C's reaches D where D sends from.
     assert_eq!(
         h.relay(50002, mapped(1, 61003), "g:D:41111:50002"),
@@ -389,8 +373,7 @@ fn a_namesake_behind_the_same_nat_in_another_session_is_told_apart_by_its_port()
                           // Session Q: C, and a second "A" from player 1's IP (the same carrier-grade NAT).
     h.request(3, "h:Q:C:2");
     let namesake = SocketAddr::new(addr(1).ip(), 41111);
-    h.shard
-        .handle_datagram_on(h.now, namesake, None, b"c:Q:A", &mut h.out);
+    h.d.datagram(namesake, None, b"c:Q:A");
     h.drain();
     h.request(3, "s:Q:C"); // C 50002, A' 50003
                            // R's A greets B's neighbourhood and hits C's port: same name, same IP, but its own port
@@ -398,7 +381,7 @@ fn a_namesake_behind_the_same_nat_in_another_session_is_told_apart_by_its_port()
     assert!(h
         .relay(50002, mapped(1, 61000), "g:A:40001:50002")
         .is_empty());
-    assert_eq!(h.shard.relay_stats().dropped_strangers, 1);
+    assert_eq!(h.d.shard.relay_stats().dropped_strangers, 1);
     // The namesake's own greeting gets through, and C's traffic reaches the namesake.
     assert_eq!(
         h.relay(50002, mapped(1, 61003), "g:A:41111:50002"),
@@ -419,7 +402,7 @@ fn relayed_bytes_obey_the_session_budget() {
     let big = "x".repeat(600);
     assert_eq!(h.relay(50001, mapped(1, 61000), &big).len(), 1);
     assert!(h.relay(50001, mapped(1, 61000), &big).is_empty());
-    assert_eq!(h.shard.relay_stats().dropped_budget, 1);
+    assert_eq!(h.d.shard.relay_stats().dropped_budget, 1);
     // A second refills 1000 bytes.
     h.advance(1000);
     assert_eq!(h.relay(50001, mapped(1, 61000), &big).len(), 1);
@@ -437,7 +420,7 @@ fn relayed_bytes_obey_the_senders_ip_budget_across_sessions() {
     assert!(h.relay(50002, mapped(1, 61001), &big).is_empty());
     // C's IP has a budget of its own.
     assert_eq!(h.relay(50003, mapped(3, 63000), &big).len(), 1);
-    assert_eq!(h.shard.relay_stats().dropped_budget, 1);
+    assert_eq!(h.d.shard.relay_stats().dropped_budget, 1);
 }
 
 #[test]
@@ -456,7 +439,7 @@ fn a_sender_out_of_ip_budget_does_not_drain_its_sessions_budget() {
     }
     // ... for B, whose IP has budget of its own.
     assert_eq!(h.relay(50000, mapped(2, 62000), &big).len(), 1);
-    assert_eq!(h.shard.relay_stats().dropped_budget, 5);
+    assert_eq!(h.d.shard.relay_stats().dropped_budget, 5);
 }
 
 #[test]
@@ -492,17 +475,17 @@ fn an_idle_relay_closes_and_its_ports_go_back_to_the_pool() {
     // Traffic keeps it open.
     assert_eq!(h.relay(50001, mapped(1, 61000), "g:A:40001:50001").len(), 1);
     h.advance(29_000);
-    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    assert_eq!(h.d.shard.relay_stats().ports_in_use, 2);
     assert_eq!(h.relay(50000, mapped(2, 62000), "game").len(), 1);
     h.advance(30_001);
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!(stats.closed_idle, 1);
     assert_eq!(stats.closed_unused, 0);
     assert_eq!(stats.ports_in_use, 0);
     assert!(h.elapsed() >= Duration::from_secs(64));
     // Its ports now belong to nobody.
     assert!(h.relay(50000, mapped(2, 62000), "game").is_empty());
-    assert_eq!(h.shard.relay_stats().dropped_unheld_port, 1);
+    assert_eq!(h.d.shard.relay_stats().dropped_unheld_port, 1);
 }
 
 #[test]
@@ -511,9 +494,9 @@ fn a_relay_nobody_sends_through_closes_after_relay_unused() {
     let mut h = Harness::always();
     h.started("R", 1, 2);
     h.advance(9_999);
-    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    assert_eq!(h.d.shard.relay_stats().ports_in_use, 2);
     h.advance(2);
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!((stats.closed_unused, stats.closed_idle), (1, 0));
     assert_eq!(stats.ports_in_use, 0);
     // A relay used within the window lives on to its idle timeout instead.
@@ -521,8 +504,8 @@ fn a_relay_nobody_sends_through_closes_after_relay_unused() {
     h.advance(9_000);
     assert_eq!(h.relay(50003, mapped(3, 63000), "g:C:40003:50003").len(), 1);
     h.advance(20_000);
-    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
-    assert_eq!(h.shard.relay_stats().closed_unused, 1);
+    assert_eq!(h.d.shard.relay_stats().ports_in_use, 2);
+    assert_eq!(h.d.shard.relay_stats().closed_unused, 1);
 }
 
 #[test]
@@ -534,9 +517,9 @@ fn an_idle_timeout_shorter_than_the_unused_one_counts_from_the_first_datagram() 
     h.advance(1_000);
     assert_eq!(h.relay(50001, mapped(1, 61000), "g:A:40001:50001").len(), 1);
     h.advance(1_999);
-    assert_eq!(h.shard.relay_stats().ports_in_use, 2);
+    assert_eq!(h.d.shard.relay_stats().ports_in_use, 2);
     h.advance(2);
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!((stats.closed_idle, stats.ports_in_use), (1, 0));
 }
 
@@ -551,7 +534,7 @@ fn a_busy_relay_closes_at_the_end_of_its_lifetime() {
         assert_eq!(h.relay(50001, mapped(1, 61000), "game").len(), 1);
     }
     h.advance(1000);
-    assert_eq!(h.shard.relay_stats().closed_lifetime, 1);
+    assert_eq!(h.d.shard.relay_stats().closed_lifetime, 1);
     assert!(h.relay(50001, mapped(1, 61000), "game").is_empty());
 }
 
@@ -561,13 +544,13 @@ fn an_empty_pool_falls_back_to_a_direct_start_and_refills_when_a_relay_closes() 
     h.started("R", 1, 2); // takes 2 of 3 ports
     let sent = h.started("Q", 3, 2); // needs 2, 1 left: direct
     assert_eq!(start_to(&sent, addr(4)), "s:40004:C:198.51.100.3:40003");
-    assert_eq!(h.shard.relay_stats().fallbacks, 1);
+    assert_eq!(h.d.shard.relay_stats().fallbacks, 1);
     h.advance(31_000); // R's relay idles out
     let sent = h.started("P", 5, 2);
     // The port never used comes first, then the longest free.
     assert_eq!(start_to(&sent, addr(6)), "s:40006:E:203.0.113.7:50002");
     assert_eq!(start_to(&sent, addr(5)), "s:40005:F:203.0.113.7:50000");
-    assert_eq!(h.shard.relay_stats().sessions_relayed, 2);
+    assert_eq!(h.d.shard.relay_stats().sessions_relayed, 2);
 }
 
 #[test]
@@ -579,12 +562,11 @@ fn one_ip_holds_at_most_its_share_of_relays() {
     // Player 1's IP again, in another session: over its cap.
     h.request(3, "h:Q:C:2");
     let again = SocketAddr::new(addr(1).ip(), 41111);
-    h.shard
-        .handle_datagram_on(h.now, again, None, b"c:Q:A", &mut h.out);
+    h.d.datagram(again, None, b"c:Q:A");
     h.drain();
     let sent = h.request(3, "s:Q:C");
     assert_eq!(start_to(&sent, addr(3)), "s:40003:A:198.51.100.1:41111");
-    assert_eq!(h.shard.relay_stats().fallbacks, 1);
+    assert_eq!(h.d.shard.relay_stats().fallbacks, 1);
 }
 
 // ---------------------------------------------------------------- the auto policy
@@ -601,8 +583,7 @@ fn start_group(h: &mut Harness, session: &str, group: &[(&str, SocketAddr)]) -> 
     }
     requests.push((host_addr, format!("s:{session}:{host}")));
     for (from, text) in requests {
-        h.shard
-            .handle_datagram_on(h.now, from, local, text.as_bytes(), &mut h.out);
+        h.d.datagram(from, local, text.as_bytes());
     }
     h.drain()
 }
@@ -639,16 +620,15 @@ fn auto_relays_a_host_that_starts_again_soon_after() {
     assert_eq!(start_to(&first, addr(2)), "s:40002:A:198.51.100.1:40001");
     // The punch failed; 20 s later the same host (another port, another name) tries again.
     h.advance(20_000);
-    h.shard
-        .handle_datagram_on(h.now, mapped(1, 45000), None, b"h:R2:A:2", &mut h.out);
+    h.d.datagram(mapped(1, 45000), None, b"h:R2:A:2");
     h.request(2, "c:R2:B");
     let mut out = Outbox::new();
     let local = Some(RELAY_IP.parse().unwrap());
-    h.shard
-        .handle_datagram_on(h.now, mapped(1, 45000), local, b"s:R2:A", &mut out);
+    h.d.shard
+        .handle_datagram_on(h.d.now, mapped(1, 45000), local, b"s:R2:A", &mut out);
     let sent: Vec<_> = out.iter().map(|(to, p)| (to, p.to_vec())).collect();
     assert!(sent.contains(&(addr(2), b"s:40002:A:203.0.113.7:50000".to_vec())));
-    assert_eq!(h.shard.relay_stats().sessions_relayed, 1);
+    assert_eq!(h.d.shard.relay_stats().sessions_relayed, 1);
 }
 
 #[test]
@@ -670,7 +650,7 @@ fn auto_relays_the_same_group_retrying_under_the_same_or_a_new_name() {
             relayed_to(&sent, again[0].1) && relayed_to(&sent, again[1].1),
             "{sent:?}"
         );
-        let stats = h.shard.relay_stats();
+        let stats = h.d.shard.relay_stats();
         assert_eq!(
             (stats.auto_direct_new, stats.auto_retries),
             (1, 1),
@@ -698,7 +678,7 @@ fn auto_keeps_groups_behind_one_ip_apart() {
         );
         h.advance(2_000);
     }
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!(
         (stats.auto_direct_new, stats.auto_retries),
         (4, 0),
@@ -721,7 +701,7 @@ fn auto_relays_a_retry_with_one_player_more_or_fewer() {
     let more = [trio[0], trio[1], trio[2], ("Dee", addr(4))];
     let sent = start_group(&mut h, "Q", &more);
     assert!(relayed_to(&sent, addr(4)), "{sent:?}");
-    assert_eq!(h.shard.relay_stats().auto_retries, 2);
+    assert_eq!(h.d.shard.relay_stats().auto_retries, 2);
 }
 
 #[test]
@@ -733,7 +713,7 @@ fn auto_starts_a_rematch_after_the_window_direct() {
     h.advance(60_000);
     let rematch = start_group(&mut h, "R", &group);
     assert!(direct_to(&rematch, addr(2)), "{rematch:?}");
-    assert_eq!(h.shard.relay_stats().auto_direct_new, 2);
+    assert_eq!(h.d.shard.relay_stats().auto_direct_new, 2);
 }
 
 #[test]
@@ -746,7 +726,7 @@ fn auto_starts_direct_when_the_previous_start_is_old() {
     // Other hosts are not affected by player 1's starts.
     let other = h.started("P", 3, 2);
     assert_eq!(start_to(&other, addr(4)), "s:40004:C:198.51.100.3:40003");
-    assert_eq!(h.shard.relay_stats().sessions_relayed, 0);
+    assert_eq!(h.d.shard.relay_stats().sessions_relayed, 0);
 }
 
 #[test]
@@ -775,7 +755,7 @@ fn players_on_the_servers_machine_are_never_relayed_by_auto_but_are_by_always() 
             h.advance(1_000);
         }
     }
-    let stats = h.shard.relay_stats();
+    let stats = h.d.shard.relay_stats();
     assert_eq!((stats.auto_direct_local, stats.sessions_relayed), (6, 0));
     let mut h = Harness::always();
     let sent = start_group(&mut h, "L", &loopback);

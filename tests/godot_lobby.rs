@@ -38,7 +38,6 @@ fn drain(pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
 }
 
 #[test]
-#[ignore = "needs the lobby directory in the server"]
 fn the_lobby_browser_lists_pages_and_quick_joins_in_godot_3() {
     let Some(godot) = godot() else {
         let why = "godot3-server is not installed (apt-get install godot3-server, or set GODOT)";

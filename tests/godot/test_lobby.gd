@@ -168,7 +168,7 @@ func _run() -> void:
 		_expect(_helper.next_page(r[2]) == OK, "next page")
 	_helper.request_size = 400
 	if not _check(seen == ["Room5", "Room3", "Room1"] and r[2] == "" and pages >= 2,
-			"%d small pages hold every lobby once, newest first: %s" % [pages, seen]):
+			"small pages hold every lobby once, newest first: %d pages, %s" % [pages, seen]):
 		return
 
 	# Unpadded, the newest entry cannot fit: the helper says so instead of paging in place.

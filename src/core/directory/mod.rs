@@ -68,14 +68,25 @@ struct Entry {
 }
 
 /// The shared directory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Directory {
     inner: RwLock<Inner>,
+    /// Creation times are counted from here, for newest-first.
+    epoch: Instant,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Gives each listed lobby its place in newest-first, from its creation time.
+    /// Tells apart lobbies created in the same millisecond (see [`Directory::seq`]).
     next_seq: u64,
     /// Listed lobbies by `seq`, what the indexes hold.
     entries: HashMap<u64, Entry>,
@@ -96,10 +107,19 @@ impl Directory {
             Some(old) if old.listing.created == listing.created => old.seq,
             _ => {
                 inner.next_seq += 1;
-                inner.next_seq
+                self.seq(listing.created, inner.next_seq)
             }
         };
         inner.insert(Entry { listing, seq });
+    }
+
+    /// A lobby's place in newest-first: its session's creation time in milliseconds since the
+    /// directory's epoch (in the high 44 bits: 557 years), then `n` (the low 20 bits) to tell
+    /// apart lobbies created in the same millisecond. So a lobby listed late, long after it was
+    /// created, still sorts by its age.
+    fn seq(&self, created: Instant, n: u64) -> u64 {
+        let ms = created.saturating_duration_since(self.epoch).as_millis() as u64;
+        (ms.min((1 << 44) - 1) << 20) | (n & ((1 << 20) - 1))
     }
 
     /// Takes `session` off the list (started, emptied, deleted, made private). Nothing when it

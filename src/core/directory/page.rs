@@ -134,13 +134,15 @@ impl Directory {
         let mut entry = Vec::with_capacity(160);
         let mut last = None;
         let mut more = false;
-        // The head's length depends on the cursor: room for the longest one.
-        let head_room = "b:1::".len() + 20 + ".".len() + 3 + 20;
+        let mut head = Vec::with_capacity(48);
         for e in walk {
             entry.clear();
             entry.push(b':');
             write_browse_entry(&mut entry, &e.listing.view(now));
-            if head_room + body.len() + entry.len() > limit {
+            // The head the page has if this entry is its last and more remain.
+            head.clear();
+            write_browse_head(&mut head, total, Some(e.cursor()));
+            if head.len() + body.len() + entry.len() > limit {
                 more = true;
                 break;
             }

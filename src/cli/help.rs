@@ -68,7 +68,7 @@ macro_rules! shown {
     };
 }
 
-/// Every flag with a value to show. The others (`--workers`, `--relay-public-ip`,
+/// Every flag with a value to show. The others (`--workers`, `--relay-public-ip`, `--http`,
 /// `--metrics`, the switches) say their default in words.
 fn defaults() -> Vec<(String, String)> {
     let d = Args::from_args(&["rabid-punch"], &[]).expect("no flags are needed");
@@ -176,6 +176,7 @@ mod tests {
                 "--workers",
                 "--debug",
                 "--relay-public-ip",
+                "--http",
                 "--metrics",
                 "--version",
                 "--help,",

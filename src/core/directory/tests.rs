@@ -88,6 +88,22 @@ fn the_compatible_list_is_newest_first_and_only_compatible_lobbies() {
 }
 
 #[test]
+fn a_compatible_list_after_other_replies_in_the_buffer_is_whole() {
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    for n in 0..100 {
+        dir.publish(listing(&format!("S{n}"), Scope::Compat, 1, 4, t0));
+    }
+    let mut alone = Vec::new();
+    dir.write_compat_list(t0, &mut alone);
+    // The directory thread's outbox: earlier replies of the batch in the same buffer.
+    let mut shared = b"i:A:Bl:earlier reply".to_vec();
+    let before = shared.len();
+    dir.write_compat_list(t0, &mut shared);
+    assert_eq!(&shared[before..], &alone[..]);
+}
+
+#[test]
 fn a_long_compatible_list_is_cut_to_whole_entries_within_1200_bytes() {
     let dir = Directory::new();
     let t0 = Instant::now();

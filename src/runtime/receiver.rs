@@ -126,10 +126,8 @@ pub fn run(
         // What each worker still has waiting: one kind at most, the other went out when this one
         // started (see above), so the order holds.
         for (worker, batch) in workers.iter().zip(lobby.iter_mut()) {
-            if !batch.is_empty() {
-                if !forward(worker, Work::Lobby(std::mem::take(batch)), counters) {
-                    return Ok(()); // a worker is gone: the server is stopping
-                }
+            if !batch.is_empty() && !forward(worker, Work::Lobby(std::mem::take(batch)), counters) {
+                return Ok(()); // a worker is gone: the server is stopping
             }
         }
         if !queries.is_empty() {

@@ -107,7 +107,13 @@ impl Directory {
             Some(old) if old.listing.created == listing.created => old.seq,
             _ => {
                 inner.next_seq += 1;
-                self.seq(listing.created, inner.next_seq)
+                let mut seq = self.seq(listing.created, inner.next_seq);
+                // The counter's low bits wrap: step past a place taken (by a lobby created in
+                // the same millisecond, 2^20 listings ago), or it would shadow that one.
+                while inner.entries.contains_key(&seq) {
+                    seq += 1;
+                }
+                seq
             }
         };
         inner.insert(Entry { listing, seq });

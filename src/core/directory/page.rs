@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rabid_wire::lobby::{
     write_browse_entry, write_browse_head, write_compat_entry, write_quick_join, Browse, Cursor,
-    EntryView, Order, MAX_REPLY_LEN,
+    EntryView, Order, EARN_FACTOR, MAX_REPLY_LEN,
 };
 
 use super::index::classes;
@@ -80,18 +80,34 @@ impl Inner {
 }
 
 impl Directory {
-    /// Writes the answer to `query` (`l:`, `b:1:` or `q:1:`).
+    /// Appends the answer to `query` (`l:`, `b:1:` or `q:1:`) to `out`, or nothing when the
+    /// request did not earn it: an extension answer is at most [`EARN_FACTOR`] times its
+    /// request (FusionV1's `l:` cannot pad; it is cut at [`MAX_REPLY_LEN`] instead).
     pub fn answer(&self, query: &DirectoryQuery, now: Instant, out: &mut Vec<u8>) {
-        match query {
-            DirectoryQuery::Compat => self.write_compat_list(now, out),
-            DirectoryQuery::QuickJoin { game, version } => {
-                self.write_quick_join(game, version.as_deref(), now, out)
+        let start = out.len();
+        let limit = match query {
+            DirectoryQuery::Compat => {
+                self.write_compat_list(now, out);
+                return;
             }
-            browse => {
-                if let Some(request) = browse.as_browse() {
+            DirectoryQuery::QuickJoin {
+                game,
+                version,
+                request_len,
+            } => {
+                self.write_quick_join(game, version.as_deref(), now, out);
+                request_len.saturating_mul(EARN_FACTOR)
+            }
+            browse => match browse.as_browse() {
+                Some(request) => {
                     self.write_browse(&request, now, out);
+                    request.page_limit()
                 }
-            }
+                None => return,
+            },
+        };
+        if out.len() - start > limit {
+            out.truncate(start);
         }
     }
 
@@ -122,7 +138,8 @@ impl Directory {
 
     /// Writes a page of `b:1:` for `request`: as many whole entries as its earned size holds.
     /// When not even one fits but some remain, the page has none and its cursor is the one it
-    /// was asked for: the client must pad its request more.
+    /// was asked with (on a first page, the cursor before everything): the client must pad its
+    /// request more. ([`answer`](Self::answer) drops a page whose head alone is over its size.)
     pub fn write_browse(&self, request: &Browse<'_>, now: Instant, out: &mut Vec<u8>) {
         let limit = request.page_limit();
         let filter = Filter {

@@ -48,6 +48,7 @@ export var retry_interval := 0.5
 # Bytes a browse request is padded to. A page is at most 3 times its request and at most 1200
 # bytes (docs/lobbies.md, "Sizes and amplification"): 400 earns full pages, a smaller value
 # smaller pages (too small, and a page cannot hold one entry: request_failed "page_too_small").
+# The server reads 512 bytes of a datagram: more earns nothing.
 export var request_size := 400
 
 # The RabidHolePuncher node (anything whose `_server` is the session's PacketPeerUDP).
@@ -82,7 +83,7 @@ func browse(flags := "", version := "", mode := "", order := "n", cursor := "") 
 		return ERR_INVALID_PARAMETER
 	_last_browse = [flags, version, mode, order]
 	var text := "b:1:%s:%s:%s:%s:%s:%s" % [game, flags, version, mode, order, cursor]
-	_request("browse", _padded(text, request_size), "b:1:")
+	_request("browse", _padded(text, int(min(request_size, 512))), "b:1:")
 	return OK
 
 

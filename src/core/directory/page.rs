@@ -122,8 +122,10 @@ impl Directory {
     }
 
     /// Writes the reply to FusionV1's `l:`: `l:` and the compatible lobbies, newest first, as
-    /// many whole entries as fit in [`MAX_REPLY_LEN`].
+    /// many whole entries as fit in [`MAX_REPLY_LEN`]. Appends to `out`, which may already hold
+    /// other replies (the directory thread's outbox holds a whole batch in one buffer).
     pub fn write_compat_list(&self, now: Instant, out: &mut Vec<u8>) {
+        let start = out.len();
         out.extend_from_slice(b"l:");
         let inner = self.inner.read();
         let Some(index) = inner.scopes.get(&Scope::Compat) else {
@@ -132,11 +134,12 @@ impl Directory {
         let mut entry = Vec::with_capacity(128);
         for e in index.walk(&inner, Order::Newest, START) {
             entry.clear();
-            if out.len() > 2 {
+            let len = out.len() - start;
+            if len > 2 {
                 entry.push(b':'); // between entries: `l:` and the first need none
             }
             write_compat_entry(&mut entry, &e.listing.view(now));
-            if out.len() + entry.len() > MAX_REPLY_LEN {
+            if len + entry.len() > MAX_REPLY_LEN {
                 break;
             }
             out.extend_from_slice(&entry);

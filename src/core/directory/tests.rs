@@ -105,6 +105,23 @@ fn a_long_compatible_list_is_cut_to_whole_entries_within_1200_bytes() {
 }
 
 #[test]
+fn a_compatible_list_after_other_replies_in_the_same_buffer_is_whole() {
+    // The directory thread writes a batch's replies one after the other into one buffer.
+    let dir = Directory::new();
+    let t0 = Instant::now();
+    for n in 0..100 {
+        dir.publish(listing(&format!("S{n}"), Scope::Compat, 1, 4, t0));
+    }
+    let mut alone = Vec::new();
+    dir.write_compat_list(t0, &mut alone);
+    let mut out = Vec::new();
+    dir.write_compat_list(t0, &mut out);
+    let first = out.len();
+    dir.write_compat_list(t0, &mut out);
+    assert_eq!(&out[first..], alone.as_slice());
+}
+
+#[test]
 fn a_game_sees_only_its_own_lobbies_filtered() {
     let dir = Directory::new();
     let t0 = Instant::now();

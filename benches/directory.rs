@@ -28,7 +28,12 @@ fn directory(n: usize) -> Directory {
                 max_players: 4,
                 password: i % 10 == 0,
                 version: "1.0.0".into(),
-                mode: if i % 2 == 0 { "Draft" } else { "Constructed - Free" }.into(),
+                mode: if i % 2 == 0 {
+                    "Draft"
+                } else {
+                    "Constructed - Free"
+                }
+                .into(),
                 description: "A friendly game, all welcome".into(),
                 created,
             });
@@ -59,8 +64,14 @@ fn listings(c: &mut Criterion) {
         ("compat_l", DirectoryQuery::Compat),
         ("browse_newest", browse(&format!("b:1:cards::::n::{pad}"))),
         ("browse_fullest", browse(&format!("b:1:cards::::f::{pad}"))),
-        ("browse_free_open", browse(&format!("b:1:cards:fo:::n::{pad}"))),
-        ("browse_mode_filter", browse(&format!("b:1:cards::1.0.0:Draft:n::{pad}"))),
+        (
+            "browse_free_open",
+            browse(&format!("b:1:cards:fo:::n::{pad}")),
+        ),
+        (
+            "browse_mode_filter",
+            browse(&format!("b:1:cards::1.0.0:Draft:n::{pad}")),
+        ),
         (
             "quick_join",
             DirectoryQuery::QuickJoin {

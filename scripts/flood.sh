@@ -172,6 +172,9 @@ tick_hz=$(getconf CLK_TCK)
 start() {
     local name=$1
     shift
+    # Emptied here, not only by the redirection below: that happens in the background child,
+    # and the loop could otherwise read the previous server's port before it does.
+    : >"$tmp/$name.err"
     "${srv_pin[@]}" "$@" 2>"$tmp/$name.err" &
     pid=$!
     started+=("$pid")

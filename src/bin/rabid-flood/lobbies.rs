@@ -16,8 +16,8 @@
 //! padded `b:1:` first page (newest first) that earns a full page, round-robin over
 //! `--list-sockets` sockets on `--list-sources` (one address each by default, so the per-IP send
 //! budget answers them all). Each reply is checked: `l:` entries of this run's `d:` lobbies, and
-//! `b:1:` with the exact number of `a:1:` lobbies as its total. Unanswered listings are counted,
-//! not failures (the server may drop listings under load: that is its design). The thread sleeps
+//! `b:1:` with the exact number of `a:1:` lobbies as its total. Listings without a reply within
+//! 250 ms are counted as unanswered, not failures (the server may drop listings under load: that is its design). The thread sleeps
 //! a millisecond between rounds, so it takes little of the generator's core.
 
 use std::collections::{HashSet, VecDeque};
@@ -118,10 +118,11 @@ pub fn create(
             .iter()
             .map(|&i| names.session(first + i as u64))
             .collect();
-        exchange(&conns, &sessions, batch, |s| {
+        exchange(&conns, &sessions, batch, None, |s| {
             (vec![proto::host(&sessions[s], &host, 4)], hosted.clone())
         })?;
-        exchange(&conns, &sessions, batch, |s| {
+        // A retried `h:` may still bring a second `i:p0`: not an error.
+        exchange(&conns, &sessions, batch, Some(hosted.as_slice()), |s| {
             if window[s] < compat {
                 // No reply to `d:` when it works: the ping behind it, answered in order by the
                 // session's worker, says it was taken (an error would have come first).
@@ -183,12 +184,14 @@ impl<'a> Fresh<'a> {
     }
 }
 
-/// Sends each socket's requests and waits until each got its expected reply; an error reply
-/// fails the run. Retries after [`RETRY`], gives up after [`GIVE_UP`].
+/// Sends each socket's requests and waits until each got its expected reply; any other reply
+/// (but `stale`, the previous step's, which a retry may bring late) fails the run. Retries
+/// after [`RETRY`], gives up after [`GIVE_UP`].
 fn exchange(
     conns: &[Conn],
     sessions: &[String],
     batch: &mut RecvBatch,
+    stale: Option<&[u8]>,
     what: impl Fn(usize) -> (Vec<Vec<u8>>, Vec<u8>),
 ) -> Result<(), String> {
     let send = |s: usize| -> Result<(), String> {
@@ -216,7 +219,7 @@ fn exchange(
                 let (data, truncated) = batch.get(d);
                 if data == expected.as_slice() && !truncated {
                     done = true;
-                } else {
+                } else if stale != Some(data) {
                     return Err(format!(
                         "lobby {}: unexpected reply {:?} (expected {:?})",
                         sessions[s],
@@ -336,9 +339,11 @@ fn flood(
     let mut next_due = t0;
     let mut total = 0u64;
     let mut cursor = 0usize;
-    // Per socket: listings without a reply yet. In send order: (socket, sent at, counted).
-    let mut outstanding = vec![0u32; conns.len()];
-    let mut fifo: VecDeque<(usize, Instant, bool)> = VecDeque::new();
+    // Per socket: listings sent, and listings settled (answered, or given up on), oldest
+    // first. In send order: (socket, its number on the socket, sent at, counted).
+    let mut sent = vec![0u64; conns.len()];
+    let mut settled = vec![0u64; conns.len()];
+    let mut fifo: VecDeque<(usize, u64, Instant, bool)> = VecDeque::new();
     let mut batch = RecvBatch::new();
     loop {
         let now = Instant::now();
@@ -359,8 +364,8 @@ fn flood(
             next_due += interval;
             match conns[s].send(request) {
                 Ok(()) => {
-                    outstanding[s] += 1;
-                    fifo.push_back((s, now, measuring));
+                    sent[s] += 1;
+                    fifo.push_back((s, sent[s], now, measuring));
                     if measuring {
                         out.sent += 1;
                     }
@@ -371,8 +376,8 @@ fn flood(
         }
         // Read every socket with a listing out; replies come within the tick, as a rule.
         let mut seen = 0;
-        for &(s, _, _) in &fifo {
-            if outstanding[s] == 0 {
+        for &(s, _, _, _) in &fifo {
+            if settled[s] >= sent[s] {
                 continue;
             }
             seen += 1;
@@ -390,8 +395,8 @@ fn flood(
                 if let Err(why) = check.reply(data, truncated) {
                     out.wrong.add(|| format!("{}: {why}", conns[s].local));
                 }
-                outstanding[s] = outstanding[s].saturating_sub(1);
-                if outstanding[s] == 0 {
+                settled[s] += 1;
+                if settled[s] >= sent[s] {
                     break;
                 }
             }
@@ -400,12 +405,13 @@ fn flood(
             }
         }
         // Answered listings leave from the front; old ones count as unanswered.
-        while let Some(&(s, sent, counted)) = fifo.front() {
-            if outstanding[s] > 0 {
-                if now.saturating_duration_since(sent) < LIST_TIMEOUT {
+        while let Some(&(s, seq, at, counted)) = fifo.front() {
+            if seq > settled[s] {
+                if now.saturating_duration_since(at) < LIST_TIMEOUT {
                     break;
                 }
-                outstanding[s] -= 1;
+                // The socket's older listings left the front before this one.
+                settled[s] = seq;
                 if counted {
                     out.unanswered += 1;
                 }

@@ -360,7 +360,12 @@ lobby_run() {
     local lobby_load=(--sessions "$SESSIONS" --players "$PLAYERS" --outstanding "$OUTSTANDING"
         --duration "$LOBBY_DURATION" --warmup "$WARMUP")
     echo "  rabid-punch ${lobby_server[*]} $SERVER_EXTRA_ARGS (fresh for each of the three)"
-    for case in plain lobbies listing; do
+    # The order turns from run to run, so a drift of the machine does not favour one case.
+    local order=(plain lobbies listing)
+    local first=$(((n - 1) % 3))
+    order=("${order[@]:first}" "${order[@]:0:first}")
+    for case in "${order[@]}"; do
+        [[ -r /proc/loadavg ]] && echo "    (load average $(cut -d' ' -f1-3 /proc/loadavg))"
         start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 "${lobby_server[@]}" \
             --log-file "$tmp/punch.log" "${server_extra[@]}"
         srv_pid=$pid

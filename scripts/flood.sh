@@ -10,7 +10,8 @@
 # The lifecycle and ping runs use --relay off: they measure the rendezvous, and with the
 # default (auto) the generator's quick restarts from the same IPs would be relayed. The generator is pinned to core 0 and the server (or echo) to core 1 when
 # taskset is available and there are two cores or more. Everything it starts is stopped by PID
-# on exit. Bounded: about a minute with the defaults (plus the build), times --runs.
+# on exit. Bounded: about two and a half minutes with the defaults (plus the build), times --runs
+# (the lobby runs take about half of it; --lobbies 0 skips them).
 #
 # Server CPU is read from /proc/<pid>/stat (utime+stime, all threads) by rabid-flood itself at
 # the edges of its measured window (--server-pid), so set-up and warm-up are not counted; the

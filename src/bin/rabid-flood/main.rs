@@ -129,6 +129,18 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
                 "server_cpu_us_per_reply",
                 us_per(window.server_cpu, o.replies),
             )
+            .opt(
+                "receiver_cpu_us_per_reply",
+                us_per(window.server_threads.map(|t| t.receiver), o.replies),
+            )
+            .opt(
+                "workers_cpu_us_per_reply",
+                us_per(window.server_threads.map(|t| t.workers), o.replies),
+            )
+            .opt(
+                "others_cpu_us_per_reply",
+                us_per(window.server_threads.map(|t| t.others), o.replies),
+            )
             .opt("server_rss_before", rss.map(|r| r.0 as f64))
             .opt("server_rss_joined", rss.map(|r| r.1 as f64))
             .opt("server_bytes_per_player", per_player)
@@ -182,6 +194,16 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             "  server CPU:    {}",
             cpu_line(window.server_cpu, window.wall, o.replies, "reply")
         );
+        if let Some(t) = window.server_threads {
+            let per = |d: std::time::Duration| us_per(Some(d), o.replies).unwrap_or(0.0);
+            println!(
+                "  server threads: receiver {:.3} us/reply, workers {:.3} us/reply, directory and \
+                 relay readers {:.3} us/reply",
+                per(t.receiver),
+                per(t.workers),
+                per(t.others)
+            );
+        }
         if let Some(l) = o.lobbies {
             println!(
                 "  lobbies:  {} public ({} with d:, listed by l:; {} with a:1:, listed by b:1:) \

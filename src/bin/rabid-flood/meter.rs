@@ -11,8 +11,31 @@ pub struct Snapshot {
     pub at: Instant,
     pub own_cpu: Duration,
     pub server_cpu: Option<Duration>,
+    /// The server's CPU time by kind of thread (its threads' names say which).
+    pub server_threads: Option<ThreadCpu>,
     /// Resident memory of the server, bytes.
     pub server_rss: Option<u64>,
+}
+
+/// A server's CPU time by kind of thread: what caps its rate with more workers is the receiver's
+/// share (every datagram passes it), so it is read apart from the workers'.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThreadCpu {
+    pub receiver: Duration,
+    /// All workers together.
+    pub workers: Duration,
+    /// The lobby directory thread and the relay readers.
+    pub others: Duration,
+}
+
+impl ThreadCpu {
+    fn since(&self, earlier: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            receiver: self.receiver.saturating_sub(earlier.receiver),
+            workers: self.workers.saturating_sub(earlier.workers),
+            others: self.others.saturating_sub(earlier.others),
+        }
+    }
 }
 
 impl Snapshot {
@@ -21,6 +44,7 @@ impl Snapshot {
             at: Instant::now(),
             own_cpu: own_cpu(),
             server_cpu: server_pid.and_then(process_cpu),
+            server_threads: server_pid.and_then(thread_cpu),
             server_rss: server_pid.and_then(process_rss),
         }
     }
@@ -32,6 +56,7 @@ pub struct Window {
     pub wall: Duration,
     pub own_cpu: Duration,
     pub server_cpu: Option<Duration>,
+    pub server_threads: Option<ThreadCpu>,
 }
 
 impl Window {
@@ -41,6 +66,10 @@ impl Window {
             own_cpu: b.own_cpu.saturating_sub(a.own_cpu),
             server_cpu: match (a.server_cpu, b.server_cpu) {
                 (Some(x), Some(y)) => Some(y.saturating_sub(x)),
+                _ => None,
+            },
+            server_threads: match (&a.server_threads, &b.server_threads) {
+                (Some(x), Some(y)) => Some(y.since(x)),
                 _ => None,
             },
         }
@@ -70,6 +99,39 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     parse_stat_cpu(&text, if ticks > 0 { ticks as u64 } else { 100 })
+}
+
+/// The CPU time of process `pid`'s threads by kind (`receiver`, `worker-N`, the rest), from
+/// `/proc/<pid>/task/*/stat`; `None` when it cannot be read. A thread that ended is not counted.
+pub fn thread_cpu(pid: u32) -> Option<ThreadCpu> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as u64 } else { 100 };
+    let mut cpu = ThreadCpu::default();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        let Some(time) = parse_stat_cpu(&text, ticks) else {
+            continue;
+        };
+        match thread_name(&text) {
+            Some("receiver") => cpu.receiver += time,
+            Some(name) if name.starts_with("worker-") => cpu.workers += time,
+            Some("directory") => cpu.others += time,
+            Some(name) if name.starts_with("relay-") => cpu.others += time,
+            _ => {}
+        }
+    }
+    Some(cpu)
+}
+
+/// The thread name (field 2) of a `/proc/.../stat` line: between the first `(` and the last `)`.
+fn thread_name(text: &str) -> Option<&str> {
+    text.get(text.find('(')? + 1..text.rfind(')')?)
 }
 
 /// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`), or `None`.
@@ -112,6 +174,13 @@ mod tests {
         assert_eq!(parse_stat_cpu(line, 100), Some(Duration::from_secs(2)));
         assert_eq!(parse_stat_cpu("garbage", 100), None);
         assert_eq!(parse_stat_cpu("1 (x) S 1 2", 100), None);
+    }
+
+    #[test]
+    fn threads_are_told_apart_by_name_and_this_process_has_some() {
+        assert_eq!(thread_name("7 (worker-3) S 1 2"), Some("worker-3"));
+        assert_eq!(thread_name("7 (a (b)) S"), Some("a (b)"));
+        assert!(thread_cpu(std::process::id()).is_some());
     }
 
     #[test]

@@ -176,7 +176,13 @@ mod tests {
                 "--workers",
                 "--debug",
                 "--relay-public-ip",
+                "--http",
                 "--metrics",
+                "--directory",
+                "--directory-prefix",
+                "--directory-max-sessions",
+                "--public-address",
+                "--region",
                 "--version",
                 "--help,",
             ];

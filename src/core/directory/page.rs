@@ -34,6 +34,7 @@ impl Listing {
             mode: &self.mode,
             description: &self.description,
             age_secs: now.saturating_duration_since(self.created).as_secs(),
+            server: self.server_view(),
         }
     }
 }

@@ -19,6 +19,7 @@ fn listing(session: &str, scope: Scope, players: u8, max: u8, created: Instant) 
         mode: "Draft".into(),
         description: String::new(),
         created,
+        origin: None,
     }
 }
 
@@ -298,4 +299,56 @@ fn the_http_view_lists_as_json_without_addresses() {
     ] {
         assert!(HttpQuery::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn in_a_fleet_other_servers_lobbies_are_listed_with_their_server() {
+    let (tx, changes) = crossbeam_channel::unbounded();
+    let dir = Directory::with_fleet(tx);
+    let t0 = Instant::now();
+    let mine = listing("Mine", game("g"), 1, 4, t0);
+    dir.publish(mine.clone());
+    let name = |s: &str| SessionName::new(s).unwrap();
+    dir.claim(name("Mine"));
+    dir.unlist(&name("Nope")); // not listed: nothing to tell
+    dir.release(name("Gone"));
+    let told: Vec<Change> = changes.try_iter().collect();
+    assert_eq!(
+        told,
+        [
+            Change::Listed(Box::new(mine)),
+            Change::Claimed(name("Mine")),
+            Change::Released(name("Gone")),
+        ]
+    );
+    let origin = std::sync::Arc::new(Origin {
+        node: "ab".into(),
+        host: "us.example.com".into(),
+        port: 7777,
+        region: "us".into(),
+    });
+    let mut theirs = listing("Theirs", game("g"), 2, 4, t0 + Duration::from_secs(1));
+    theirs.origin = Some(origin.clone());
+    dir.set_node(
+        "ab",
+        Some((vec![name("Theirs"), name("Hidden")], vec![theirs.clone()])),
+    );
+    assert!(dir.taken_elsewhere(&name("Hidden")) && !dir.taken_elsewhere(&name("Mine")));
+    let now = t0 + Duration::from_secs(5);
+    let p = page(&dir, &request("g", "", "n", "", 400), now);
+    assert_eq!(
+        p,
+        "b:1:2::Theirs|HTheirs|2|4|0|1.0|Draft||4|us.example.com|7777|us:\
+         Mine|HMine|1|4|0|1.0|Draft||5"
+    );
+    assert_eq!(dir.remote_len(), 1);
+    assert_eq!(dir.remote_nodes(), ["ab"]);
+    // Its lobby changes: same place; the server goes: its lobbies and names with it.
+    theirs.players = 3;
+    dir.set_node("ab", Some((vec![name("Theirs")], vec![theirs])));
+    assert!(!dir.taken_elsewhere(&name("Hidden")));
+    assert!(page(&dir, &request("g", "", "n", "", 400), now).contains("Theirs|HTheirs|3|"));
+    dir.set_node("ab", None);
+    assert_eq!(dir.len(), 1);
+    assert!(dir.remote_nodes().is_empty() && !dir.taken_elsewhere(&name("Theirs")));
 }

@@ -91,6 +91,10 @@ impl Shard {
             session.send_info(from, out);
             return Ok(());
         }
+        if self.directory.taken_elsewhere(&name) {
+            // Live on another server of the fleet (docs/lobbies.md, "A fleet").
+            return Err(ErrorCode::SessionExists);
+        }
         let owner = IpKey::from(from.ip());
         if let Err(cap) = self.caps.try_open_session(owner) {
             // Dropped unanswered: the client retries, then reports the server silent. No reply
@@ -129,6 +133,7 @@ impl Shard {
         );
         session.send_info(from, out);
         self.sessions.insert(name, session);
+        self.directory.claim(name);
         self.players += 1;
         self.stats.sessions_created += 1;
         self.schedule(name);

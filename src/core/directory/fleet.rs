@@ -1,0 +1,177 @@
+//! The directory's side of a fleet (`--directory redis://...`): several servers sharing one
+//! lobby directory through Redis, each listing the others' lobbies and refusing a session name
+//! live on another.
+//!
+//! The shards never talk to Redis, and never wait for whoever does: the directory tells the
+//! fleet thread (`runtime::fleet`) what changed here through an unbounded channel
+//! ([`Change`]: a session created or deleted, a lobby listed or unlisted; a send never blocks),
+//! and the fleet thread writes what it reads from Redis back here ([`Directory::set_node`]):
+//! the other servers' lobbies, which the listings then show with the server to join them at,
+//! and their session names, which a host request checks ([`Directory::taken_elsewhere`]).
+//! Without a fleet none of this is used: the channel is `None` and every call here returns at
+//! once.
+
+use std::collections::HashMap;
+
+use crossbeam_channel::Sender;
+use parking_lot::RwLock;
+
+use super::{Directory, Entry, Listing};
+use crate::core::SessionName;
+
+/// Another server of the fleet: its node id in Redis, and where players reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub node: String,
+    /// Its public host (a DNS name or an IPv4 address, `rabid_wire::lobby::is_server_host`).
+    pub host: String,
+    pub port: u16,
+    /// Its region label (`rabid_wire::lobby::is_region`).
+    pub region: String,
+}
+
+/// A change of this server's sessions or lobbies, for the fleet thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A session was created here: its name is to be claimed fleet-wide.
+    Claimed(SessionName),
+    /// A session was deleted here: its name is free again.
+    Released(SessionName),
+    /// One of this server's lobbies was listed or changed.
+    Listed(Box<Listing>),
+    /// One of this server's lobbies left the list.
+    Unlisted(SessionName),
+}
+
+/// The directory's link to the fleet thread.
+#[derive(Debug)]
+pub struct FleetLink {
+    changes: Sender<Change>,
+    names: RwLock<RemoteNames>,
+}
+
+/// The session names live on other servers.
+#[derive(Debug, Default)]
+struct RemoteNames {
+    /// How many other servers hold each name (two only in a race, see `runtime::fleet`).
+    count: HashMap<SessionName, u32>,
+    /// The names each other server holds, by node id.
+    by_node: HashMap<String, Vec<SessionName>>,
+}
+
+impl FleetLink {
+    /// Hands `change` to the fleet thread; never blocks. When the thread is gone (the server is
+    /// stopping) the change is dropped.
+    pub(super) fn send(&self, change: Change) {
+        let _ = self.changes.send(change);
+    }
+}
+
+impl Directory {
+    /// A directory that tells every change of this server's sessions and lobbies to `changes`.
+    pub fn with_fleet(changes: Sender<Change>) -> Self {
+        Self {
+            inner: Default::default(),
+            fleet: Some(FleetLink {
+                changes,
+                names: Default::default(),
+            }),
+        }
+    }
+
+    /// Whether this directory is shared with a fleet.
+    pub fn in_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
+    /// A session named `name` was created on this server.
+    pub fn claim(&self, name: SessionName) {
+        if let Some(fleet) = &self.fleet {
+            fleet.send(Change::Claimed(name));
+        }
+    }
+
+    /// The session named `name` on this server was deleted.
+    pub fn release(&self, name: SessionName) {
+        if let Some(fleet) = &self.fleet {
+            fleet.send(Change::Released(name));
+        }
+    }
+
+    /// Whether a session named `name` is live on another server of the fleet, as far as the
+    /// fleet thread last read (about a second ago).
+    pub fn taken_elsewhere(&self, name: &SessionName) -> bool {
+        self.fleet
+            .as_ref()
+            .is_some_and(|f| f.names.read().count.contains_key(name))
+    }
+
+    /// Sets what server `node` holds: the names of its sessions and its listed lobbies (each
+    /// with its `origin`), replacing what it held; `None` when it is gone. For the fleet thread.
+    pub fn set_node(&self, node: &str, held: Option<(Vec<SessionName>, Vec<Listing>)>) {
+        let (names, mut lobbies) = held.unwrap_or_default();
+        if let Some(fleet) = &self.fleet {
+            let mut remote = fleet.names.write();
+            let old = remote.by_node.remove(node).unwrap_or_default();
+            for name in old {
+                if let Some(n) = remote.count.get_mut(&name) {
+                    *n -= 1;
+                    if *n == 0 {
+                        remote.count.remove(&name);
+                    }
+                }
+            }
+            for name in &names {
+                *remote.count.entry(*name).or_default() += 1;
+            }
+            if !names.is_empty() {
+                remote.by_node.insert(node.to_string(), names);
+            }
+        }
+        // Oldest first, so that each new entry is the newest so far.
+        lobbies.sort_by_key(|l| l.created);
+        let mut inner = self.inner.write();
+        let mut old = inner.remote.remove(node).unwrap_or_default();
+        let mut seqs = HashMap::with_capacity(lobbies.len());
+        for listing in lobbies {
+            let seq = inner.reuse_or_next(old.remove(&listing.session), listing.created);
+            seqs.insert(listing.session, seq);
+            inner.insert(Entry { listing, seq });
+        }
+        for (_, seq) in old {
+            inner.remove(seq);
+        }
+        if !seqs.is_empty() {
+            inner.remote.insert(node.to_string(), seqs);
+        }
+    }
+
+    /// The other servers this directory holds lobbies or names of, by node id.
+    pub fn remote_nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.inner.read().remote.keys().cloned().collect();
+        if let Some(fleet) = &self.fleet {
+            nodes.extend(fleet.names.read().by_node.keys().cloned());
+        }
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// The lobbies of other servers listed now.
+    pub fn remote_len(&self) -> usize {
+        self.inner.read().remote.values().map(HashMap::len).sum()
+    }
+}
+
+impl Listing {
+    /// The origin of this listing as the wire shows it.
+    pub(super) fn server_view(&self) -> Option<rabid_wire::lobby::ServerView<'_>> {
+        self.origin
+            .as_deref()
+            .map(|o| rabid_wire::lobby::ServerView {
+                host: &o.host,
+                port: o.port,
+                region: &o.region,
+            })
+    }
+}

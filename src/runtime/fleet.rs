@@ -19,9 +19,12 @@
 //! which the listings show with the node to join them at, and their session names, which a
 //! host request checks. So a listing never waits for Redis, and neither does a worker.
 //!
-//! A name is claimed with `SET P name:<session> <id> NX`: one node wins it. The loser learns it
-//! at once and counts it (`rabid_punch_fleet_name_conflicts`); its session goes on, players
-//! already in it, but is not published (docs/lobbies.md, "A fleet", says when this can happen).
+//! A new name is claimed with `SET P name:<session> <id> NX` when a host asks for it, before its
+//! session exists (`Change::Reserve`; the shard answers the host's next `h:` from the verdict,
+//! `Directory::reserve`), and again when the session is created: one node wins it. A session
+//! created without a claim (Redis away, a flood of hosts past the rate) whose name another node
+//! won is counted (`rabid_punch_fleet_name_conflicts`) and goes on, players already in it, but
+//! is not published (docs/lobbies.md, "A fleet").
 //!
 //! Redis down: every error drops the connection, is counted and logged (a warning when the
 //! connection is lost, then quiet), and the thread reconnects with a backoff from 250 ms to
@@ -136,6 +139,8 @@ pub struct Fleet {
     record: String,
     local: HashMap<SessionName, Local>,
     dirty: HashSet<SessionName>,
+    /// New names hosts asked for, to claim before their sessions exist.
+    asked: HashSet<SessionName>,
     seen: HashMap<String, Seen>,
     next_connect: Instant,
     backoff: Duration,
@@ -191,6 +196,7 @@ impl Fleet {
             record,
             local: HashMap::new(),
             dirty: HashSet::new(),
+            asked: HashSet::new(),
             seen: HashMap::new(),
             next_connect: now,
             backoff: BACKOFF_MIN,
@@ -234,6 +240,9 @@ impl Fleet {
                 }
             }
             self.expire_remote(now);
+            // A verdict lives half the claim's TTL (at most 5 s): a host re-sends in 0.5 s.
+            let keep = (self.config.ttl / 2).min(Duration::from_secs(5));
+            self.directory.set_fleet_up(self.con.is_some(), now, keep);
             self.counters.set_fleet(
                 self.con.is_some(),
                 self.seen.len(),
@@ -246,6 +255,10 @@ impl Fleet {
     /// Takes one change from the shards into the local state.
     fn apply(&mut self, change: Change) {
         let name = match change {
+            Change::Reserve(name) => {
+                self.asked.insert(name);
+                return;
+            }
             Change::Claimed(name) => {
                 if self.local.len() >= self.config.max_sessions {
                     self.counters.fleet_over_cap();
@@ -348,6 +361,9 @@ impl Fleet {
 
     /// What is due now: the changes, the refresh, the poll.
     fn work(&mut self, now: Instant) -> RedisResult<()> {
+        if !self.asked.is_empty() {
+            self.claim_asked()?;
+        }
         if !self.dirty.is_empty() {
             self.flush()?;
         }
@@ -358,6 +374,40 @@ impl Fleet {
         if now >= self.next_poll {
             self.next_poll = now + self.config.poll;
             self.poll(now)?;
+        }
+        Ok(())
+    }
+
+    /// Claims the names hosts asked for, and tells the directory which are ours.
+    fn claim_asked(&mut self) -> RedisResult<()> {
+        let asked: Vec<SessionName> = self.asked.drain().collect();
+        let ttl = self.ttl_ms();
+        let mut pipe = redis::pipe();
+        for name in &asked {
+            let key = self.key(&format!("name:{name}"));
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(&self.node)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+            pipe.cmd("GET").arg(&key);
+        }
+        let owners: Vec<Option<String>> = match self.run_pipe(&pipe) {
+            Ok(owners) => owners,
+            Err(e) => {
+                self.asked.extend(asked);
+                return Err(e);
+            }
+        };
+        for (name, owner) in asked.into_iter().zip(owners) {
+            let ours = owner.as_deref() == Some(self.node.as_str());
+            debug!(
+                "fleet: name {name} asked for: {}",
+                if ours { "ours" } else { "taken" }
+            );
+            self.directory.settle(name, ours);
         }
         Ok(())
     }

@@ -8,13 +8,20 @@
 //! and the fleet thread writes what it reads from Redis back here ([`Directory::set_node`]):
 //! the other servers' lobbies, which the listings then show with the server to join them at,
 //! and their session names, which a host request checks ([`Directory::taken_elsewhere`]).
+//! A new session name is claimed in Redis before the session is created
+//! ([`Directory::reserve`]): the first `h:` for it asks the fleet thread and goes unanswered,
+//! and the client's next `h:` (the plugin re-sends every 0.5 s) finds the verdict waiting. While
+//! Redis is away, names are checked against this server and the last view of the others only.
+//!
 //! Without a fleet none of this is used: the channel is `None` and every call here returns at
 //! once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::{Directory, Entry, Listing};
 use crate::core::SessionName;
@@ -41,6 +48,31 @@ pub enum Change {
     Listed(Box<Listing>),
     /// One of this server's lobbies left the list.
     Unlisted(SessionName),
+    /// A host asks for this new name: claim it in Redis and say ([`Directory::settle`]).
+    Reserve(SessionName),
+}
+
+/// What a host request for a new name may do now ([`Directory::reserve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    /// Create the session: the name is claimed for this server, or there is no fleet to ask.
+    Go,
+    /// Not yet known: drop the request unanswered; the client asks again.
+    Wait,
+    /// Another server holds it: `error:session_exists`.
+    Taken,
+}
+
+/// Names asked for and not yet settled or forgotten, at most.
+pub const MAX_RESERVATIONS: usize = 10_000;
+/// New names asked of Redis per second, at most, whatever hosts send.
+pub const RESERVATIONS_PER_SEC: u32 = 2_000;
+
+/// A name asked for by a host: whether Redis said yes yet.
+#[derive(Clone, Copy, Debug)]
+struct Reservation {
+    verdict: Option<bool>,
+    asked: Instant,
 }
 
 /// The directory's link to the fleet thread.
@@ -48,6 +80,17 @@ pub enum Change {
 pub struct FleetLink {
     changes: Sender<Change>,
     names: RwLock<RemoteNames>,
+    /// Whether the fleet thread is connected to Redis: only then do new names wait for it.
+    up: AtomicBool,
+    reservations: Mutex<Reservations>,
+}
+
+/// The names asked for, and how many were asked in the current second.
+#[derive(Debug)]
+struct Reservations {
+    names: HashMap<SessionName, Reservation>,
+    second: Option<Instant>,
+    asked: u32,
 }
 
 /// The session names live on other servers.
@@ -75,6 +118,12 @@ impl Directory {
             fleet: Some(FleetLink {
                 changes,
                 names: Default::default(),
+                up: AtomicBool::new(false),
+                reservations: Mutex::new(Reservations {
+                    names: HashMap::new(),
+                    second: None,
+                    asked: 0,
+                }),
             }),
         }
     }
@@ -95,6 +144,81 @@ impl Directory {
     pub fn release(&self, name: SessionName) {
         if let Some(fleet) = &self.fleet {
             fleet.send(Change::Released(name));
+        }
+    }
+
+    /// May a host create a session under the new name `name` now? Asks the fleet thread to claim
+    /// it the first time (never waits for it), and answers from its verdict the next.
+    ///
+    /// Past [`RESERVATIONS_PER_SEC`] or [`MAX_RESERVATIONS`] (a flood of hosts), and while Redis
+    /// is away, the answer is [`Reserve::Go`]: the name is then checked against the view of the
+    /// other servers only, as the caller did, so a flood can neither make Redis work harder nor
+    /// keep real hosts waiting.
+    pub fn reserve(&self, name: SessionName, now: Instant) -> Reserve {
+        let Some(fleet) = &self.fleet else {
+            return Reserve::Go;
+        };
+        if !fleet.up.load(Ordering::Relaxed) {
+            return Reserve::Go;
+        }
+        let mut reservations = fleet.reservations.lock();
+        match reservations.names.get(&name).map(|r| r.verdict) {
+            Some(Some(true)) => {
+                reservations.names.remove(&name);
+                Reserve::Go
+            }
+            // Kept until forgotten: a host re-sending is answered without asking again.
+            Some(Some(false)) => Reserve::Taken,
+            Some(None) => Reserve::Wait,
+            None => {
+                if reservations
+                    .second
+                    .is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1))
+                {
+                    reservations.second = Some(now);
+                    reservations.asked = 0;
+                }
+                if reservations.names.len() >= MAX_RESERVATIONS
+                    || reservations.asked >= RESERVATIONS_PER_SEC
+                {
+                    return Reserve::Go;
+                }
+                reservations.asked += 1;
+                reservations.names.insert(
+                    name,
+                    Reservation {
+                        verdict: None,
+                        asked: now,
+                    },
+                );
+                drop(reservations);
+                fleet.send(Change::Reserve(name));
+                Reserve::Wait
+            }
+        }
+    }
+
+    /// Redis's verdict on a name asked for: `ours` when it is claimed for this server. For the
+    /// fleet thread.
+    pub fn settle(&self, name: SessionName, ours: bool) {
+        if let Some(fleet) = &self.fleet {
+            if let Some(r) = fleet.reservations.lock().names.get_mut(&name) {
+                r.verdict = Some(ours);
+            }
+        }
+    }
+
+    /// Whether the fleet thread is connected to Redis; forgets the names asked for longer than
+    /// `keep` ago (less than the claims' TTL, so that a verdict never outlives its claim). For
+    /// the fleet thread.
+    pub fn set_fleet_up(&self, up: bool, now: Instant, keep: Duration) {
+        if let Some(fleet) = &self.fleet {
+            fleet.up.store(up, Ordering::Relaxed);
+            fleet
+                .reservations
+                .lock()
+                .names
+                .retain(|_, r| now.saturating_duration_since(r.asked) < keep);
         }
     }
 

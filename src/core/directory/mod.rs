@@ -25,7 +25,7 @@ use parking_lot::RwLock;
 
 use crate::core::{PlayerName, SessionName};
 
-pub use fleet::{Change, FleetLink, Origin};
+pub use fleet::{Change, FleetLink, Origin, Reserve};
 use index::Slices;
 pub use json::{HttpQuery, ParseQueryError};
 pub use page::Filter;

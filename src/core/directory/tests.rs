@@ -352,3 +352,44 @@ fn in_a_fleet_other_servers_lobbies_are_listed_with_their_server() {
     assert_eq!(dir.len(), 1);
     assert!(dir.remote_nodes().is_empty() && !dir.taken_elsewhere(&name("Theirs")));
 }
+
+#[test]
+fn a_new_name_waits_for_its_claim_only_while_the_fleet_is_up() {
+    let (tx, changes) = crossbeam_channel::unbounded();
+    let dir = Directory::with_fleet(tx);
+    let (t0, keep) = (Instant::now(), Duration::from_secs(3));
+    let name = |s: &str| SessionName::new(s).unwrap();
+    // Redis away: names go at once (checked against the last view only).
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Go);
+    dir.set_fleet_up(true, t0, keep);
+    // Up: the first ask waits and asks the fleet thread once; the verdict answers the next.
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Wait);
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Wait);
+    assert_eq!(dir.reserve(name("B"), t0), Reserve::Wait);
+    let asked: Vec<Change> = changes.try_iter().collect();
+    assert_eq!(
+        asked,
+        [Change::Reserve(name("A")), Change::Reserve(name("B"))]
+    );
+    dir.settle(name("A"), true);
+    dir.settle(name("B"), false);
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Go);
+    assert_eq!(dir.reserve(name("B"), t0), Reserve::Taken);
+    assert_eq!(
+        dir.reserve(name("B"), t0),
+        Reserve::Taken,
+        "kept for re-sends"
+    );
+    // Forgotten after `keep`: asked again.
+    dir.set_fleet_up(true, t0 + keep, keep);
+    assert_eq!(dir.reserve(name("B"), t0 + keep), Reserve::Wait);
+    // A flood of new names: past the rate, names go unasked instead of waiting.
+    let t1 = t0 + Duration::from_secs(10);
+    let mut waited = 0;
+    for i in 0..(fleet::RESERVATIONS_PER_SEC + 10) {
+        if dir.reserve(name(&format!("F{i}")), t1) == Reserve::Wait {
+            waited += 1;
+        }
+    }
+    assert_eq!(waited, fleet::RESERVATIONS_PER_SEC);
+}

@@ -78,6 +78,7 @@ fn listings(c: &mut Criterion) {
             DirectoryQuery::QuickJoin {
                 game: "cards".into(),
                 version: None,
+                request_len: 64,
             },
         ),
     ];

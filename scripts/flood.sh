@@ -10,7 +10,8 @@
 # The lifecycle and ping runs use --relay off: they measure the rendezvous, and with the
 # default (auto) the generator's quick restarts from the same IPs would be relayed. The generator is pinned to core 0 and the server (or echo) to core 1 when
 # taskset is available and there are two cores or more. Everything it starts is stopped by PID
-# on exit. Bounded: about a minute with the defaults (plus the build), times --runs.
+# on exit. Bounded: about two and a half minutes with the defaults (plus the build), times --runs
+# (the lobby runs take about half of it; --lobbies 0 skips them).
 #
 # Server CPU is read from /proc/<pid>/stat (utime+stime, all threads) by rabid-flood itself at
 # the edges of its measured window (--server-pid), so set-up and warm-up are not counted; the
@@ -20,6 +21,17 @@
 # above the load: every player is on 127.0.0.x, and budget drops would be measured instead of
 # forwarding. Its ports are RELAY_PORT_BASE upwards, two per session per worker (plus slack,
 # as sessions spread unevenly over the workers' shares of the pool).
+#
+# The lobby directory's costs (third table): the ping flood, the same with LOBBIES public lobbies
+# listed (rabid-flood ping --lobbies: half made public with d:, half announced with a:1:), and the
+# same again with a listing flood of LIST_RATE listings/s running beside it (--list-rate: l: and
+# padded b:1: pages, alternately, from sockets of their own), each against a fresh rabid-punch.
+# The lobbies' host sockets are closed once they are listed (100 000 sockets do not fit under
+# the open-files limit), so they never ping: these three servers run with --player-timeout and
+# --session-lifetime of 1h instead of keep-alives, and --max-sessions raised above the lobbies
+# plus the flood's sessions. All three get the same flags, so the lobbies are the only change.
+# Lobby hosts use 127.1.0.0/22 (about 100 sessions per IP, under --max-sessions-per-ip 256)
+# and the listing flood 127.2.0.0/20 (one address per socket, within the per-IP send budget).
 #
 # Only loopback addresses are used. On a bigger box, use --workers = number of cores given to
 # the server; for figures beyond one generator core run rabid-flood with --threads, or on
@@ -42,6 +54,10 @@ RELAY_BYTES=${RELAY_BYTES:-100}
 RELAY_DURATION=${RELAY_DURATION:-10}
 RELAY_PORT_BASE=${RELAY_PORT_BASE:-30000}
 RELAY_ONLY=${RELAY_ONLY:-0}
+LOBBIES=${LOBBIES:-100000}
+LIST_RATE=${LIST_RATE:-5000}
+LOBBY_DURATION=${LOBBY_DURATION:-$DURATION}
+LOBBIES_ONLY=${LOBBIES_ONLY:-0}
 BUILD=${BUILD:-1}
 RUNS=${RUNS:-1}
 NICE=${NICE:-0}
@@ -67,6 +83,10 @@ usage: scripts/flood.sh [options]        (each option also reads the environment
   --relay-duration S      seconds measured per relay flood, 0 to skip it (RELAY_DURATION, default $RELAY_DURATION)
   --relay-port-base P     first relay port (RELAY_PORT_BASE, default $RELAY_PORT_BASE)
   --relay-only            only the relay flood and its echo run (RELAY_ONLY=1)
+  --lobbies N             public lobbies listed in the lobby runs, 0 to skip them (LOBBIES, default $LOBBIES)
+  --list-rate R           listings/s of the listing flood in the last lobby run (LIST_RATE, default $LIST_RATE)
+  --lobby-duration S      seconds measured per lobby run (LOBBY_DURATION, default: --duration)
+  --lobbies-only          only the three lobby runs (LOBBIES_ONLY=1)
   --runs N                repeat everything N times and print medians too (RUNS, default $RUNS)
   --nice N                run generator, server and echo at this nice value, e.g. -10 on a
                           machine busy with other work (needs root for < 0) (NICE, default $NICE)
@@ -94,6 +114,10 @@ while [[ $# -gt 0 ]]; do
         --relay-duration) RELAY_DURATION=$2; shift 2 ;;
         --relay-port-base) RELAY_PORT_BASE=$2; shift 2 ;;
         --relay-only) RELAY_ONLY=1; shift ;;
+        --lobbies) LOBBIES=$2; shift 2 ;;
+        --list-rate) LIST_RATE=$2; shift 2 ;;
+        --lobby-duration) LOBBY_DURATION=$2; shift 2 ;;
+        --lobbies-only) LOBBIES_ONLY=1; shift ;;
         --runs) RUNS=$2; shift 2 ;;
         --nice) NICE=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -123,6 +147,24 @@ if ((relay_last_port > 65535)); then
 fi
 if [[ $RELAY_ONLY == 1 ]]; then
     LIFECYCLE_DURATION=0
+    LOBBIES=0
+fi
+[[ $LOBBIES =~ ^[0-9]+$ && $LIST_RATE =~ ^[1-9][0-9]*$ && $SESSIONS =~ ^[1-9][0-9]*$ ]] || {
+    echo "flood.sh: --lobbies must be 0 or more, --list-rate and --sessions positive integers" >&2
+    exit 2
+}
+if [[ $LOBBIES_ONLY == 1 ]]; then
+    if [[ $LOBBIES == 0 ]]; then
+        echo "flood.sh: --lobbies-only needs --lobbies above 0 and no --relay-only" >&2
+        exit 2
+    fi
+    LIFECYCLE_DURATION=0
+    RELAY_DURATION=0
+fi
+# The ping flood and its echo run (the first table), unless only one other part was asked for.
+PING_TABLE=1
+if [[ $RELAY_ONLY == 1 || $LOBBIES_ONLY == 1 ]]; then
+    PING_TABLE=0
 fi
 
 cd "$(dirname "$0")/.."
@@ -172,6 +214,9 @@ tick_hz=$(getconf CLK_TCK)
 start() {
     local name=$1
     shift
+    # Emptied here, not only by the redirection below: that happens in the background child,
+    # and the loop could otherwise read the previous server's port before it does.
+    : >"$tmp/$name.err"
     "${srv_pin[@]}" "$@" 2>"$tmp/$name.err" &
     pid=$!
     started+=("$pid")
@@ -243,7 +288,7 @@ one_run() {
     local n=$1
     echo "run $n of $RUNS"
     local punch_pid
-    if [[ $RELAY_ONLY != 1 ]]; then
+    if [[ $PING_TABLE == 1 || $LIFECYCLE_DURATION != 0 ]]; then
         echo "  rabid-punch --workers $WORKERS --relay off $SERVER_EXTRA_ARGS"
     fi
     # Each measurement gets a fresh server: state left by one (finished sessions, players
@@ -259,7 +304,7 @@ one_run() {
         stop "$punch_pid"
     fi
     local bound echo_pid
-    if [[ $RELAY_ONLY != 1 ]]; then
+    if [[ $PING_TABLE == 1 ]]; then
         start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
             --relay off --log-file "$tmp/punch.log" "${server_extra[@]}"
         punch_pid=$pid
@@ -299,6 +344,47 @@ one_run() {
         relay_echo_ticks=$((relay_echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
         stop "$echo_pid"
     fi
+
+    if [[ $LOBBIES != 0 ]]; then
+        lobby_run "$n"
+    fi
+}
+
+# lobby_run N: the ping flood against three fresh rabid-punch with the same flags: plain, with
+# $LOBBIES public lobbies listed, and with them and a listing flood; results in
+# $tmp/{plain,lobbies,listing}-N.json.
+lobby_ticks=0
+lobby_run() {
+    local n=$1 case srv_pid
+    local lobby_server=(--workers "$WORKERS" --relay off --max-sessions "$((LOBBIES + SESSIONS + 1000))"
+        --player-timeout 1h --session-lifetime 1h)
+    local lobby_load=(--sessions "$SESSIONS" --players "$PLAYERS" --outstanding "$OUTSTANDING"
+        --duration "$LOBBY_DURATION" --warmup "$WARMUP")
+    echo "  rabid-punch ${lobby_server[*]} $SERVER_EXTRA_ARGS (fresh for each of the three)"
+    # The order turns from run to run, so a drift of the machine does not favour one case.
+    local order=(plain lobbies listing)
+    local first=$(((n - 1) % 3))
+    order=("${order[@]:first}" "${order[@]:0:first}")
+    for case in "${order[@]}"; do
+        [[ -r /proc/loadavg ]] && echo "    (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+        start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 "${lobby_server[@]}" \
+            --log-file "$tmp/punch.log" "${server_extra[@]}"
+        srv_pid=$pid
+        local extra=()
+        case $case in
+            plain) echo "    ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${LOBBY_DURATION} s" ;;
+            lobbies)
+                extra=(--lobbies "$LOBBIES")
+                echo "    the same with $LOBBIES public lobbies listed" ;;
+            listing)
+                extra=(--lobbies "$LOBBIES" --list-rate "$LIST_RATE")
+                echo "    the same with $LOBBIES lobbies and a listing flood of $LIST_RATE/s" ;;
+        esac
+        flood "$tmp/$case-$n.json" ping --target "127.0.0.1:$port" "${lobby_load[@]}" "${extra[@]}" \
+            --server-pid "$srv_pid"
+        lobby_ticks=$((lobby_ticks + $(cpu_ticks "$srv_pid") - cpu_start))
+        stop "$srv_pid"
+    done
 }
 for n in $(seq 1 "$RUNS"); do
     one_run "$n"
@@ -359,11 +445,69 @@ table() {
         done | median)x the echo's"
     fi
 }
-if [[ $RELAY_ONLY != 1 ]]; then
+if [[ $PING_TABLE == 1 ]]; then
     table punch echo replies_per_s server_cpu_us_per_reply rabid-punch reply
 fi
 if [[ $RELAY_DURATION != 0 ]]; then
     table relay relayecho datagrams_per_s server_cpu_us_per_datagram "punch relay" dgram
+fi
+
+# lobby_table: the third table, the ping flood plain, with the lobbies listed, and with the
+# listing flood too; each against its run's plain flood (ratios of replies/s and of server CPU
+# per reply), then medians.
+lobby_table() {
+    local lfmt='%-16s %10s %7s %7s %5s %5s %12s %8s %8s %7s %7s %6s %6s\n' n c f p
+    echo
+    echo "the lobby directory's costs: the ping flood plain, with $LOBBIES public lobbies listed, and with them and a listing flood of $LIST_RATE/s"
+    # shellcheck disable=SC2059 # the format is the constant above
+    printf "$lfmt" case reply/s p50_us p99_us lost wrong srv_us/reply srv_cpu vs_plain cpu_x list/s unans lwrong
+    lrow() {
+        local name=$1 f=$2 base=$3
+        # shellcheck disable=SC2059
+        printf "$lfmt" "$name" "$(printf '%.0f' "$(field "$f" replies_per_s)")" "$(field "$f" p50_us)" \
+            "$(field "$f" p99_us)" "$(field "$f" lost)" "$(field "$f" wrong)" \
+            "$(field "$f" server_cpu_us_per_reply)" \
+            "$(ratio "$(field "$f" server_cpu_s)" "$(field "$f" window_s)" '%.0f%%' 100)" \
+            "$(ratio "$(field "$f" replies_per_s)" "$(field "$base" replies_per_s)" '%.1f%%' 100)" \
+            "$(ratio "$(field "$f" server_cpu_us_per_reply)" "$(field "$base" server_cpu_us_per_reply)" '%.2fx' 1)" \
+            "$(field "$f" list_replies_per_s | awk '{ if ($1 == "null") print "-"; else printf "%.0f", $1 }')" \
+            "$(field "$f" list_unanswered | awk '{ print ($1 == "null" ? "-" : $1) }')" \
+            "$(field "$f" list_wrong | awk '{ print ($1 == "null" ? "-" : $1) }')"
+    }
+    for n in $(seq 1 "$RUNS"); do
+        for c in plain lobbies listing; do
+            lrow "$c #$n" "$tmp/$c-$n.json" "$tmp/plain-$n.json"
+        done
+    done
+    if [[ $RUNS -gt 1 ]]; then
+        for c in plain lobbies listing; do
+            # shellcheck disable=SC2059
+            printf "$lfmt" "median $c" "$(printf '%.0f' "$(values replies_per_s "$c" | median)")" \
+                "$(values p50_us "$c" | median)" "$(values p99_us "$c" | median)" \
+                "$(values lost "$c" | awk '{ s += $1 } END { print s }')" \
+                "$(values wrong "$c" | awk '{ s += $1 } END { print s }')" \
+                "$(values server_cpu_us_per_reply "$c" | median)" "" \
+                "$(for n in $(seq 1 "$RUNS"); do
+                    p="$tmp/plain-$n.json"
+                    f="$tmp/$c-$n.json"
+                    ratio "$(field "$f" replies_per_s)" "$(field "$p" replies_per_s)" '%.2f\n' 100
+                done | median | xargs printf '%.1f%%')" \
+                "$(for n in $(seq 1 "$RUNS"); do
+                    p="$tmp/plain-$n.json"
+                    f="$tmp/$c-$n.json"
+                    ratio "$(field "$f" server_cpu_us_per_reply)" "$(field "$p" server_cpu_us_per_reply)" '%.3f\n' 1
+                done | median | xargs printf '%.2fx')" \
+                "$(values list_replies_per_s "$c" | grep -v null | median | awk '{ if ($1 == "n/a") print "-"; else printf "%.0f", $1 }')" \
+                "$(values list_unanswered "$c" | awk '$1 != "null" { s += $1; k = 1 } END { print (k ? s : "-") }')" \
+                "$(values list_wrong "$c" | awk '$1 != "null" { s += $1; k = 1 } END { print (k ? s : "-") }')"
+        done
+        echo "(median rows: vs_plain and cpu_x are the medians of each run's ratios)"
+    fi
+    echo "lobbies listed in (s, per run): $(for n in $(seq 1 "$RUNS"); do field "$tmp/lobbies-$n.json" lobby_setup_s; done | tr '\n' ' ')"
+    echo "srv_us/reply is the server's CPU over the window per ping reply: in the listing run it includes the listings' cost"
+}
+if [[ $LOBBIES != 0 ]]; then
+    lobby_table
 fi
 echo
 if [[ $LIFECYCLE_DURATION != 0 ]]; then
@@ -378,7 +522,7 @@ if [[ $LIFECYCLE_DURATION != 0 ]]; then
             "$(values lifecycles_per_s life | median)" "$(values server_cpu_us_per_lifecycle life | median)"
     fi
 fi
-if [[ $RELAY_ONLY != 1 ]]; then
+if [[ $PING_TABLE == 1 ]]; then
     awk -v p="$punch_ticks" -v e="$echo_ticks" -v hz="$tick_hz" 'BEGIN {
         printf "whole-life server CPU (set-up and warm-up included): rabid-punch %.2f s, rabid-echo %.2f s\n", p / hz, e / hz }'
     echo "generator ($GEN_THREADS thread(s)) CPU per reply, median: rabid-punch runs $(values gen_cpu_us_per_reply punch | median) us, echo runs $(values gen_cpu_us_per_reply echo | median) us (busy-polling included)"
@@ -387,6 +531,11 @@ if [[ $RELAY_DURATION != 0 ]]; then
     awk -v p="$relay_punch_ticks" -v e="$relay_echo_ticks" -v hz="$tick_hz" 'BEGIN {
         printf "whole-life server CPU of the relay runs (set-up and warm-up included): rabid-punch %.2f s, rabid-echo %.2f s\n", p / hz, e / hz }'
     echo "generator ($GEN_THREADS thread(s)) CPU per datagram, median: relay runs $(values gen_cpu_us_per_datagram relay | median) us, echo runs $(values gen_cpu_us_per_datagram relayecho | median) us (busy-polling included)"
+fi
+if [[ $LOBBIES != 0 ]]; then
+    awk -v p="$lobby_ticks" -v hz="$tick_hz" 'BEGIN {
+        printf "whole-life server CPU of the lobby runs (lobby set-up and warm-up included): %.2f s\n", p / hz }'
+    echo "generator ($GEN_THREADS ping thread(s), plus the listing thread in the listing run) CPU per reply, median: plain $(values gen_cpu_us_per_reply plain | median) us, lobbies $(values gen_cpu_us_per_reply lobbies | median) us, listing $(values gen_cpu_us_per_reply listing | median) us"
 fi
 if [[ $failed != 0 ]]; then
     echo "flood.sh: some replies were wrong or missing (see above)" >&2

@@ -40,6 +40,21 @@ impl Outbox {
     pub fn push_via_with(&mut self, via: u16, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.bytes.len();
         write(&mut self.bytes);
+        self.queue(via, to, start);
+    }
+
+    /// Like [`push_with`](Self::push_with), but queues nothing when `write` appends nothing
+    /// (a writer that decides there is nothing to send).
+    pub fn push_unless_empty(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        if self.bytes.len() > start {
+            self.queue(0, to, start);
+        }
+    }
+
+    /// Queues the datagram whose payload is the buffer from `start` on.
+    fn queue(&mut self, via: u16, to: SocketAddr, start: usize) {
         self.transmits.push(Transmit {
             to,
             via,

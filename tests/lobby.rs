@@ -353,3 +353,25 @@ fn the_rust_client_publishes_lists_and_quick_joins() {
     }
     server.shutdown();
 }
+
+/// A game sends `d:` right after its `h:` (through the plugin's socket): when both arrive in one
+/// batch, the worker still gets them in order, so the `d:` finds its session.
+#[test]
+fn lobby_data_right_after_its_host_request_finds_the_session() {
+    let server = server();
+    let addr = server.local_addr();
+    let host = Player::new(addr);
+    for i in 0..20 {
+        host.send(&format!("h:Quick{i}:Host:4"));
+        host.send(&format!("d:Quick{i}:True:1.0:x"));
+    }
+    // Twenty `i:Host` replies, and no error among them.
+    for _ in 0..20 {
+        let reply = host.recv();
+        assert_eq!(reply, "i:Host", "d: overtook its h:");
+    }
+    assert!(host.quiet_for(Duration::from_millis(300)), "an extra reply");
+    let browser = Player::new(addr);
+    browser.retry("l:", |r| r.matches("|Quick").count() == 20);
+    server.shutdown();
+}

@@ -68,7 +68,7 @@ macro_rules! shown {
     };
 }
 
-/// Every flag with a value to show. The others (`--workers`, `--relay-public-ip`,
+/// Every flag with a value to show. The others (`--workers`, `--relay-public-ip`, `--http`,
 /// `--metrics`, the switches) say their default in words.
 fn defaults() -> Vec<(String, String)> {
     let d = Args::from_args(&["rabid-punch"], &[]).expect("no flags are needed");

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::lobby::{self, DirectoryQuery, LobbyRouted, LobbyTarget};
 use super::name::{Password, PlayerName, SessionName};
-use crate::wire::lobby::{parse_lobby, write_extension_error, LobbyParseError};
+use crate::wire::lobby::{parse_lobby, write_extension_error, LobbyParseError, LobbyRequest};
 use crate::wire::{self, ErrorCode, Kind, ParseError, Request};
 
 /// Malformed datagrams shorter than this get no `error:invalid_request` (21 bytes): a reply more
@@ -195,8 +195,15 @@ impl FrontDoor {
         datagram: &[u8],
         truncated: bool,
     ) -> Verdict {
-        if !truncated {
-            if let Some(parsed) = parse_lobby(datagram) {
+        if let Some(parsed) = parse_lobby(datagram) {
+            // A listing request longer than what was kept of it is one all the same: `l:`
+            // ignores what follows, and `b:1:` and `q:1:` end with their padding. The others
+            // are never that long.
+            let listing = matches!(
+                parsed,
+                Ok(LobbyRequest::List | LobbyRequest::Browse(_) | LobbyRequest::QuickJoin { .. })
+            );
+            if !truncated || listing {
                 return self.lobby(from, datagram.len(), parsed);
             }
         }
@@ -230,10 +237,10 @@ impl FrontDoor {
         &self,
         from: SocketAddr,
         len: usize,
-        parsed: Result<wire::lobby::LobbyRequest<'_>, LobbyParseError>,
+        parsed: Result<LobbyRequest<'_>, LobbyParseError>,
     ) -> Verdict {
-        let target =
-            parsed.and_then(|request| lobby::to_owned(&request).ok_or(LobbyParseError::Invalid));
+        let target = parsed
+            .and_then(|request| lobby::to_owned(&request, len).ok_or(LobbyParseError::Invalid));
         match target {
             Ok(LobbyTarget::Session(session, command)) => Verdict::Lobby {
                 shard: self.shard_of(&session),
@@ -354,6 +361,31 @@ mod tests {
             Verdict::Directory {
                 from: from(),
                 query: Box::new(DirectoryQuery::Compat)
+            }
+        );
+    }
+
+    #[test]
+    fn a_listing_longer_than_what_was_kept_of_it_is_a_listing_all_the_same() {
+        let door = FrontDoor::new(2);
+        // What a receive buffer kept of a longer datagram: the padding is cut.
+        for kept in [
+            "l:and more",
+            "b:1:cards::::n::xxxxxxxx",
+            "q:1:cards::xxxxxxxx",
+        ] {
+            let verdict = door.handle(from(), None, kept.as_bytes(), true);
+            assert!(
+                matches!(verdict, Verdict::Directory { .. }),
+                "{kept}: {verdict:?}"
+            );
+        }
+        // No other request is ever that long: cut, it is garbage.
+        assert_eq!(
+            door.handle(from(), None, b"d:Room:True:1.0:Draft", true),
+            Verdict::Reply {
+                to: from(),
+                error: ErrorCode::InvalidRequest
             }
         );
     }

@@ -64,6 +64,8 @@ pub enum DirectoryQuery {
     QuickJoin {
         game: String,
         version: Option<String>,
+        /// The request's length: its answer must not be more than 3 times it.
+        request_len: usize,
     },
 }
 
@@ -102,9 +104,9 @@ pub enum LobbyTarget {
     Directory(DirectoryQuery),
 }
 
-/// The owned form of `request`. `None` only if a name breaks the field rules, which the
-/// parser has checked already.
-pub fn to_owned(request: &LobbyRequest<'_>) -> Option<LobbyTarget> {
+/// The owned form of `request`, a datagram of `len` bytes. `None` only if a name breaks the
+/// field rules, which the parser has checked already.
+pub fn to_owned(request: &LobbyRequest<'_>, len: usize) -> Option<LobbyTarget> {
     let session = |name: &str| SessionName::new(name);
     Some(match *request {
         LobbyRequest::List => LobbyTarget::Directory(DirectoryQuery::Compat),
@@ -156,6 +158,7 @@ pub fn to_owned(request: &LobbyRequest<'_>) -> Option<LobbyTarget> {
             LobbyTarget::Directory(DirectoryQuery::QuickJoin {
                 game: game.to_string(),
                 version: version.map(str::to_string),
+                request_len: len,
             })
         }
     })

@@ -68,7 +68,7 @@ impl Driver {
                 let directory = self.shard.directory();
                 let now = self.now;
                 self.out
-                    .push_with(from, |buf| directory.answer(&query, now, buf));
+                    .push_unless_empty(from, |buf| directory.answer(&query, now, buf));
             }
             Verdict::Reply { to, error } => self.out.push_error(to, error),
             Verdict::ReplyLobby { to, error } => self

@@ -28,7 +28,7 @@ pub fn run(directory: Arc<Directory>, queries: Receiver<DirectoryBatch>, gate: G
     for batch in queries {
         let now = Instant::now();
         for (from, query) in &batch {
-            out.push_with(*from, |buf| directory.answer(query, now, buf));
+            out.push_unless_empty(*from, |buf| directory.answer(query, now, buf));
         }
         gate.counters
             .directory_answered(batch.len(), directory.len());

@@ -15,7 +15,7 @@ use log::{debug, log_enabled, warn, Level};
 use super::batch::{self, RecvBatch};
 use super::datagram::Batch;
 use super::directory::DirectoryBatch;
-use super::{Gate, Work};
+use super::{Counters, Gate, Work};
 use crate::core::{Dropped, FrontDoor, LobbyRouted, Verdict};
 use crate::outbox::Outbox;
 use crate::wire::lobby::write_extension_error;
@@ -85,10 +85,28 @@ pub fn run(
                 Verdict::Route { shard, routed } => {
                     // Counted here, before a full queue may drop it: what clients asked.
                     counters.request(&routed.request.as_wire().kind);
+                    // A worker gets its requests in the order they came: lobby requests
+                    // waiting for it go first (a `d:` right after its `h:` must find the
+                    // session).
+                    if !lobby[shard].is_empty() {
+                        let held = std::mem::take(&mut lobby[shard]);
+                        if !forward(&workers[shard], Work::Lobby(held), counters) {
+                            return Ok(()); // a worker is gone: the server is stopping
+                        }
+                    }
                     batches[shard].push(routed);
                 }
                 Verdict::Lobby { shard, routed } => {
                     counters.lobby_request();
+                    if !batches[shard].is_empty() {
+                        let held = std::mem::replace(
+                            &mut batches[shard],
+                            Vec::with_capacity(batch::BATCH),
+                        );
+                        if !forward(&workers[shard], Work::Requests(held), counters) {
+                            return Ok(()); // a worker is gone: the server is stopping
+                        }
+                    }
                     lobby[shard].push(*routed);
                 }
                 Verdict::Directory { from, query } => queries.push((from, query)),
@@ -105,15 +123,11 @@ pub fn run(
                 Verdict::Drop(Dropped::UnknownCommand) => counters.unknown_command(),
             }
         }
-        // Lobby requests, one message per worker that has any, like the requests below.
+        // What each worker still has waiting: one kind at most, the other went out when this one
+        // started (see above), so the order holds.
         for (worker, batch) in workers.iter().zip(lobby.iter_mut()) {
-            if batch.is_empty() {
-                continue;
-            }
-            let n = batch.len();
-            if let Err(TrySendError::Full(_)) = worker.try_send(Work::Lobby(std::mem::take(batch)))
-            {
-                counters.dropped_queue_full(n);
+            if !batch.is_empty() && !forward(worker, Work::Lobby(std::mem::take(batch)), counters) {
+                return Ok(()); // a worker is gone: the server is stopping
             }
         }
         if !queries.is_empty() {
@@ -127,14 +141,8 @@ pub fn run(
                 continue;
             }
             let full = std::mem::replace(batch, Vec::with_capacity(batch::BATCH));
-            let n = full.len();
-            match worker.try_send(Work::Requests(full)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => counters.dropped_queue_full(n),
-                Err(TrySendError::Disconnected(_)) => {
-                    warn!("a worker is gone; the receiver stops");
-                    return Ok(());
-                }
+            if !forward(worker, Work::Requests(full), counters) {
+                return Ok(()); // a worker is gone: the server is stopping
             }
         }
         if !out.is_empty() {
@@ -143,4 +151,25 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// Hands `work` to a worker; a full queue drops it (counted). `false` when the worker is gone,
+/// which ends the receive loop (the server is stopping).
+fn forward(worker: &Sender<Work>, work: Work, counters: &Counters) -> bool {
+    let n = match &work {
+        Work::Requests(batch) => batch.len(),
+        Work::Lobby(batch) => batch.len(),
+        Work::Relayed(batch) => batch.len(),
+    };
+    match worker.try_send(work) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            counters.dropped_queue_full(n);
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            warn!("a worker is gone; the receiver stops");
+            false
+        }
+    }
 }

@@ -78,6 +78,31 @@ pub struct PingArgs {
     /// print one JSON line instead of the human summary
     #[argh(switch)]
     pub json: bool,
+    /// before the flood, host this many public lobbies, each from a socket of its own: half
+    /// made public with d: (listed by l:), half announced with a:1: for game rabid.flood
+    /// (listed by b:1:). Their sockets close once they are listed, so the server needs a
+    /// --player-timeout longer than the run, and --max-sessions above them (default 0)
+    #[argh(option, default = "0")]
+    pub lobbies: usize,
+    /// source addresses of the lobby hosts, as --sources (default 127.1.0.0-127.1.3.255,
+    /// under the server's --max-sessions-per-ip of 256 for up to 262 144 lobbies)
+    #[argh(option)]
+    pub lobby_sources: Option<String>,
+    /// while the flood runs, send this many listings per second from sockets of their own,
+    /// alternately l: and a padded b:1: page; their replies are counted and checked
+    #[argh(option)]
+    pub list_rate: Option<u64>,
+    /// sockets of the listing flood, each on its own address of --list-sources (default 2048)
+    #[argh(option, default = "2048")]
+    pub list_sockets: usize,
+    /// source addresses of the listing flood, as --sources (default 127.2.0.0-127.2.15.255:
+    /// one address per socket keeps each under the server's per-IP send budget)
+    #[argh(option)]
+    pub list_sources: Option<String>,
+    /// stop the listing flood after this many listings even if the duration is not over
+    /// (default 100000000)
+    #[argh(option, default = "100_000_000")]
+    pub max_listings: u64,
 }
 
 #[derive(FromArgs)]
@@ -241,6 +266,21 @@ pub fn sources(spec: Option<&str>, target: SocketAddr) -> Result<Vec<IpAddr>, St
     Ok(list)
 }
 
+/// As [`sources`], with `default_v4` instead of the usual range for an IPv4 loopback target:
+/// the lobby hosts and the listing flood get addresses of their own, apart from the players'.
+pub fn sources_or(
+    spec: Option<&str>,
+    default_v4: &str,
+    target: SocketAddr,
+) -> Result<Vec<IpAddr>, String> {
+    match (spec, target.ip()) {
+        (None, IpAddr::V4(v4)) if v4.is_loopback() => {
+            parse_sources(default_v4).map_err(|e| format!("built-in: {e}"))
+        }
+        _ => sources(spec, target),
+    }
+}
+
 /// `a.b.c.d-a.b.c.e` (IPv4, inclusive, at most 65536 addresses) or `ip,ip,...`.
 fn parse_sources(spec: &str) -> Result<Vec<IpAddr>, String> {
     let bad = || format!("bad --sources {spec:?}: want FIRST-LAST (IPv4) or IP,IP,...");
@@ -305,6 +345,24 @@ mod tests {
         assert!(
             sources(Some("::1"), t).is_err(),
             "family mismatch must be refused"
+        );
+    }
+
+    #[test]
+    fn lobby_and_listing_sources_have_their_own_defaults() {
+        let t = addr("127.0.0.1:4000");
+        let v = sources_or(None, "127.1.0.0-127.1.3.255", t).unwrap();
+        assert_eq!(v.len(), 1024);
+        assert_eq!(v[0], "127.1.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            sources_or(Some("127.0.0.7"), "127.1.0.0-127.1.3.255", t)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            sources_or(None, "127.1.0.0-127.1.3.255", addr("[::1]:4000")).unwrap(),
+            vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]
         );
     }
 

@@ -196,6 +196,12 @@ mod tests {
             allow_remote: false,
             server_pid: Some(std::process::id()),
             json: false,
+            lobbies: 0,
+            lobby_sources: None,
+            list_rate: None,
+            list_sockets: 2048,
+            list_sources: None,
+            max_listings: 100_000_000,
         }
     }
 

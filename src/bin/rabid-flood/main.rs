@@ -6,6 +6,8 @@
 //! epoll, no thread per player. Two modes:
 //! - `ping`: join S sessions x P players, then ping them (closed or open loop); replies/s, loss,
 //!   latency percentiles, and CPU per reply of the generator and (with `--server-pid`) the server.
+//!   With `--lobbies N`, N public lobbies are listed first; with `--list-rate R`, a listing flood
+//!   (`l:` and `b:1:`) runs from sockets of its own meanwhile (lobbies.rs).
 //! - `lifecycle`: whole sessions (host, joins, start, confirmations) as fast as possible;
 //!   lifecycles/s and server CPU per lifecycle.
 //! - `relay`: two-player sessions started through a server with `--relay always`, then game
@@ -19,6 +21,7 @@
 
 mod cli;
 mod lifecycle;
+mod lobbies;
 mod meter;
 mod net;
 mod ping;
@@ -66,8 +69,17 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
     } else {
         0.0
     };
-    let ok = o.wrong.count == 0 && o.lost == 0 && o.replies > 0;
+    let list_wrong = o.listing.as_ref().map_or(0, |l| l.wrong.count);
+    let ok = o.wrong.count == 0 && o.lost == 0 && o.replies > 0 && list_wrong == 0;
     let rss = if args.echo { None } else { o.server_rss };
+    let listing = o.listing.as_ref();
+    let list_per_s = listing.map(|l| {
+        if secs > 0.0 {
+            l.replies as f64 / secs
+        } else {
+            0.0
+        }
+    });
     let players = (args.sessions * args.players) as f64;
     let per_player = rss.map(|(a, b)| (b as f64 - a as f64) / players);
     let target_kind = if args.echo {
@@ -120,6 +132,15 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             .opt("server_rss_before", rss.map(|r| r.0 as f64))
             .opt("server_rss_joined", rss.map(|r| r.1 as f64))
             .opt("server_bytes_per_player", per_player)
+            .num("lobbies", o.lobbies.map_or(0, |l| l.total()) as f64)
+            .opt("lobby_setup_s", o.lobbies.map(|l| l.setup.as_secs_f64()))
+            .opt("list_rate", args.list_rate.map(|r| r as f64))
+            .opt("list_sent", listing.map(|l| l.sent as f64))
+            .opt("list_replies", listing.map(|l| l.replies as f64))
+            .opt("list_replies_per_s", list_per_s)
+            .opt("list_unanswered", listing.map(|l| l.unanswered as f64))
+            .opt("list_blocked", listing.map(|l| l.blocked as f64))
+            .opt("list_wrong", listing.map(|l| l.wrong.count as f64))
             .bool("ok", ok)
             .finish();
         println!("{json}");
@@ -161,6 +182,28 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             "  server CPU:    {}",
             cpu_line(window.server_cpu, window.wall, o.replies, "reply")
         );
+        if let Some(l) = o.lobbies {
+            println!(
+                "  lobbies:  {} public ({} with d:, listed by l:; {} with a:1:, listed by b:1:) \
+                 listed in {:.2} s before the flood",
+                l.total(),
+                l.compat,
+                l.game,
+                l.setup.as_secs_f64()
+            );
+        }
+        if let (Some(l), Some(per_s)) = (listing, list_per_s) {
+            println!(
+                "  listings: {} sent in the window at {} /s, {} replies = {per_s:.0}/s, {} \
+                 unanswered, {} wrong, {} not sent (socket buffer full)",
+                l.sent,
+                args.list_rate.unwrap_or(0),
+                l.replies,
+                l.unanswered,
+                l.wrong.count,
+                l.blocked
+            );
+        }
         if let (Some((a, b)), Some(per)) = (rss, per_player) {
             println!(
                 "  server memory: {:.1} MB resident before, {:.1} MB with every player joined: \
@@ -171,6 +214,9 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
         }
     }
     print_failures(&o.wrong);
+    if let Some(l) = listing {
+        print_failures(&l.wrong);
+    }
     ok
 }
 

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::cli::{self, PingArgs, MAX_PLAYERS};
+use crate::lobbies::{self, ListOutcome, ListPlan, Lobbies};
 use crate::meter::{Snapshot, Window};
 use crate::net::{self, Conn, RecvBatch};
 use crate::proto::{self, Names};
@@ -45,6 +46,10 @@ pub struct Outcome {
     pub server_rss: Option<(u64, u64)>,
     /// The server's resident memory when measuring began (read by thread 0).
     joined_rss: Option<u64>,
+    /// The public lobbies listed before the flood (`--lobbies`).
+    pub lobbies: Option<Lobbies>,
+    /// What the listing flood saw in the window (`--list-rate`).
+    pub listing: Option<ListOutcome>,
 }
 
 impl Outcome {
@@ -62,6 +67,8 @@ impl Outcome {
             window: None,
             server_rss: None,
             joined_rss: None,
+            lobbies: None,
+            listing: None,
         }
     }
 
@@ -125,6 +132,18 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
     if args.timeout_ms == 0 || args.timeout_ms > 60_000 {
         return Err("--timeout-ms must be 1..=60000".into());
     }
+    if args.echo && (args.lobbies > 0 || args.list_rate.is_some()) {
+        return Err("--lobbies and --list-rate need rabid-punch, not --echo".into());
+    }
+    if args.lobbies as u64 > proto::MAX_SESSIONS / 2 {
+        return Err("--lobbies is too large".into());
+    }
+    if args.list_rate == Some(0) || args.list_rate.is_some_and(|r| r > 10_000_000) {
+        return Err("--list-rate must be 1..=10000000 listings per second".into());
+    }
+    if args.list_rate.is_some() && (args.list_sockets == 0 || args.list_sockets > 65_536) {
+        return Err("--list-sockets must be 1..=65536".into());
+    }
     let plan = Plan {
         target: args.target,
         sources: cli::sources(args.sources.as_deref(), args.target)?,
@@ -136,7 +155,47 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
         timeout: Duration::from_millis(args.timeout_ms),
         server_pid: args.server_pid,
     };
-    net::ensure_files(args.sessions * args.players)?;
+    let list_sockets = if args.list_rate.is_some() {
+        args.list_sockets
+    } else {
+        0
+    };
+    // The lobby hosts' sockets are open a window at a time, plus a few held back.
+    let lobby_sockets = if args.lobbies > 0 { 1024 } else { 0 };
+    net::ensure_files(args.sessions * args.players + list_sockets + lobby_sockets)?;
+    let lobby_sources = cli::sources_or(
+        args.lobby_sources.as_deref(),
+        "127.1.0.0-127.1.3.255",
+        args.target,
+    )?;
+    let list_sources = cli::sources_or(
+        args.list_sources.as_deref(),
+        "127.2.0.0-127.2.15.255",
+        args.target,
+    )?;
+    // Lobbies are sessions of this run after the flood's own.
+    let lobbies = if args.lobbies > 0 {
+        Some(lobbies::create(
+            plan.target,
+            &lobby_sources,
+            &plan.names,
+            args.sessions as u64,
+            args.lobbies,
+            &mut RecvBatch::new(),
+        )?)
+    } else {
+        None
+    };
+    let list_plan = args.list_rate.map(|rate| ListPlan {
+        target: plan.target,
+        sources: &list_sources,
+        sockets: list_sockets,
+        rate,
+        max: args.max_listings,
+        warmup: plan.warmup,
+        duration: plan.duration,
+        lobbies: lobbies.unwrap_or_default(),
+    });
 
     let shares: Vec<Share> = (0..threads)
         .map(|t| Share {
@@ -151,12 +210,31 @@ pub fn run(args: &PingArgs) -> Result<Outcome, String> {
         })
         .collect();
     let before = Snapshot::take(plan.server_pid);
-    let together = Together::new(threads);
-    let results = threads::run_each(&shares, |share| thread(&plan, share, &together));
+    // The listing flood, when there is one, is one more thread at the meeting points.
+    let together = Together::new(threads + usize::from(list_plan.is_some()));
+    let (results, listing) = std::thread::scope(|scope| {
+        let lister = list_plan
+            .as_ref()
+            .map(|lp| scope.spawn(|| lobbies::list_thread(lp, &together)));
+        let results = threads::run_each(&shares, |share| thread(&plan, share, &together));
+        let listing = lister.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("the listing thread panicked".into()))
+        });
+        (results, listing)
+    });
+    // A listing flood that failed stopped the ping threads: its reason comes first.
+    if let Some(Err(why)) = &listing {
+        if !why.starts_with("stopped") {
+            return Err(why.clone());
+        }
+    }
     let mut total = Outcome::new();
     for r in results {
         total.merge(r?);
     }
+    total.listing = listing.transpose()?;
+    total.lobbies = lobbies;
     if let (Some(a), Some(b)) = (before.server_rss, total.joined_rss) {
         total.server_rss = Some((a, b));
     }

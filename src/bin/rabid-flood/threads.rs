@@ -94,6 +94,11 @@ impl Together {
         *self.window_start.get_or_init(|| Snapshot::take(server_pid))
     }
 
+    /// When the measured window opened, once a thread opened it.
+    pub fn window_started(&self) -> Option<Instant> {
+        self.window_start.get().map(|s| s.at)
+    }
+
     /// Stops every thread: this one cannot go on (nothing listens at the target).
     pub fn abort(&self) {
         self.abort.store(true, Ordering::SeqCst);

@@ -113,8 +113,12 @@ impl FleetLink {
 impl Directory {
     /// A directory that tells every change of this server's sessions and lobbies to `changes`.
     pub fn with_fleet(changes: Sender<Change>) -> Self {
+        let now = Instant::now();
         Self {
             inner: Default::default(),
+            // An hour back, so that other servers' lobbies created before this one started
+            // still sort by their age (a session lives 15 minutes by default).
+            epoch: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
             fleet: Some(FleetLink {
                 changes,
                 names: Default::default(),
@@ -258,7 +262,8 @@ impl Directory {
         let mut old = inner.remote.remove(node).unwrap_or_default();
         let mut seqs = HashMap::with_capacity(lobbies.len());
         for listing in lobbies {
-            let seq = inner.reuse_or_next(old.remove(&listing.session), listing.created);
+            let base = self.seq(listing.created, 0);
+            let seq = inner.reuse_or_next(old.remove(&listing.session), base, listing.created);
             seqs.insert(listing.session, seq);
             inner.insert(Entry { listing, seq });
         }

@@ -52,12 +52,14 @@ impl HttpQuery {
                 "0" | "false" | "" => Ok(false),
                 _ => Err(bad("free and open take 1 or 0")),
             };
+            let given = |v: String| (!v.is_empty()).then_some(v);
             match key {
-                "game" => q.game = Some(value),
+                "game" => q.game = given(value),
                 "free" => q.free_only = flag()?,
                 "open" => q.open_only = flag()?,
-                "version" => q.version = Some(value),
-                "mode" => q.mode = Some(value),
+                // Empty means any, as in `b:1:`.
+                "version" => q.version = given(value),
+                "mode" => q.mode = given(value),
                 "order" => {
                     q.order = match value.as_str() {
                         "new" => Order::Newest,
@@ -72,7 +74,8 @@ impl HttpQuery {
                         .filter(|n| (1..=MAX_LIMIT).contains(n))
                         .ok_or_else(|| bad("limit takes 1 to 500"))?
                 }
-                _ => return Err(bad(&format!("unknown parameter {key:?}"))),
+                // Others (a web page's cache-buster, say) mean nothing here.
+                _ => {}
             }
         }
         Ok(q)

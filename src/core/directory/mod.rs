@@ -76,16 +76,28 @@ struct Entry {
 }
 
 /// The shared directory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Directory {
     inner: RwLock<Inner>,
+    /// Creation times are counted from here, for newest-first.
+    epoch: Instant,
     /// The way to the fleet thread, in a fleet.
     fleet: Option<FleetLink>,
 }
 
+impl Default for Directory {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            epoch: Instant::now(),
+            fleet: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Gives each listed lobby its place in newest-first, from its creation time.
+    /// Tells apart lobbies created in the same millisecond (see [`Directory::seq`]).
     next_seq: u64,
     /// Listed lobbies by `seq`, what the indexes hold.
     entries: HashMap<u64, Entry>,
@@ -108,9 +120,18 @@ impl Directory {
         }
         let mut inner = self.inner.write();
         let old = inner.seqs.remove(&listing.session);
-        let seq = inner.reuse_or_next(old, listing.created);
+        let seq = inner.reuse_or_next(old, self.seq(listing.created, 0), listing.created);
         inner.seqs.insert(listing.session, seq);
         inner.insert(Entry { listing, seq });
+    }
+
+    /// A lobby's place in newest-first: its session's creation time in milliseconds since the
+    /// directory's epoch (in the high 44 bits: 557 years), then `n` (the low 20 bits) to tell
+    /// apart lobbies created in the same millisecond. So a lobby listed late, long after it was
+    /// created, still sorts by its age.
+    fn seq(&self, created: Instant, n: u64) -> u64 {
+        let ms = created.saturating_duration_since(self.epoch).as_millis() as u64;
+        (ms.min((1 << 44) - 1) << 20) | (n & ((1 << 20) - 1))
     }
 
     /// Takes `session` off the list (started, emptied, deleted, made private). Nothing when it
@@ -145,13 +166,20 @@ impl Directory {
 
 impl Inner {
     /// The place in newest-first of a lobby created at `created` that had place `old`: the same
-    /// when it is the same lobby, a new one (the newest) otherwise. Removes the old entry.
-    fn reuse_or_next(&mut self, old: Option<u64>, created: Instant) -> u64 {
+    /// when it is the same lobby, else a new one from `base` (`Directory::seq` of its creation
+    /// time with a count of 0). Removes the old entry.
+    fn reuse_or_next(&mut self, old: Option<u64>, base: u64, created: Instant) -> u64 {
         match old.and_then(|seq| self.remove(seq)) {
             Some(old) if old.listing.created == created => old.seq,
             _ => {
                 self.next_seq += 1;
-                self.next_seq
+                let mut seq = base | (self.next_seq & ((1 << 20) - 1));
+                // The counter's low bits wrap: step past a place taken (by a lobby created in
+                // the same millisecond, 2^20 listings ago), or it would shadow that one.
+                while self.entries.contains_key(&seq) {
+                    seq += 1;
+                }
+                seq
             }
         }
     }

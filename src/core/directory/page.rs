@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rabid_wire::lobby::{
     write_browse_entry, write_browse_head, write_compat_entry, write_quick_join, Browse, Cursor,
-    EntryView, Order, MAX_REPLY_LEN,
+    EntryView, Order, EARN_FACTOR, MAX_REPLY_LEN,
 };
 
 use super::index::classes;
@@ -81,35 +81,56 @@ impl Inner {
 }
 
 impl Directory {
-    /// Writes the answer to `query` (`l:`, `b:1:` or `q:1:`).
+    /// Appends the answer to `query` (`l:`, `b:1:` or `q:1:`) to `out`, or nothing when the
+    /// request did not earn it: an extension answer is at most [`EARN_FACTOR`] times its
+    /// request (FusionV1's `l:` cannot pad; it is cut at [`MAX_REPLY_LEN`] instead).
     pub fn answer(&self, query: &DirectoryQuery, now: Instant, out: &mut Vec<u8>) {
-        match query {
-            DirectoryQuery::Compat => self.write_compat_list(now, out),
-            DirectoryQuery::QuickJoin { game, version } => {
-                self.write_quick_join(game, version.as_deref(), now, out)
+        let start = out.len();
+        let limit = match query {
+            DirectoryQuery::Compat => {
+                self.write_compat_list(now, out);
+                return;
             }
-            browse => {
-                if let Some(request) = browse.as_browse() {
+            DirectoryQuery::QuickJoin {
+                game,
+                version,
+                request_len,
+            } => {
+                self.write_quick_join(game, version.as_deref(), now, out);
+                request_len.saturating_mul(EARN_FACTOR)
+            }
+            browse => match browse.as_browse() {
+                Some(request) => {
                     self.write_browse(&request, now, out);
+                    request.page_limit()
                 }
-            }
+                None => return,
+            },
+        };
+        if out.len() - start > limit {
+            out.truncate(start);
         }
     }
 
     /// Writes the reply to FusionV1's `l:`: `l:` and the compatible lobbies, newest first, as
     /// many whole entries as fit in [`MAX_REPLY_LEN`].
+    ///
+    /// It appends to `out`, which may hold other replies already (the directory thread's outbox
+    /// keeps a whole batch in one buffer): lengths count from where this reply starts.
     pub fn write_compat_list(&self, now: Instant, out: &mut Vec<u8>) {
+        let start = out.len();
         out.extend_from_slice(b"l:");
         let inner = self.inner.read();
         let (_, walk) = inner.select(&Scope::Compat, &Filter::default(), Order::Newest, START);
         let mut entry = Vec::with_capacity(128);
         for e in walk {
             entry.clear();
-            if out.len() > 2 {
+            let len = out.len() - start;
+            if len > 2 {
                 entry.push(b':'); // between entries: `l:` and the first need none
             }
             write_compat_entry(&mut entry, &e.listing.view(now));
-            if out.len() + entry.len() > MAX_REPLY_LEN {
+            if len + entry.len() > MAX_REPLY_LEN {
                 break;
             }
             out.extend_from_slice(&entry);
@@ -118,7 +139,8 @@ impl Directory {
 
     /// Writes a page of `b:1:` for `request`: as many whole entries as its earned size holds.
     /// When not even one fits but some remain, the page has none and its cursor is the one it
-    /// was asked for: the client must pad its request more.
+    /// was asked with (on a first page, the cursor before everything): the client must pad its
+    /// request more. ([`answer`](Self::answer) drops a page whose head alone is over its size.)
     pub fn write_browse(&self, request: &Browse<'_>, now: Instant, out: &mut Vec<u8>) {
         let limit = request.page_limit();
         let filter = Filter {
@@ -135,13 +157,15 @@ impl Directory {
         let mut entry = Vec::with_capacity(160);
         let mut last = None;
         let mut more = false;
-        // The head's length depends on the cursor: room for the longest one.
-        let head_room = "b:1::".len() + 20 + ".".len() + 3 + 20;
+        let mut head = Vec::with_capacity(48);
         for e in walk {
             entry.clear();
             entry.push(b':');
             write_browse_entry(&mut entry, &e.listing.view(now));
-            if head_room + body.len() + entry.len() > limit {
+            // The head the page has if this entry is its last and more remain.
+            head.clear();
+            write_browse_head(&mut head, total, Some(e.cursor()));
+            if head.len() + body.len() + entry.len() > limit {
                 more = true;
                 break;
             }

@@ -453,6 +453,27 @@ fn in_a_fleet_other_servers_lobbies_are_listed_with_their_server() {
     );
     assert_eq!(dir.remote_len(), 1);
     assert_eq!(dir.remote_nodes(), ["ab"]);
+    // Quick join: the fullest (theirs) for a request padded enough to earn its longer answer,
+    // else this server's own.
+    let quick = |request: &str| {
+        let Some(Ok(LobbyRequest::QuickJoin { game, version })) = parse_lobby(request.as_bytes())
+        else {
+            panic!("{request}")
+        };
+        let query = crate::core::DirectoryQuery::QuickJoin {
+            game: game.into(),
+            version: version.map(String::from),
+            request_len: request.len(),
+        };
+        let mut out = Vec::new();
+        dir.answer(&query, now, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(quick("q:1:g::xxxxxx"), "q:1:Mine:HMine:1:4");
+    assert_eq!(
+        quick(&format!("q:1:g::{}", "x".repeat(20))),
+        "q:1:Theirs:HTheirs:2:4:us.example.com:7777:us"
+    );
     // Its lobby changes: same place; the server goes: its lobbies and names with it.
     theirs.players = 3;
     dir.set_node("ab", Some((vec![name("Theirs")], vec![theirs])));

@@ -36,6 +36,7 @@ fn directory(n: usize) -> Directory {
                 .into(),
                 description: "A friendly game, all welcome".into(),
                 created,
+                origin: None,
             });
         }
     }

@@ -178,6 +178,11 @@ mod tests {
                 "--relay-public-ip",
                 "--http",
                 "--metrics",
+                "--directory",
+                "--directory-prefix",
+                "--directory-max-sessions",
+                "--public-address",
+                "--region",
                 "--version",
                 "--help,",
             ];

@@ -258,6 +258,29 @@ pub struct Args {
     #[argh(option)]
     pub metrics: Option<String>,
 
+    /// share the lobby directory with a fleet of servers through Redis at
+    /// redis://[:PASSWORD@]HOST:PORT[/DB] (default: off, this server's directory alone); needs
+    /// --public-address
+    #[argh(option)]
+    pub directory: Option<String>,
+
+    /// with --directory: put before every Redis key name (default: rabid:)
+    #[argh(option)]
+    pub directory_prefix: Option<String>,
+
+    /// with --directory: sessions this server publishes to the fleet at most (default: 100000)
+    #[argh(option)]
+    pub directory_max_sessions: Option<usize>,
+
+    /// with --directory: HOST:PORT players reach this server at, shown with its lobbies on the
+    /// other servers (HOST a DNS name or IPv4 address)
+    #[argh(option)]
+    pub public_address: Option<String>,
+
+    /// with --directory: this server's region label, shown with its lobbies (default: default)
+    #[argh(option)]
+    pub region: Option<String>,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,

@@ -11,7 +11,9 @@ use super::Args;
 use crate::budget::BudgetConfig;
 use crate::core::{CapsConfig, CoreConfig, RelayConfig, RelayLimitsConfig, RelayMode};
 use crate::logging::{LogConfig, LogTarget};
+use crate::runtime::fleet::FleetConfig;
 use crate::runtime::ServerConfig;
+use crate::wire::lobby::{is_region, is_server_host, MAX_REGION_LEN, MAX_SERVER_HOST_LEN};
 
 /// What the server runs with, checked.
 #[derive(Debug)]
@@ -46,6 +48,74 @@ pub fn defaults() -> &'static Settings {
 }
 
 impl Args {
+    /// The fleet flags (`--directory` and those that go with it), checked.
+    fn fleet(&self) -> Result<Option<FleetConfig>, String> {
+        let Some(url) = &self.directory else {
+            let stray = [
+                ("--directory-prefix", self.directory_prefix.is_some()),
+                (
+                    "--directory-max-sessions",
+                    self.directory_max_sessions.is_some(),
+                ),
+                ("--public-address", self.public_address.is_some()),
+                ("--region", self.region.is_some()),
+            ];
+            return match stray.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(format!("{flag} goes with --directory")),
+                None => Ok(None),
+            };
+        };
+        if url.starts_with("rediss://") {
+            return Err("--directory: TLS (rediss://) is not built in; use redis://".into());
+        }
+        if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+            return Err(format!(
+                "--directory needs a URL such as redis://127.0.0.1:6379/0, not `{url}`"
+            ));
+        }
+        let Some(address) = &self.public_address else {
+            return Err("--directory needs --public-address HOST:PORT".into());
+        };
+        let bad_address = || {
+            format!(
+                "--public-address needs HOST:PORT, HOST a DNS name or IPv4 address of at most \
+                 {MAX_SERVER_HOST_LEN} letters, digits, . and -, not `{address}`"
+            )
+        };
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad_address)?;
+        let port: u16 = port.parse().map_err(|_| bad_address())?;
+        if !is_server_host(host) || port == 0 {
+            return Err(bad_address());
+        }
+        let mut config = FleetConfig::new(url, host, port);
+        if let Some(region) = &self.region {
+            if !is_region(region) {
+                return Err(format!(
+                    "--region needs 1 to {MAX_REGION_LEN} letters, digits, ., _ or -, not \
+                     `{region}`"
+                ));
+            }
+            config.region = region.clone();
+        }
+        if let Some(prefix) = &self.directory_prefix {
+            let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'-');
+            if prefix.len() > 32 || !prefix.bytes().all(ok) {
+                return Err(format!(
+                    "--directory-prefix needs at most 32 letters, digits, :, _, . or -, not \
+                     `{prefix}`"
+                ));
+            }
+            config.prefix = prefix.clone();
+        }
+        if let Some(max) = self.directory_max_sessions {
+            if max == 0 {
+                return Err("--directory-max-sessions must be at least 1".into());
+            }
+            config.max_sessions = max;
+        }
+        Ok(Some(config))
+    }
+
     /// Checks the flags together. The error is one line for the user.
     pub fn settings(&self) -> Result<Settings, String> {
         let workers = match self.workers {
@@ -96,6 +166,7 @@ impl Args {
                 format!("{flag} needs an IP address and port such as 127.0.0.1:9777, not `{text}`")
             })?),
         };
+        let fleet = self.fleet()?;
         let target = match self.log_file.as_str() {
             "-" => LogTarget::Stdout,
             "" => return Err("--log-file must not be empty (use - for standard output)".into()),
@@ -133,6 +204,7 @@ impl Args {
                     },
                 },
                 relay_ports: self.relay_ports.clone(),
+                fleet,
                 scheduling: self.scheduling,
                 budget: BudgetConfig {
                     burst: self.budget_burst,
@@ -281,6 +353,70 @@ mod tests {
             .settings()
             .unwrap_err();
         assert!(zero.contains("--player-timeout"), "{zero}");
+    }
+
+    #[test]
+    fn fleet_flags_are_checked_together() {
+        let settings = |list: &[&str]| args(list).unwrap().settings();
+        assert_eq!(settings(&[]).unwrap().server.fleet, None);
+        let fleet = settings(&[
+            "--directory",
+            "redis://127.0.0.1:6379/2",
+            "--public-address",
+            "eu.example.com:7777",
+            "--region",
+            "eu",
+            "--directory-prefix",
+            "game1:",
+        ])
+        .unwrap()
+        .server
+        .fleet
+        .unwrap();
+        assert_eq!(
+            (
+                fleet.public_host.as_str(),
+                fleet.public_port,
+                fleet.region.as_str()
+            ),
+            ("eu.example.com", 7777, "eu")
+        );
+        assert_eq!(fleet.prefix, "game1:");
+        for (bad, says) in [
+            (&["--region", "eu"][..], "--region goes with --directory"),
+            (&["--directory", "redis://h:1"][..], "--public-address"),
+            (
+                &["--directory", "http://h", "--public-address", "h:1"][..],
+                "redis://",
+            ),
+            (
+                &["--directory", "rediss://h:1", "--public-address", "h:1"][..],
+                "TLS",
+            ),
+            (
+                &[
+                    "--directory",
+                    "redis://h:1",
+                    "--public-address",
+                    "[::1]:7777",
+                ][..],
+                "--public-address",
+            ),
+            (
+                &[
+                    "--directory",
+                    "redis://h:1",
+                    "--public-address",
+                    "h:1",
+                    "--region",
+                    "e u",
+                ][..],
+                "--region",
+            ),
+        ] {
+            let e = settings(bad).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
     }
 
     #[test]

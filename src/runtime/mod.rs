@@ -13,6 +13,7 @@
 mod batch;
 mod datagram;
 mod directory;
+pub mod fleet;
 #[cfg(target_os = "linux")]
 mod poll;
 mod receiver;
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     pub relay_ports: RangeInclusive<u16>,
     /// How the threads that move datagrams are scheduled.
     pub scheduling: Scheduling,
+    /// The fleet this server shares its lobby directory with (`--directory`), if any.
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             budget: BudgetConfig::default(),
             relay_ports: 7778..=8777,
             scheduling: Scheduling::default(),
+            fleet: None,
         }
     }
 }
@@ -150,7 +154,14 @@ impl Server {
         let now = Instant::now();
         // One clock for the shards and the send budgets; the shards share the caps and the relay
         // limits through `shared`.
-        let shared = Shared::new(&config.core, now);
+        let mut shared = Shared::new(&config.core, now);
+        // In a fleet, the directory tells the fleet thread every change of this server's
+        // sessions and lobbies (a channel that never blocks the shards).
+        let fleet_changes = config.fleet.as_ref().map(|_| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            shared.directory = Arc::new(Directory::with_fleet(tx));
+            rx
+        });
         let budgets = Arc::new(SendBudgets::new(config.budget, shared.clock));
         let relay_on = config.core.relay.mode != RelayMode::Off;
         let pool = if relay_on {
@@ -227,6 +238,23 @@ impl Server {
             config.scheduling,
             move || directory::run(listed, directory_rx, directory_gate),
         )?);
+        if let (Some(fleet_config), Some(changes)) = (config.fleet.clone(), fleet_changes) {
+            let fleet_counters = Arc::new(Counters::default());
+            counters.insert(counters.len() - 1, fleet_counters.clone());
+            let fleet = fleet::Fleet::new(
+                fleet_config,
+                shared.directory.clone(),
+                changes,
+                fleet_counters,
+            );
+            let fleet_stop = stop.clone();
+            threads.push(spawn_watched(
+                "fleet".into(),
+                exit_tx.clone(),
+                Scheduling::Normal,
+                move || fleet.run(fleet_stop),
+            )?);
+        }
         let front = FrontDoor::new(workers);
         let receiver_stop = stop.clone();
         threads.push(spawn_watched(

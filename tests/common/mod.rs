@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

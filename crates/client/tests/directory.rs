@@ -41,6 +41,7 @@ fn lobby(session: &'static str, players: u8) -> EntryView<'static> {
         mode: "Draft",
         description: "all welcome",
         age_secs: 3,
+        server: None,
     }
 }
 

@@ -316,7 +316,41 @@ fn parse_cursor(field: &[u8]) -> Option<Cursor> {
     })
 }
 
-/// A listed lobby as the replies show it. Never an address.
+/// Where a lobby listed by another server of a fleet is joined: that server's public host (a
+/// DNS name or an IPv4 address, never a player's), its port and its region label. The extension
+/// entries and the quick join answer carry it after their own fields; a lobby of the server
+/// that answers has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerView<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub region: &'a str,
+}
+
+/// Longest public host of a fleet server in a listing.
+pub const MAX_SERVER_HOST_LEN: usize = 64;
+/// Longest region label.
+pub const MAX_REGION_LEN: usize = 16;
+
+/// Whether `host` may name a fleet server in a listing: 1 to [`MAX_SERVER_HOST_LEN`] ASCII
+/// letters, digits, `.` or `-` (a DNS name or an IPv4 address; no `:`, which frames fields).
+pub fn is_server_host(host: &str) -> bool {
+    (1..=MAX_SERVER_HOST_LEN).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+}
+
+/// Whether `region` may be a region label: 1 to [`MAX_REGION_LEN`] ASCII letters, digits, `.`,
+/// `_` or `-`.
+pub fn is_region(region: &str) -> bool {
+    (1..=MAX_REGION_LEN).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A listed lobby as the replies show it. Never a player's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryView<'a> {
     pub session: &'a str,
@@ -328,6 +362,8 @@ pub struct EntryView<'a> {
     pub mode: &'a str,
     pub description: &'a str,
     pub age_secs: u64,
+    /// The fleet server that holds it, when it is not the one answering.
+    pub server: Option<ServerView<'a>>,
 }
 
 /// Appends the compatible entry `<host>|<session>|<n> / <max>|<version>|<mode>`.
@@ -341,7 +377,8 @@ pub fn write_compat_entry(buf: &mut Vec<u8>, e: &EntryView<'_>) {
 }
 
 /// Appends the extension entry
-/// `<session>|<host>|<n>|<max>|<password>|<version>|<mode>|<description>|<age>`.
+/// `<session>|<host>|<n>|<max>|<password>|<version>|<mode>|<description>|<age>`, followed by
+/// `|<server host>|<port>|<region>` for a lobby of another fleet server.
 pub fn write_browse_entry(buf: &mut Vec<u8>, e: &EntryView<'_>) {
     use std::io::Write;
     let _ = write!(
@@ -357,6 +394,9 @@ pub fn write_browse_entry(buf: &mut Vec<u8>, e: &EntryView<'_>) {
         e.description,
         e.age_secs
     );
+    if let Some(at) = &e.server {
+        let _ = write!(buf, "|{}|{}|{}", at.host, at.port, at.region);
+    }
 }
 
 /// Writes the head of a browse page, `b:1:<total>:<next>`; the entries follow, each after `:`.
@@ -368,7 +408,8 @@ pub fn write_browse_head(buf: &mut Vec<u8>, total: usize, next: Option<Cursor>) 
     }
 }
 
-/// Writes the quick join answer: `q:1:<session>:<host>:<n>:<max>`, or `q:1:` for none.
+/// Writes the quick join answer: `q:1:<session>:<host>:<n>:<max>`, followed by
+/// `:<server host>:<port>:<region>` for a lobby of another fleet server, or `q:1:` for none.
 pub fn write_quick_join(buf: &mut Vec<u8>, found: Option<&EntryView<'_>>) {
     use std::io::Write;
     buf.extend_from_slice(b"q:1:");
@@ -378,6 +419,9 @@ pub fn write_quick_join(buf: &mut Vec<u8>, found: Option<&EntryView<'_>>) {
             "{}:{}:{}:{}",
             e.session, e.host, e.players, e.max_players
         );
+        if let Some(at) = &e.server {
+            let _ = write!(buf, ":{}:{}:{}", at.host, at.port, at.region);
+        }
     }
 }
 
@@ -569,6 +613,7 @@ mod tests {
             mode: "Constructed - Free",
             description: "hi",
             age_secs: 12,
+            server: None,
         };
         let mut buf = Vec::new();
         write_compat_entry(&mut buf, &e);
@@ -593,5 +638,37 @@ mod tests {
         buf.clear();
         write_chat(&mut buf, "Ana", "gg: wp");
         assert_eq!(buf, b"m:Ana:gg: wp");
+    }
+
+    #[test]
+    fn a_lobby_of_another_server_names_it_after_its_own_fields() {
+        let e = EntryView {
+            session: "Room1",
+            host: "Ana",
+            players: 2,
+            max_players: 4,
+            password: false,
+            version: "1",
+            mode: "",
+            description: "",
+            age_secs: 3,
+            server: Some(ServerView {
+                host: "eu.example.com",
+                port: 7777,
+                region: "eu",
+            }),
+        };
+        let mut buf = Vec::new();
+        write_compat_entry(&mut buf, &e);
+        assert_eq!(buf, b"Ana|Room1|2 / 4|1|", "FusionV1's entry is unchanged");
+        buf.clear();
+        write_browse_entry(&mut buf, &e);
+        assert_eq!(buf, b"Room1|Ana|2|4|0|1|||3|eu.example.com|7777|eu");
+        buf.clear();
+        write_quick_join(&mut buf, Some(&e));
+        assert_eq!(buf, b"q:1:Room1:Ana:2:4:eu.example.com:7777:eu");
+        assert!(is_server_host("203.0.113.7") && !is_server_host("::1"));
+        assert!(!is_server_host("") && !is_server_host(&"a".repeat(65)));
+        assert!(is_region("eu-west_1") && !is_region("eu:1") && !is_region(""));
     }
 }

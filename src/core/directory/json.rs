@@ -139,7 +139,14 @@ impl Directory {
             push_str(&mut out, e.mode);
             out.push_str(",\"description\":");
             push_str(&mut out, e.description);
-            let _ = write!(out, ",\"age_s\":{}}}", e.age_secs);
+            let _ = write!(out, ",\"age_s\":{}", e.age_secs);
+            if let Some(at) = &e.server {
+                out.push_str(",\"server\":");
+                push_str(&mut out, &format!("{}:{}", at.host, at.port));
+                out.push_str(",\"region\":");
+                push_str(&mut out, at.region);
+            }
+            out.push('}');
         }
         out.push_str("]}");
         out

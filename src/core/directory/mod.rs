@@ -8,7 +8,12 @@
 //! It holds only the lobbies a listing can show, so the cost of a listing does not grow with
 //! the sessions that are private or started; and its indexes ([`index`]) let a page walk only
 //! what it shows, whatever its filters.
+//!
+//! In a fleet (`--directory redis://...`, [`fleet`]) it also holds the lobbies of the other
+//! servers, which the fleet thread keeps in step with Redis, and it tells that thread, through a
+//! channel that never blocks, every change of this server's sessions and lobbies.
 
+pub mod fleet;
 mod index;
 mod json;
 mod page;
@@ -20,6 +25,7 @@ use parking_lot::RwLock;
 
 use crate::core::{PlayerName, SessionName};
 
+pub use fleet::{Change, FleetLink, Origin, Reserve};
 use index::Slices;
 pub use json::{HttpQuery, ParseQueryError};
 pub use page::Filter;
@@ -47,6 +53,8 @@ pub struct Listing {
     pub description: String,
     /// When the session was created: its age in listings, and its place in newest-first.
     pub created: Instant,
+    /// The fleet server that holds it; `None` for this server's own lobbies.
+    pub origin: Option<std::sync::Arc<Origin>>,
 }
 
 impl Listing {
@@ -73,6 +81,8 @@ pub struct Directory {
     inner: RwLock<Inner>,
     /// Creation times are counted from here, for newest-first.
     epoch: Instant,
+    /// The way to the fleet thread, in a fleet.
+    fleet: Option<FleetLink>,
 }
 
 impl Default for Directory {
@@ -80,6 +90,7 @@ impl Default for Directory {
         Self {
             inner: RwLock::default(),
             epoch: Instant::now(),
+            fleet: None,
         }
     }
 }
@@ -90,8 +101,10 @@ struct Inner {
     next_seq: u64,
     /// Listed lobbies by `seq`, what the indexes hold.
     entries: HashMap<u64, Entry>,
-    /// The `seq` of each listed session.
+    /// The `seq` of each listed session of this server.
     seqs: HashMap<SessionName, u64>,
+    /// The `seq`s of the lobbies of each other fleet server, by node id.
+    remote: HashMap<String, HashMap<SessionName, u64>>,
     scopes: HashMap<Scope, Slices>,
 }
 
@@ -100,22 +113,15 @@ impl Directory {
         Self::default()
     }
 
-    /// Lists `listing`'s lobby, or updates it when it is listed already.
+    /// Lists `listing`'s lobby (one of this server's), or updates it when it is listed already.
     pub fn publish(&self, listing: Listing) {
+        if let Some(fleet) = &self.fleet {
+            fleet.send(Change::Listed(Box::new(listing.clone())));
+        }
         let mut inner = self.inner.write();
-        let seq = match inner.remove(&listing.session) {
-            Some(old) if old.listing.created == listing.created => old.seq,
-            _ => {
-                inner.next_seq += 1;
-                let mut seq = self.seq(listing.created, inner.next_seq);
-                // The counter's low bits wrap: step past a place taken (by a lobby created in
-                // the same millisecond, 2^20 listings ago), or it would shadow that one.
-                while inner.entries.contains_key(&seq) {
-                    seq += 1;
-                }
-                seq
-            }
-        };
+        let old = inner.seqs.remove(&listing.session);
+        let seq = inner.reuse_or_next(old, self.seq(listing.created, 0), listing.created);
+        inner.seqs.insert(listing.session, seq);
         inner.insert(Entry { listing, seq });
     }
 
@@ -131,10 +137,17 @@ impl Directory {
     /// Takes `session` off the list (started, emptied, deleted, made private). Nothing when it
     /// is not listed.
     pub fn unlist(&self, session: &SessionName) {
-        self.inner.write().remove(session);
+        let removed = {
+            let mut inner = self.inner.write();
+            let seq = inner.seqs.remove(session);
+            seq.and_then(|seq| inner.remove(seq)).is_some()
+        };
+        if let (true, Some(fleet)) = (removed, &self.fleet) {
+            fleet.send(Change::Unlisted(*session));
+        }
     }
 
-    /// Lobbies listed now, in all scopes.
+    /// Lobbies listed now, in all scopes, other fleet servers' included.
     pub fn len(&self) -> usize {
         self.inner.read().entries.len()
     }
@@ -152,6 +165,26 @@ impl Directory {
 }
 
 impl Inner {
+    /// The place in newest-first of a lobby created at `created` that had place `old`: the same
+    /// when it is the same lobby, else a new one from `base` (`Directory::seq` of its creation
+    /// time with a count of 0). Removes the old entry.
+    fn reuse_or_next(&mut self, old: Option<u64>, base: u64, created: Instant) -> u64 {
+        match old.and_then(|seq| self.remove(seq)) {
+            Some(old) if old.listing.created == created => old.seq,
+            _ => {
+                self.next_seq += 1;
+                let mut seq = base | (self.next_seq & ((1 << 20) - 1));
+                // The counter's low bits wrap: step past a place taken (by a lobby created in
+                // the same millisecond, 2^20 listings ago), or it would shadow that one.
+                while self.entries.contains_key(&seq) {
+                    seq += 1;
+                }
+                seq
+            }
+        }
+    }
+
+    /// Puts `entry` in the indexes (its owner's map of `seq`s is the caller's).
     fn insert(&mut self, entry: Entry) {
         let l = &entry.listing;
         self.scopes.entry(l.scope.clone()).or_default().insert(
@@ -161,12 +194,11 @@ impl Inner {
             l.players,
             entry.seq,
         );
-        self.seqs.insert(l.session, entry.seq);
         self.entries.insert(entry.seq, entry);
     }
 
-    fn remove(&mut self, session: &SessionName) -> Option<Entry> {
-        let seq = self.seqs.remove(session)?;
+    /// Takes entry `seq` out of the indexes.
+    fn remove(&mut self, seq: u64) -> Option<Entry> {
         let entry = self.entries.remove(&seq)?;
         let l = &entry.listing;
         if let Some(slices) = self.scopes.get_mut(&l.scope) {

@@ -34,6 +34,7 @@ impl Listing {
             mode: &self.mode,
             description: &self.description,
             age_secs: now.saturating_duration_since(self.created).as_secs(),
+            server: self.server_view(),
         }
     }
 }
@@ -95,8 +96,9 @@ impl Directory {
                 version,
                 request_len,
             } => {
-                self.write_quick_join(game, version.as_deref(), now, out);
-                request_len.saturating_mul(EARN_FACTOR)
+                let limit = request_len.saturating_mul(EARN_FACTOR);
+                self.write_quick_join_within(game, version.as_deref(), now, limit, out);
+                limit
             }
             browse => match browse.as_browse() {
                 Some(request) => {
@@ -189,6 +191,20 @@ impl Directory {
         now: Instant,
         out: &mut Vec<u8>,
     ) {
+        self.write_quick_join_within(game, version, now, usize::MAX, out);
+    }
+
+    /// [`write_quick_join`](Self::write_quick_join), passing over the lobbies of other fleet
+    /// servers whose answer (longer: it names the server) would be over `limit` bytes: a short
+    /// request is offered this server's lobbies only, a padded one the whole fleet's.
+    pub fn write_quick_join_within(
+        &self,
+        game: &str,
+        version: Option<&str>,
+        now: Instant,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) {
         let filter = Filter {
             free_only: true,
             open_only: true,
@@ -197,10 +213,17 @@ impl Directory {
         };
         let inner = self.inner.read();
         let scope = Scope::Game(game.to_string());
+        let mut answer = Vec::with_capacity(64);
         let found = inner
             .select(&scope, &filter, Order::Fullest, START)
             .1
-            .next();
+            .find(|e| {
+                e.listing.origin.is_none() || {
+                    answer.clear();
+                    write_quick_join(&mut answer, Some(&e.listing.view(now)));
+                    answer.len() <= limit
+                }
+            });
         write_quick_join(out, found.map(|e| e.listing.view(now)).as_ref());
     }
 

@@ -19,6 +19,7 @@ fn listing(session: &str, scope: Scope, players: u8, max: u8, created: Instant) 
         mode: "Draft".into(),
         description: String::new(),
         created,
+        origin: None,
     }
 }
 
@@ -408,4 +409,118 @@ fn the_http_view_lists_as_json_without_addresses() {
     ] {
         assert!(HttpQuery::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn in_a_fleet_other_servers_lobbies_are_listed_with_their_server() {
+    let (tx, changes) = crossbeam_channel::unbounded();
+    let dir = Directory::with_fleet(tx);
+    let t0 = Instant::now();
+    let mine = listing("Mine", game("g"), 1, 4, t0);
+    dir.publish(mine.clone());
+    let name = |s: &str| SessionName::new(s).unwrap();
+    dir.claim(name("Mine"));
+    dir.unlist(&name("Nope")); // not listed: nothing to tell
+    dir.release(name("Gone"));
+    let told: Vec<Change> = changes.try_iter().collect();
+    assert_eq!(
+        told,
+        [
+            Change::Listed(Box::new(mine)),
+            Change::Claimed(name("Mine")),
+            Change::Released(name("Gone")),
+        ]
+    );
+    let origin = std::sync::Arc::new(Origin {
+        node: "ab".into(),
+        host: "us.example.com".into(),
+        port: 7777,
+        region: "us".into(),
+    });
+    let mut theirs = listing("Theirs", game("g"), 2, 4, t0 + Duration::from_secs(1));
+    theirs.origin = Some(origin.clone());
+    dir.set_node(
+        "ab",
+        Some((vec![name("Theirs"), name("Hidden")], vec![theirs.clone()])),
+    );
+    assert!(dir.taken_elsewhere(&name("Hidden")) && !dir.taken_elsewhere(&name("Mine")));
+    let now = t0 + Duration::from_secs(5);
+    let p = page(&dir, &request("g", "", "n", "", 400), now);
+    assert_eq!(
+        p,
+        "b:1:2::Theirs|HTheirs|2|4|0|1.0|Draft||4|us.example.com|7777|us:\
+         Mine|HMine|1|4|0|1.0|Draft||5"
+    );
+    assert_eq!(dir.remote_len(), 1);
+    assert_eq!(dir.remote_nodes(), ["ab"]);
+    // Quick join: the fullest (theirs) for a request padded enough to earn its longer answer,
+    // else this server's own.
+    let quick = |request: &str| {
+        let Some(Ok(LobbyRequest::QuickJoin { game, version })) = parse_lobby(request.as_bytes())
+        else {
+            panic!("{request}")
+        };
+        let query = crate::core::DirectoryQuery::QuickJoin {
+            game: game.into(),
+            version: version.map(String::from),
+            request_len: request.len(),
+        };
+        let mut out = Vec::new();
+        dir.answer(&query, now, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(quick("q:1:g::xxxxxx"), "q:1:Mine:HMine:1:4");
+    assert_eq!(
+        quick(&format!("q:1:g::{}", "x".repeat(20))),
+        "q:1:Theirs:HTheirs:2:4:us.example.com:7777:us"
+    );
+    // Its lobby changes: same place; the server goes: its lobbies and names with it.
+    theirs.players = 3;
+    dir.set_node("ab", Some((vec![name("Theirs")], vec![theirs])));
+    assert!(!dir.taken_elsewhere(&name("Hidden")));
+    assert!(page(&dir, &request("g", "", "n", "", 400), now).contains("Theirs|HTheirs|3|"));
+    dir.set_node("ab", None);
+    assert_eq!(dir.len(), 1);
+    assert!(dir.remote_nodes().is_empty() && !dir.taken_elsewhere(&name("Theirs")));
+}
+
+#[test]
+fn a_new_name_waits_for_its_claim_only_while_the_fleet_is_up() {
+    let (tx, changes) = crossbeam_channel::unbounded();
+    let dir = Directory::with_fleet(tx);
+    let (t0, keep) = (Instant::now(), Duration::from_secs(3));
+    let name = |s: &str| SessionName::new(s).unwrap();
+    // Redis away: names go at once (checked against the last view only).
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Go);
+    dir.set_fleet_up(true, t0, keep);
+    // Up: the first ask waits and asks the fleet thread once; the verdict answers the next.
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Wait);
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Wait);
+    assert_eq!(dir.reserve(name("B"), t0), Reserve::Wait);
+    let asked: Vec<Change> = changes.try_iter().collect();
+    assert_eq!(
+        asked,
+        [Change::Reserve(name("A")), Change::Reserve(name("B"))]
+    );
+    dir.settle(name("A"), true);
+    dir.settle(name("B"), false);
+    assert_eq!(dir.reserve(name("A"), t0), Reserve::Go);
+    assert_eq!(dir.reserve(name("B"), t0), Reserve::Taken);
+    assert_eq!(
+        dir.reserve(name("B"), t0),
+        Reserve::Taken,
+        "kept for re-sends"
+    );
+    // Forgotten after `keep`: asked again.
+    dir.set_fleet_up(true, t0 + keep, keep);
+    assert_eq!(dir.reserve(name("B"), t0 + keep), Reserve::Wait);
+    // A flood of new names: past the rate, names go unasked instead of waiting.
+    let t1 = t0 + Duration::from_secs(10);
+    let mut waited = 0;
+    for i in 0..(fleet::RESERVATIONS_PER_SEC + 10) {
+        if dir.reserve(name(&format!("F{i}")), t1) == Reserve::Wait {
+            waited += 1;
+        }
+    }
+    assert_eq!(waited, fleet::RESERVATIONS_PER_SEC);
 }

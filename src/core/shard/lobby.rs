@@ -188,6 +188,7 @@ impl Shard {
                 mode: lobby.mode.clone(),
                 description: lobby.description.clone(),
                 created: self.clock.instant(session.created),
+                origin: None,
             }),
             None => self.directory.unlist(name),
         }

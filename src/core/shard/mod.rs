@@ -262,6 +262,7 @@ impl Shard {
         if session.lobby.is_some() {
             self.directory.unlist(name);
         }
+        self.directory.release(*name);
         self.players_left(session.players.len());
         self.caps.close_session(session.owner);
         Some(session)

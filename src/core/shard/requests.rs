@@ -14,6 +14,7 @@ use log::{debug, info};
 
 use super::Shard;
 use crate::core::clock::Millis;
+use crate::core::directory::Reserve;
 use crate::core::front::{Command, ParsedRequest};
 use crate::core::name::{Password, PlayerName, SessionName};
 use crate::core::session::{Player, Session, Start};
@@ -91,6 +92,17 @@ impl Shard {
             session.send_info(from, out);
             return Ok(());
         }
+        if self.directory.taken_elsewhere(&name) {
+            // Live on another server of the fleet (docs/lobbies.md, "A fleet").
+            return Err(ErrorCode::SessionExists);
+        }
+        match self.directory.reserve(name, self.clock.instant(now)) {
+            Reserve::Go => {}
+            // Claimed in Redis by the fleet thread meanwhile; the client's next `h:` finds
+            // the verdict.
+            Reserve::Wait => return Ok(()),
+            Reserve::Taken => return Err(ErrorCode::SessionExists),
+        }
         let owner = IpKey::from(from.ip());
         if let Err(cap) = self.caps.try_open_session(owner) {
             // Dropped unanswered: the client retries, then reports the server silent. No reply
@@ -129,6 +141,7 @@ impl Shard {
         );
         session.send_info(from, out);
         self.sessions.insert(name, session);
+        self.directory.claim(name);
         self.players += 1;
         self.stats.sessions_created += 1;
         self.schedule(name);

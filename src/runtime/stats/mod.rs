@@ -235,6 +235,35 @@ impl Counters {
         bump(&self.runtime.directory_dropped, queries as u64);
     }
 
+    /// The fleet thread's figures: connected or not, the other servers and their lobbies seen.
+    pub fn set_fleet(&self, up: bool, nodes: usize, remote_lobbies: usize) {
+        self.runtime.fleet_up.store(u64::from(up), Relaxed);
+        self.runtime.fleet_nodes.store(nodes as u64, Relaxed);
+        self.runtime
+            .fleet_remote_lobbies
+            .store(remote_lobbies as u64, Relaxed);
+    }
+
+    /// Commands sent to Redis.
+    pub fn fleet_commands(&self, n: usize) {
+        bump(&self.runtime.fleet_redis_commands, n as u64);
+    }
+
+    /// A failed connection to, or exchange with, Redis.
+    pub fn fleet_error(&self) {
+        bump(&self.runtime.fleet_redis_errors, 1);
+    }
+
+    /// A name claimed by another server first.
+    pub fn fleet_name_conflict(&self) {
+        bump(&self.runtime.fleet_name_conflicts, 1);
+    }
+
+    /// A session not published, over the cap.
+    pub fn fleet_over_cap(&self) {
+        bump(&self.runtime.fleet_over_cap, 1);
+    }
+
     /// Publishes a worker's shard figures.
     pub fn set_shard(&self, sessions: usize, players: usize, stats: ShardStats) {
         self.runtime.sessions.store(sessions as u64, Relaxed);

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::table::Section::{Drops, Main, Relay, RelayAuto, RelayDrops};
-use super::table::{counter, figure, gauge, key, key_in, series, then, Family, Figure, Kind};
+use super::table::{counter, figure, gauge, key, key_in, series, then, Family, Figure, Kind, Line};
 use crate::core::{RelayStats, ShardStats};
 
 /// `rabid_punch_drops_total{reason}`: incoming datagrams not handled, replies not sent.
@@ -135,6 +135,32 @@ runtime_stats! {
         key(RelayDrops, "too_big");
     relay_send_errors: series(&RELAY_DROPS, "send_error", "the kernel refused it"),
         key(RelayDrops, "send_error");
+    /// The fleet thread (`--directory`): 1 while connected to Redis. Not in the stats line,
+    /// which the fleet thread's own log lines complete.
+    fleet_up: gauge("rabid_punch_fleet_up",
+        "1 while connected to the fleet's Redis (--directory), else 0."),
+        Line::Hidden;
+    fleet_nodes: gauge("rabid_punch_fleet_nodes",
+        "Other fleet servers seen in Redis at the last poll."),
+        Line::Hidden;
+    fleet_remote_lobbies: gauge("rabid_punch_fleet_remote_lobbies",
+        "Lobbies of other fleet servers listed here, as of the last poll."),
+        Line::Hidden;
+    fleet_redis_commands: counter("rabid_punch_fleet_redis_commands",
+        "Commands sent to the fleet's Redis."),
+        Line::Hidden;
+    fleet_redis_errors: counter("rabid_punch_fleet_redis_errors",
+        "Failed connections to, or exchanges with, the fleet's Redis (each followed by a \
+         reconnection with backoff)."),
+        Line::Hidden;
+    fleet_name_conflicts: counter("rabid_punch_fleet_name_conflicts",
+        "Sessions created here under a name another fleet server had claimed an instant \
+         before (not published to the fleet)."),
+        Line::Hidden;
+    fleet_over_cap: counter("rabid_punch_fleet_over_cap",
+        "Sessions not published to the fleet: this server had --directory-max-sessions \
+         published already."),
+        Line::Hidden;
 }
 
 /// The table of [`ShardStats`].

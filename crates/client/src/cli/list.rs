@@ -213,6 +213,7 @@ mod tests {
             mode: "Constructed - Free".into(),
             description: description.into(),
             age: password.map(|_| Duration::from_secs(754)),
+            server: None,
         }
     }
 

@@ -28,7 +28,7 @@ use crate::error::ServerError;
 
 pub use blocking::Directory;
 pub use exchange::{Exchange, QUERY_TRIES};
-pub use reply::{Answer, Entry, Found, Page};
+pub use reply::{Answer, Entry, FleetServer, Found, Page};
 
 /// A browse request pads itself to this length, so its page earns the full 1200 bytes.
 pub const BROWSE_REQUEST_LEN: usize = MAX_REPLY_LEN.div_ceil(EARN_FACTOR);

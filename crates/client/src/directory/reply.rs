@@ -26,6 +26,39 @@ pub struct Entry {
     pub description: String,
     /// How long the lobby has existed (whole seconds); `None` in the compatible listing.
     pub age: Option<Duration>,
+    /// The fleet server to join it at, when it is not the server that answered.
+    pub server: Option<FleetServer>,
+}
+
+/// Another server of a fleet sharing one directory: where a lobby it lists is joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetServer {
+    /// Its public host (a DNS name or an IPv4 address).
+    pub host: String,
+    pub port: u16,
+    /// Its region label.
+    pub region: String,
+}
+
+impl FleetServer {
+    /// `host:port`, to resolve and send to.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn parse(host: &str, port: &str, region: &str) -> Option<Self> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        };
+        (ok(host) && ok(region)).then_some(())?;
+        Some(Self {
+            host: host.to_string(),
+            port: number(port)?,
+            region: region.to_string(),
+        })
+    }
 }
 
 impl Entry {
@@ -57,6 +90,8 @@ pub struct Found {
     pub players: u8,
     /// Its capacity.
     pub max_players: u8,
+    /// The fleet server to join it at, when it is not the server that answered.
+    pub server: Option<FleetServer>,
 }
 
 /// A reply to a directory request, by what it answers.
@@ -112,9 +147,15 @@ fn parse_page(rest: &str) -> Option<Page> {
     })
 }
 
-/// `<session>|<host>|<n>|<max>|<password>|<version>|<mode>|<description>|<age>`
+/// `<session>|<host>|<n>|<max>|<password>|<version>|<mode>|<description>|<age>`, then
+/// `|<server host>|<port>|<region>` for a lobby of another fleet server.
 fn parse_entry(entry: &str) -> Option<Entry> {
     let f: Vec<&str> = entry.split('|').collect();
+    let (f, server) = match f.len() {
+        9 => (&f[..], None),
+        12 => (&f[..9], Some(FleetServer::parse(f[9], f[10], f[11])?)),
+        _ => return None,
+    };
     let [session, host, players, max, password, version, mode, description, age] = f[..] else {
         return None;
     };
@@ -132,10 +173,11 @@ fn parse_entry(entry: &str) -> Option<Entry> {
         mode: mode.to_string(),
         description: description.to_string(),
         age: Some(Duration::from_secs(number(age)?)),
+        server,
     })
 }
 
-/// `<session>:<host>:<n>:<max>`, or nothing.
+/// `<session>:<host>:<n>:<max>[:<server host>:<port>:<region>]`, or nothing.
 fn parse_found(rest: &str) -> Option<Option<Found>> {
     if rest.is_empty() {
         return Some(None);
@@ -146,8 +188,16 @@ fn parse_found(rest: &str) -> Option<Option<Found>> {
         host: name(f.next()?)?,
         players: number(f.next()?)?,
         max_players: number(f.next()?)?,
+        server: None,
     };
-    f.next().is_none().then_some(Some(found))
+    match (f.next(), f.next(), f.next(), f.next()) {
+        (None, ..) => Some(Some(found)),
+        (Some(host), Some(port), Some(region), None) => Some(Some(Found {
+            server: Some(FleetServer::parse(host, port, region)?),
+            ..found
+        })),
+        _ => None,
+    }
 }
 
 /// FusionV1's entries `<host>|<session>|<n> / <max>|<version>|<mode>`, joined by `:`. Read as
@@ -171,6 +221,7 @@ fn parse_compat(rest: &str) -> Vec<Entry> {
                 mode: mode.to_string(),
                 description: String::new(),
                 age: None,
+                server: None,
             })
         })
         .collect()
@@ -216,6 +267,7 @@ mod tests {
             mode: "Constructed - Free",
             description: "all welcome, gg",
             age_secs: 12,
+            server: None,
         }
     }
 
@@ -274,7 +326,8 @@ mod tests {
                 session: "Room1".into(),
                 host: "Ana".into(),
                 players: 2,
-                max_players: 4
+                max_players: 4,
+                server: None,
             }))
         );
         reply.clear();
@@ -370,5 +423,32 @@ mod tests {
         assert_eq!(parse_chat(b"m::hi"), None);
         assert_eq!(parse_chat(b"m:Ana"), None);
         assert_eq!(parse_chat(b"i:Ana"), None);
+    }
+
+    #[test]
+    fn a_lobby_of_another_fleet_server_says_where_to_join_it() {
+        let mut reply = Vec::new();
+        write_browse_head(&mut reply, 1, None);
+        reply.push(b':');
+        let mut e = view("Room1", false);
+        e.server = Some(rabid_wire::lobby::ServerView {
+            host: "us.example.com",
+            port: 7777,
+            region: "us",
+        });
+        write_browse_entry(&mut reply, &e);
+        let Ok(Answer::Page(page)) = answer(b'b', &reply) else {
+            panic!("a page")
+        };
+        let server = page.entries[0].server.clone().expect("its server");
+        assert_eq!(server.address(), "us.example.com:7777");
+        assert_eq!(server.region, "us");
+        reply.clear();
+        write_quick_join(&mut reply, Some(&e));
+        let Ok(Answer::QuickJoin(Some(found))) = answer(b'q', &reply) else {
+            panic!("a lobby")
+        };
+        assert_eq!(found.server, Some(server));
+        assert!(answer(b'q', b"q:1:Room1:Ana:2:4:us.example.com:7777").is_err());
     }
 }

@@ -34,6 +34,10 @@ fn free_port() -> u16 {
 fn fleet_server(redis: &Redis, region: &str) -> Server {
     let port = free_port();
     let mut fleet = FleetConfig::new(&redis.url(), "127.0.0.1", port);
+    if redis.url().starts_with("rediss://") {
+        let ca = std::fs::read(format!("{}/ca.pem", common::redis::TLS_FIXTURES)).unwrap();
+        fleet.ca = Some(ca);
+    }
     fleet.region = region.into();
     fleet.ttl = TTL;
     fleet.poll = POLL;
@@ -103,6 +107,23 @@ fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {within:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The same over TLS (`rediss://`), the server's certificate signed by a CA given with
+/// `--directory-ca`: two servers list each other's lobbies.
+#[test]
+fn a_fleet_over_tls_lists_across_servers() {
+    let Some(redis) = Redis::start_tls("a_fleet_over_tls_lists_across_servers") else {
+        return;
+    };
+    let (a, b) = (fleet_server(&redis, "eu"), fleet_server(&redis, "us"));
+    let _ana = lobby(a.local_addr(), "TlsA", "Ana");
+    let _bob = lobby(b.local_addr(), "TlsB", "Bob");
+    for server in [&a, &b] {
+        until_listed(&Player::new(server.local_addr()), &["TlsA", "TlsB"]);
+    }
+    a.shutdown();
+    b.shutdown();
 }
 
 #[test]

@@ -179,6 +179,7 @@ mod tests {
                 "--http",
                 "--metrics",
                 "--directory",
+                "--directory-ca",
                 "--directory-prefix",
                 "--directory-max-sessions",
                 "--public-address",

@@ -259,10 +259,15 @@ pub struct Args {
     pub metrics: Option<String>,
 
     /// share the lobby directory with a fleet of servers through Redis at
-    /// redis://[:PASSWORD@]HOST:PORT[/DB] (default: off, this server's directory alone); needs
-    /// --public-address
+    /// redis://[:PASSWORD@]HOST:PORT[/DB], or rediss://... for TLS (default: off, this server's
+    /// directory alone); needs --public-address
     #[argh(option)]
     pub directory: Option<String>,
+
+    /// with --directory rediss://...: a PEM file of the certificate authority that signed the
+    /// Redis server's certificate, trusted besides the system's (default: the system's only)
+    #[argh(option)]
+    pub directory_ca: Option<String>,
 
     /// with --directory: put before every Redis key name (default: rabid:)
     #[argh(option)]

@@ -53,6 +53,7 @@ impl Args {
         let Some(url) = &self.directory else {
             let stray = [
                 ("--directory-prefix", self.directory_prefix.is_some()),
+                ("--directory-ca", self.directory_ca.is_some()),
                 (
                     "--directory-max-sessions",
                     self.directory_max_sessions.is_some(),
@@ -65,14 +66,20 @@ impl Args {
                 None => Ok(None),
             };
         };
-        if url.starts_with("rediss://") {
-            return Err("--directory: TLS (rediss://) is not built in; use redis://".into());
-        }
-        if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+        let tls = url.starts_with("rediss://");
+        if !(url.starts_with("redis://") || tls) || redis::Client::open(url.as_str()).is_err() {
             return Err(format!(
                 "--directory needs a URL such as redis://127.0.0.1:6379/0, not `{url}`"
             ));
         }
+        let ca = match &self.directory_ca {
+            None => None,
+            Some(_) if !tls => return Err("--directory-ca goes with a rediss:// URL".into()),
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("--directory-ca {path}: cannot read it ({e})"))?,
+            ),
+        };
         let Some(address) = &self.public_address else {
             return Err("--directory needs --public-address HOST:PORT".into());
         };
@@ -88,6 +95,7 @@ impl Args {
             return Err(bad_address());
         }
         let mut config = FleetConfig::new(url, host, port);
+        config.ca = ca;
         if let Some(region) = &self.region {
             if !is_region(region) {
                 return Err(format!(
@@ -390,8 +398,18 @@ mod tests {
                 "redis://",
             ),
             (
-                &["--directory", "rediss://h:1", "--public-address", "h:1"][..],
-                "TLS",
+                &["--directory", "redis://h:1", "--public-address", "h:1"]
+                    .into_iter()
+                    .chain(["--directory-ca", "ca.pem"])
+                    .collect::<Vec<_>>()[..],
+                "rediss://",
+            ),
+            (
+                &["--directory", "rediss://h:1", "--public-address", "h:1"]
+                    .into_iter()
+                    .chain(["--directory-ca", "/no/such/ca.pem"])
+                    .collect::<Vec<_>>()[..],
+                "cannot read",
             ),
             (
                 &[

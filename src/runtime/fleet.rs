@@ -71,6 +71,9 @@ pub struct FleetConfig {
     pub poll: Duration,
     /// Sessions this node publishes at most (names and lobbies).
     pub max_sessions: usize,
+    /// With a `rediss://` URL: PEM certificates of an authority trusted besides the system's
+    /// (a private CA that signed the Redis server's certificate).
+    pub ca: Option<Vec<u8>>,
 }
 
 impl FleetConfig {
@@ -85,6 +88,27 @@ impl FleetConfig {
             ttl: Duration::from_secs(6),
             poll: Duration::from_secs(1),
             max_sessions: 100_000,
+            ca: None,
+        }
+    }
+
+    /// The Redis client for this configuration: TLS with `rediss://`, trusting `ca` too.
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        // redis leaves rustls without a crypto provider: ring is ours. Installing it twice (a
+        // second server in one process, in tests) is harmless. rustls deprecates ring for
+        // lacking post-quantum key exchange; its alternative (aws-lc-rs) needs a far larger C
+        // build, for a link inside a fleet's own network.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        match &self.ca {
+            None => redis::Client::open(self.url.as_str()),
+            Some(ca) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
         }
     }
 }
@@ -173,7 +197,7 @@ impl Fleet {
         changes: Receiver<Change>,
         counters: Arc<Counters>,
     ) -> Self {
-        let client = match redis::Client::open(config.url.as_str()) {
+        let client = match config.client() {
             Ok(c) => Some(c),
             Err(e) => {
                 log::error!("fleet: bad Redis URL ({e}); serving alone");

@@ -13,12 +13,26 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// Serving TLS only (`rediss://`), with the certificate of `tests/fixtures/redis-tls`.
+    tls: bool,
 }
+
+/// The test certificates: a CA (`ca.pem`) and the server's certificate for 127.0.0.1 it signed.
+pub const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/redis-tls");
 
 impl Redis {
     /// Starts one on a free port; `None` (with a message) when `redis-server` is missing and
     /// `REDIS_REQUIRED` is not `1`.
     pub fn start(test: &str) -> Option<Redis> {
+        Self::start_with(test, false)
+    }
+
+    /// [`start`](Self::start) serving TLS only, with the test certificates.
+    pub fn start_tls(test: &str) -> Option<Redis> {
+        Self::start_with(test, true)
+    }
+
+    fn start_with(test: &str, tls: bool) -> Option<Redis> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -39,21 +53,37 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut redis = Redis { child: None, port };
+        let mut redis = Redis {
+            child: None,
+            port,
+            tls,
+        };
         redis.restart();
         Some(redis)
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Starts it (again) on its port, empty, and waits (at most 10 s) until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut command = Command::new("redis-server");
+        if self.tls {
+            let file = |name: &str| format!("{TLS_FIXTURES}/{name}");
+            command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &file("server.pem")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.args(["--port", &self.port.to_string()]);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -61,7 +91,7 @@ impl Redis {
             .expect("run redis-server");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers() {
+        while !self.listening() {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer in 10 s"
@@ -76,6 +106,14 @@ impl Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether it is up: a TLS port takes a connection, a plain one answers `PING`.
+    fn listening(&self) -> bool {
+        if self.tls {
+            return TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
+        self.answers()
     }
 
     /// Whether it answers `PING` now.

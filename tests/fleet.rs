@@ -374,3 +374,30 @@ fn session_names_are_unique_across_the_fleet() {
     a.shutdown();
     b.shutdown();
 }
+
+/// The Rust client's quick join asks one server and finds a lobby of another: it is told where
+/// (`Found::server`), and a join there gets in.
+#[test]
+fn the_rust_clients_quick_join_finds_a_lobby_on_another_server() {
+    let Some(redis) = Redis::start("the_rust_clients_quick_join_finds_a_lobby_on_another_server")
+    else {
+        return;
+    };
+    let (a, b) = (fleet_server(&redis, "eu"), fleet_server(&redis, "us"));
+    let _host = lobby(b.local_addr(), "Far", "Hana");
+    until_listed(&Player::new(a.local_addr()), &["Far"]);
+    let found = rabid_punch::client::Directory::new(a.local_addr())
+        .quick_join("cards", None)
+        .expect("an answer")
+        .expect("a lobby");
+    assert_eq!(found.session, "Far");
+    let server = found.server.expect("the server it is on");
+    assert_eq!(
+        (server.port, server.region.as_str()),
+        (b.local_addr().port(), "us")
+    );
+    let joiner = Player::new(server.address().parse().unwrap());
+    assert_eq!(joiner.request("c:Far:Joiner"), "i:Hana:Joiner");
+    a.shutdown();
+    b.shutdown();
+}

@@ -176,9 +176,14 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     }
     let verbose = !args.json;
     let game = args.game.as_deref().unwrap_or_default();
+    // A lobby found by --quick-join may be on another server of a fleet: joined there.
+    let mut join_at = server;
     let session = if args.quick_join {
         match quick_join(server, game, args.version_text.as_deref(), verbose) {
-            Ok(found) => Some(found),
+            Ok((found, at)) => {
+                join_at = at;
+                Some(found)
+            }
             Err(code) => return code,
         }
     } else {
@@ -211,7 +216,7 @@ pub fn run_cli(args: &[String]) -> ExitCode {
     }
     let started = Instant::now();
     let mut runner = Runner {
-        server,
+        server: join_at,
         local_port: args.local_port,
         deadline,
         verbose,
@@ -233,7 +238,10 @@ pub fn run_cli(args: &[String]) -> ExitCode {
             );
         }
         match quick_join(server, game, args.version_text.as_deref(), verbose) {
-            Ok(session) => request.session = session,
+            Ok((session, at)) => {
+                request.session = session;
+                runner.server = at;
+            }
             Err(code) => return code,
         }
         asked += 1;
@@ -289,7 +297,7 @@ pub fn run_cli(args: &[String]) -> ExitCode {
 }
 
 /// Prefers IPv4: the Godot plugin cannot parse IPv6 peers, so games meet over IPv4.
-fn resolve(server: &str) -> Result<SocketAddr, String> {
+pub(crate) fn resolve(server: &str) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = server
         .to_socket_addrs()
         .map_err(|e| e.to_string())?

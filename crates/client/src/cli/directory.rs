@@ -88,23 +88,38 @@ pub(super) fn text_or_empty(text: &Option<String>) -> &str {
     text.as_deref().unwrap_or("")
 }
 
-/// Asks the server for a lobby of `game` to join: its session, or the exit code of a failure
-/// (none found, or the directory did not answer), already reported.
+/// Asks the server for a lobby of `game` to join: its session and the server to join it at
+/// (another of a fleet's, or `server`), or the exit code of a failure (none found, the
+/// directory did not answer, the other server's address does not resolve), already reported.
 pub(super) fn quick_join(
     server: SocketAddr,
     game: &str,
     version: Option<&str>,
     verbose: bool,
-) -> Result<String, ExitCode> {
+) -> Result<(String, SocketAddr), ExitCode> {
     match Directory::new(server).quick_join(game, version) {
         Ok(Some(found)) => {
+            let at = match &found.server {
+                None => server,
+                Some(other) => match super::resolve(&other.address()) {
+                    Ok(addr) => addr,
+                    Err(why) => {
+                        eprintln!(
+                            "quick join: {} is at {}: {why}",
+                            found.session,
+                            other.address()
+                        );
+                        return Err(ExitCode::FAILURE);
+                    }
+                },
+            };
             if verbose {
                 eprintln!(
-                    "quick join: {} (host {}, {}/{} players)",
+                    "quick join: {} (host {}, {}/{} players) at {at}",
                     found.session, found.host, found.players, found.max_players
                 );
             }
-            Ok(found.session)
+            Ok((found.session, at))
         }
         Ok(None) => {
             let why = format!("no open lobby of game {game} with a free slot and no password");

@@ -157,7 +157,8 @@ mod tests {
     fn a_lost_request_is_sent_again_every_half_second_then_times_out() {
         let t0 = Instant::now();
         let mut x = Exchange::quick_join("cards", Some("0.9"), t0).unwrap();
-        assert_eq!(drain(&mut x), ["q:1:cards:0.9:"]);
+        let request = format!("q:1:cards:0.9:{}", "x".repeat(50));
+        assert_eq!(drain(&mut x), std::slice::from_ref(&request));
         assert_eq!(x.poll_timeout(), Some(t0 + ms(500)));
         x.handle_timeout(t0 + ms(499));
         assert!(drain(&mut x).is_empty());

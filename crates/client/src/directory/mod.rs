@@ -33,10 +33,10 @@ pub use reply::{Answer, Entry, FleetServer, Found, Page};
 /// A browse request pads itself to this length, so its page earns the full 1200 bytes.
 pub const BROWSE_REQUEST_LEN: usize = MAX_REPLY_LEN.div_ceil(EARN_FACTOR);
 const _: () = assert!(BROWSE_REQUEST_LEN * EARN_FACTOR >= MAX_REPLY_LEN);
-/// A quick join request pads itself to this length: 3 times it holds the longest answer,
-/// `q:1:` + a 10-letter session + a 12-letter host + `:12:12`, should a server make `q:1:`
-/// earn its reply as `b:1:` does.
-pub const QUICK_JOIN_REQUEST_LEN: usize = 12;
+/// A quick join request pads itself to this length: 3 times it holds the longest answer, a
+/// lobby of another fleet server with its address and region (`q:1:S:H:n:max:host:port:region`),
+/// since an answer is at most 3 times its request (docs/lobbies.md).
+pub const QUICK_JOIN_REQUEST_LEN: usize = 64;
 /// What a padding is made of: docs/lobbies.md asks for letters.
 const PAD: u8 = b'x';
 
@@ -361,17 +361,18 @@ mod tests {
 
     #[test]
     fn quick_join_pads_after_an_empty_version() {
+        let pad = |n: usize| "x".repeat(n);
         assert_eq!(
             text(&quick_join_request("cards", None).unwrap()),
-            "q:1:cards::x"
+            format!("q:1:cards::{}", pad(53))
         );
         assert_eq!(
             text(&quick_join_request("c", None).unwrap()),
-            "q:1:c::xxxxx"
+            format!("q:1:c::{}", pad(57))
         );
         assert_eq!(
             text(&quick_join_request("cards", Some("0.9")).unwrap()),
-            "q:1:cards:0.9:"
+            format!("q:1:cards:0.9:{}", pad(50))
         );
         let request = quick_join_request("c", None).unwrap();
         let Some(Ok(LobbyRequest::QuickJoin { version, .. })) = parse_lobby(&request) else {

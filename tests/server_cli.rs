@@ -158,6 +158,7 @@ fn help_lists_every_flag_and_version_prints_the_version() {
         "--relay-ip-rate",
         "--relay-max-per-ip",
         "--scheduling",
+        "--receivers",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }

@@ -74,7 +74,7 @@ fn defaults() -> Vec<(String, String)> {
     let d = Args::from_args(&["rabid-punch"], &[]).expect("no flags are needed");
     shown!(d:
         port, bind, log_file, log_max_bytes, log_keep, player_timeout, session_lifetime,
-        start_interval, start_sends, error_repeats, error_repeat_interval, queue_capacity,
+        start_interval, start_sends, error_repeats, error_repeat_interval, queue_capacity, receivers,
         scheduling, max_sessions, max_sessions_per_ip, max_players, budget_burst, budget_refill,
         budget_earn_factor, budget_max_tracked, relay, relay_ports, relay_idle, relay_unused,
         relay_lifetime, relay_auto_window, relay_session_rate, relay_ip_rate, relay_max_per_ip,

@@ -125,6 +125,11 @@ pub struct Args {
     #[argh(option, default = "defaults().server.queue_capacity")]
     pub queue_capacity: usize,
 
+    /// receiver threads, each reading its own socket of the port (SO_REUSEPORT); one receiver
+    /// keeps about two workers busy, so give one per two workers on a big box
+    #[argh(option, default = "defaults().server.receivers")]
+    pub receivers: usize,
+
     /// how the threads that move datagrams are scheduled: batch (Linux SCHED_BATCH: a woken
     /// thread does not preempt a busy one, so datagrams are taken in larger batches) or normal
     #[argh(

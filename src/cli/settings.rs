@@ -135,6 +135,9 @@ impl Args {
         if self.start_sends == 0 {
             return Err("--start-sends must be at least 1".into());
         }
+        if !(1..=64).contains(&self.receivers) {
+            return Err("--receivers must be 1 to 64".into());
+        }
         if self.queue_capacity == 0 {
             return Err("--queue-capacity must be at least 1".into());
         }
@@ -184,6 +187,7 @@ impl Args {
             server: ServerConfig {
                 bind: SocketAddr::new(self.bind, self.port),
                 workers,
+                receivers: self.receivers,
                 queue_capacity: self.queue_capacity,
                 core: CoreConfig {
                     player_timeout: self.player_timeout,

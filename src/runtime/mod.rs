@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Worker threads, each owning a share of the sessions.
     pub workers: usize,
+    /// Receiver threads, each reading its own socket of one `SO_REUSEPORT` group. One receiver
+    /// saturates at about two workers' worth of pings (README, Performance).
+    pub receivers: usize,
     /// Batches a worker may have waiting before the receiver drops what it would add.
     pub queue_capacity: usize,
     /// The protocol's durations and counts, and the caps on sessions and players.
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
         Self {
             bind: SocketAddr::from(([0, 0, 0, 0], 7777)),
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
+            receivers: 1,
             queue_capacity: 1024,
             core: CoreConfig::default(),
             budget: BudgetConfig::default(),
@@ -118,9 +122,11 @@ pub struct Server {
 /// and never makes a worker wait.
 #[derive(Clone)]
 pub struct Probe {
-    /// The workers' counters in worker order, then the directory thread's, then the receiver's.
+    /// The workers' counters in worker order, then the directory thread's (and the fleet
+    /// thread's), then the receivers'.
     counters: Vec<Arc<Counters>>,
     queues: Vec<Receiver<Work>>,
+    receivers: usize,
 }
 
 impl Probe {
@@ -138,6 +144,15 @@ impl Probe {
             .collect()
     }
 
+    /// Each receiver's counters: what each read of the port.
+    pub fn receiver_totals(&self) -> Vec<Totals> {
+        let first = self.counters.len() - self.receivers;
+        self.counters[first..]
+            .iter()
+            .map(|c| Totals::sum([&**c]))
+            .collect()
+    }
+
     /// Batches (of up to 32 datagrams each) waiting in each worker's queue, in worker order.
     pub fn queue_depths(&self) -> Vec<usize> {
         self.queues.iter().map(Receiver::len).collect()
@@ -147,7 +162,8 @@ impl Probe {
 impl Server {
     /// Binds the socket and starts the receiver and the workers.
     pub fn start(config: ServerConfig) -> io::Result<Server> {
-        let socket = socket::bind(config.bind)?;
+        let mut sockets = socket::bind_group(config.bind, config.receivers.max(1))?.into_iter();
+        let socket = sockets.next().expect("a group has a first socket");
         let local_addr = socket::local_addr(&socket)?;
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
@@ -255,28 +271,56 @@ impl Server {
                 move || fleet.run(fleet_stop),
             )?);
         }
+        // The receivers: the first on the first socket, any more on the rest of the group, each
+        // with its own counters (after everything else) and a clone of one front door (one hash
+        // key: a session's requests go to one worker whichever receiver reads them).
         let front = FrontDoor::new(workers);
-        let receiver_stop = stop.clone();
-        threads.push(spawn_watched(
-            "receiver".into(),
-            exit_tx,
-            config.scheduling,
-            move || {
-                let routes = receiver::Routes {
-                    workers: senders,
-                    directory: directory_tx,
-                };
-                if let Err(e) = receiver::run(gate, front, routes, local, receiver_stop) {
-                    log::error!("receiver: socket error: {e}");
-                }
-            },
-        )?);
+        let mut gates = vec![gate];
+        for more in sockets {
+            if let LocalAddress::Ask = local {
+                let _ = batch::want_local_addresses(&more);
+            }
+            let gate = Gate {
+                socket: more,
+                budgets: gates[0].budgets.clone(),
+                counters: Arc::new(Counters::default()),
+            };
+            counters.push(gate.counters.clone());
+            gates.push(gate);
+        }
+        for (index, gate) in gates.into_iter().enumerate() {
+            let routes = receiver::Routes {
+                workers: senders.clone(),
+                directory: directory_tx.clone(),
+                sweeps: index == 0,
+            };
+            let (front, receiver_stop) = (front.clone(), stop.clone());
+            let name = match index {
+                0 => "receiver".to_string(),
+                n => format!("receiver-{n}"),
+            };
+            threads.push(spawn_watched(
+                name,
+                exit_tx.clone(),
+                config.scheduling,
+                move || {
+                    if let Err(e) = receiver::run(gate, front, routes, local, receiver_stop) {
+                        log::error!("receiver: socket error: {e}");
+                    }
+                },
+            )?);
+        }
+        drop((senders, directory_tx, exit_tx));
         Ok(Server {
             local_addr,
             stop,
             threads,
             exits,
-            probe: Probe { counters, queues },
+            probe: Probe {
+                counters,
+                queues,
+                receivers: config.receivers.max(1),
+            },
             directory: shared.directory,
         })
     }

@@ -37,6 +37,8 @@ pub struct Routes {
     pub workers: Vec<Sender<Work>>,
     /// The directory thread's queue.
     pub directory: Sender<DirectoryBatch>,
+    /// Whether this receiver sweeps the send budgets (one of several does).
+    pub sweeps: bool,
 }
 
 /// Runs the receive loop until `stop` is set or every worker is gone.
@@ -47,7 +49,11 @@ pub fn run(
     local: LocalAddress,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
-    let Routes { workers, directory } = routes;
+    let Routes {
+        workers,
+        directory,
+        sweeps,
+    } = routes;
     let counters = &gate.counters;
     let (mut recv, known_local): (RecvBatch, _) = match local {
         LocalAddress::Ask => (RecvBatch::new().with_local_addresses(), None),
@@ -61,7 +67,7 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         let n = recv.recv(&gate.socket)?;
         let now = Instant::now();
-        if now >= next_sweep {
+        if sweeps && now >= next_sweep {
             gate.budgets.sweep(now);
             counters.set_budget_tracked_ips(gate.budgets.tracked());
             next_sweep = now + SWEEP_EVERY;

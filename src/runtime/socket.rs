@@ -37,6 +37,39 @@ pub fn bind(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Binds `n` sockets on `addr` as one `SO_REUSEPORT` group, for `n` receivers: the kernel
+/// spreads datagrams over them by source, every datagram of one client to one socket, so a
+/// client's requests keep their order (and a session's requests, whichever receiver reads
+/// them, go to the one worker that owns it: the front door routes by session name).
+///
+/// The group stays exclusive: the port is bound alone first, as [`bind`] does (so it fails
+/// when anything holds it, another rabid-punch included, and port 0 picks the port), then
+/// released and bound by the group. A socket can only join a group that set `SO_REUSEPORT`
+/// under the same user, and a rabid-punch started later fails at its exclusive bind.
+pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<Vec<Socket>> {
+    let first = bind(addr)?;
+    if n <= 1 {
+        return Ok(vec![first]);
+    }
+    let addr = local_addr(&first)?;
+    drop(first);
+    (0..n)
+        .map(|_| {
+            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(false)?;
+            }
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into())?;
+            socket.set_reuse_address(true)?;
+            let _ = socket.set_recv_buffer_size(KERNEL_BUFFER);
+            let _ = socket.set_send_buffer_size(KERNEL_BUFFER);
+            socket.set_read_timeout(Some(READ_TIMEOUT))?;
+            Ok(socket)
+        })
+        .collect()
+}
+
 /// The address actually bound (the real port when 0 was asked for).
 pub fn local_addr(socket: &Socket) -> io::Result<SocketAddr> {
     socket
@@ -54,6 +87,17 @@ mod tests {
         let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = local_addr(&first).unwrap();
         let err = bind(addr).expect_err("second bind must fail");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_receiver_group_shares_one_port_and_keeps_others_out() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = local_addr(&group[0]).unwrap();
+        assert!(group.iter().all(|s| local_addr(s).unwrap() == addr));
+        let err = bind_group(addr, 2).expect_err("a second group must fail");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let err = bind(addr).expect_err("a plain bind must fail");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

@@ -101,7 +101,7 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     parse_stat_cpu(&text, if ticks > 0 { ticks as u64 } else { 100 })
 }
 
-/// The CPU time of process `pid`'s threads by kind (`receiver`, `worker-N`, the rest), from
+/// The CPU time of process `pid`'s threads by kind (`receiver`s, `worker-N`, the rest), from
 /// `/proc/<pid>/task/*/stat`; `None` when it cannot be read. A thread that ended is not counted.
 pub fn thread_cpu(pid: u32) -> Option<ThreadCpu> {
     // SAFETY: sysconf has no preconditions.
@@ -119,7 +119,9 @@ pub fn thread_cpu(pid: u32) -> Option<ThreadCpu> {
             continue;
         };
         match thread_name(&text) {
-            Some("receiver") => cpu.receiver += time,
+            Some(name) if name == "receiver" || name.starts_with("receiver-") => {
+                cpu.receiver += time
+            }
             Some(name) if name.starts_with("worker-") => cpu.workers += time,
             Some("directory") => cpu.others += time,
             Some(name) if name.starts_with("relay-") => cpu.others += time,

@@ -369,6 +369,18 @@ fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
                 "server_cpu_us_per_datagram",
                 us_per(window.server_cpu, o.forwarded),
             )
+            .opt(
+                "receiver_cpu_us_per_datagram",
+                us_per(window.server_threads.map(|t| t.receiver), o.forwarded),
+            )
+            .opt(
+                "workers_cpu_us_per_datagram",
+                us_per(window.server_threads.map(|t| t.workers), o.forwarded),
+            )
+            .opt(
+                "others_cpu_us_per_datagram",
+                us_per(window.server_threads.map(|t| t.others), o.forwarded),
+            )
             .bool("ok", ok)
             .finish();
         println!("{json}");
@@ -415,6 +427,16 @@ fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
             "  server CPU:    {}",
             cpu_line(window.server_cpu, window.wall, o.forwarded, "datagram")
         );
+        if let Some(t) = window.server_threads {
+            let per = |d: std::time::Duration| us_per(Some(d), o.forwarded).unwrap_or(0.0);
+            println!(
+                "  server threads: workers {:.3} us/datagram, relay readers (and the directory) \
+                 {:.3} us/datagram, receiver {:.3} us/datagram",
+                per(t.workers),
+                per(t.others),
+                per(t.receiver)
+            );
+        }
     }
     print_failures(&o.wrong);
     ok

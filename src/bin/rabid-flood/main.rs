@@ -35,7 +35,7 @@ mod threads;
 mod fake;
 
 use cli::{LifecycleArgs, Mode, PingArgs, RelayArgs, TopLevel};
-use report::{cpu_line, us_per, Json};
+use report::{cpu_line, threads_line, us_per, Json};
 
 fn main() {
     let top: TopLevel = argh::from_env();
@@ -129,18 +129,7 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
                 "server_cpu_us_per_reply",
                 us_per(window.server_cpu, o.replies),
             )
-            .opt(
-                "receiver_cpu_us_per_reply",
-                us_per(window.server_threads.map(|t| t.receiver), o.replies),
-            )
-            .opt(
-                "workers_cpu_us_per_reply",
-                us_per(window.server_threads.map(|t| t.workers), o.replies),
-            )
-            .opt(
-                "others_cpu_us_per_reply",
-                us_per(window.server_threads.map(|t| t.others), o.replies),
-            )
+            .threads(window.server_threads, o.replies, "reply")
             .opt("server_rss_before", rss.map(|r| r.0 as f64))
             .opt("server_rss_joined", rss.map(|r| r.1 as f64))
             .opt("server_bytes_per_player", per_player)
@@ -194,15 +183,8 @@ fn print_ping(args: &PingArgs, o: &ping::Outcome) -> bool {
             "  server CPU:    {}",
             cpu_line(window.server_cpu, window.wall, o.replies, "reply")
         );
-        if let Some(t) = window.server_threads {
-            let per = |d: std::time::Duration| us_per(Some(d), o.replies).unwrap_or(0.0);
-            println!(
-                "  server threads: receiver {:.3} us/reply, workers {:.3} us/reply, directory and \
-                 relay readers {:.3} us/reply",
-                per(t.receiver),
-                per(t.workers),
-                per(t.others)
-            );
+        if let Some(line) = threads_line(window.server_threads, o.replies, "reply") {
+            println!("  server threads: {line}");
         }
         if let Some(l) = o.lobbies {
             println!(
@@ -369,18 +351,7 @@ fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
                 "server_cpu_us_per_datagram",
                 us_per(window.server_cpu, o.forwarded),
             )
-            .opt(
-                "receiver_cpu_us_per_datagram",
-                us_per(window.server_threads.map(|t| t.receiver), o.forwarded),
-            )
-            .opt(
-                "workers_cpu_us_per_datagram",
-                us_per(window.server_threads.map(|t| t.workers), o.forwarded),
-            )
-            .opt(
-                "others_cpu_us_per_datagram",
-                us_per(window.server_threads.map(|t| t.others), o.forwarded),
-            )
+            .threads(window.server_threads, o.forwarded, "datagram")
             .bool("ok", ok)
             .finish();
         println!("{json}");
@@ -427,15 +398,8 @@ fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
             "  server CPU:    {}",
             cpu_line(window.server_cpu, window.wall, o.forwarded, "datagram")
         );
-        if let Some(t) = window.server_threads {
-            let per = |d: std::time::Duration| us_per(Some(d), o.forwarded).unwrap_or(0.0);
-            println!(
-                "  server threads: workers {:.3} us/datagram, relay readers (and the directory) \
-                 {:.3} us/datagram, receiver {:.3} us/datagram",
-                per(t.workers),
-                per(t.others),
-                per(t.receiver)
-            );
+        if let Some(line) = threads_line(window.server_threads, o.forwarded, "datagram") {
+            println!("  server threads: {line}");
         }
     }
     print_failures(&o.wrong);

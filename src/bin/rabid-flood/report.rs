@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::meter::ThreadCpu;
+
 /// How many failure descriptions are kept to show the user; the rest are only counted.
 const SAMPLES: usize = 8;
 
@@ -139,6 +141,31 @@ pub fn us_per(cpu: Option<Duration>, units: u64) -> Option<f64> {
         Some(c) if units > 0 => Some(c.as_secs_f64() * 1e6 / units as f64),
         _ => None,
     }
+}
+
+impl Json {
+    /// The server's CPU per `unit` by thread kind: `receiver_cpu_us_per_<unit>`,
+    /// `workers_...` and `others_...` (null when not measured).
+    pub fn threads(self, threads: Option<ThreadCpu>, units: u64, unit: &str) -> Self {
+        let per = |pick: fn(&ThreadCpu) -> Duration| us_per(threads.as_ref().map(pick), units);
+        self.opt(&format!("receiver_cpu_us_per_{unit}"), per(|t| t.receiver))
+            .opt(&format!("workers_cpu_us_per_{unit}"), per(|t| t.workers))
+            .opt(&format!("others_cpu_us_per_{unit}"), per(|t| t.others))
+    }
+}
+
+/// `receiver 0.860 us/reply, workers 1.560 us/reply, directory and relay readers 0.000
+/// us/reply`, or `None` when not measured.
+pub fn threads_line(threads: Option<ThreadCpu>, units: u64, unit: &str) -> Option<String> {
+    let t = threads?;
+    let per = |d: Duration| us_per(Some(d), units).unwrap_or(0.0);
+    Some(format!(
+        "receiver {:.3} us/{unit}, workers {:.3} us/{unit}, directory and relay readers {:.3} \
+         us/{unit}",
+        per(t.receiver),
+        per(t.workers),
+        per(t.others)
+    ))
 }
 
 /// `12.3 s (61% of a core, 4.5 us per reply)`, or `not measured`.

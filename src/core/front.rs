@@ -22,12 +22,21 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::lobby::{self, DirectoryQuery, LobbyRouted, LobbyTarget};
 use super::name::{Password, PlayerName, SessionName};
-use crate::wire::lobby::{parse_lobby, write_extension_error, LobbyParseError, LobbyRequest};
+use crate::wire::lobby::{
+    parse_lobby, write_extension_error, LobbyParseError, LobbyRequest, EARN_FACTOR,
+};
 use crate::wire::{self, ErrorCode, Kind, ParseError, Request};
 
 /// Malformed datagrams shorter than this get no `error:invalid_request` (21 bytes): a reply more
-/// than three times the size of what caused it would make garbage an amplifier.
+/// than three times the size of what caused it would make garbage an amplifier (see
+/// [`earned`], the one rule behind it).
 pub const MIN_ANSWERED_GARBAGE: usize = 7;
+
+/// Whether an answer of `reply` bytes to a refused datagram of `request` bytes may be sent: at
+/// most [`EARN_FACTOR`] (3) times its size, for every kind of garbage.
+fn earned(reply: usize, request: usize) -> bool {
+    reply <= EARN_FACTOR * request
+}
 
 /// A well-formed request, parsed once and owned: the names are stored inline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,10 +230,14 @@ impl FrontDoor {
                     request,
                 },
             },
-            Err(ParseError::Invalid) if datagram.len() >= MIN_ANSWERED_GARBAGE => Verdict::Reply {
-                to: from,
-                error: ErrorCode::InvalidRequest,
-            },
+            Err(ParseError::Invalid)
+                if earned(ErrorCode::InvalidRequest.as_str().len(), datagram.len()) =>
+            {
+                Verdict::Reply {
+                    to: from,
+                    error: ErrorCode::InvalidRequest,
+                }
+            }
             Err(ParseError::Invalid) => Verdict::Drop(Dropped::ShortGarbage),
             Err(ParseError::UnknownCommand) => Verdict::Drop(Dropped::UnknownCommand),
         }
@@ -255,10 +268,9 @@ impl FrontDoor {
                 query: Box::new(query),
             },
             Err(error) => {
-                // At most three times the size of what caused it, like any answer to garbage.
                 let mut reply = Vec::new();
                 write_extension_error(&mut reply, error);
-                if reply.len() > 3 * len {
+                if !earned(reply.len(), len) {
                     Verdict::Drop(Dropped::ShortGarbage)
                 } else if error == LobbyParseError::Invalid {
                     Verdict::Reply {
@@ -311,6 +323,9 @@ mod tests {
 
     #[test]
     fn garbage_is_answered_only_from_7_bytes_and_unknown_commands_never() {
+        // The 7 bytes are the 3x rule for a 21-byte `error:invalid_request`.
+        let answer = ErrorCode::InvalidRequest.as_str().len();
+        assert!(earned(answer, MIN_ANSWERED_GARBAGE) && !earned(answer, MIN_ANSWERED_GARBAGE - 1));
         let door = FrontDoor::new(2);
         let reply = Verdict::Reply {
             to: from(),

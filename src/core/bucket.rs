@@ -80,6 +80,18 @@ impl Bucket {
             .min(refill.cap());
     }
 
+    /// The bucket's state (milli-bytes, and the millisecond it was last refilled at), for the
+    /// hand-over to a successor process.
+    pub(crate) fn parts(&self) -> (u64, Millis) {
+        (self.milli_bytes, self.at)
+    }
+
+    /// The bucket [`parts`](Self::parts) returned. Any values are safe: a refill caps what it
+    /// holds at the burst.
+    pub(crate) fn from_parts(milli_bytes: u64, at: Millis) -> Self {
+        Self { milli_bytes, at }
+    }
+
     /// Refills, then tells whether the bucket holds its whole burst (and so means the same as
     /// no bucket at all).
     pub(crate) fn refilled_to_full(&mut self, refill: Refill, now: Millis) -> bool {

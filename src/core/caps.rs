@@ -88,6 +88,22 @@ impl Caps {
         Ok(())
     }
 
+    /// Counts a session hosted from `owner` with `players` players whatever the caps: a session
+    /// taken over from a predecessor process ([`crate::core::handover`]), which was counted
+    /// there already. Refusing it would end a live game; a cap lowered by the upgrade then only
+    /// holds back new sessions until enough of the old ones are gone.
+    pub(crate) fn admit(&self, owner: IpKey, players: usize) {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.players.fetch_add(players, Ordering::Relaxed);
+        *self.per_ip.entry(owner).or_insert(0) += 1;
+    }
+
+    /// Sessions hosted from `owner` now.
+    #[cfg(test)]
+    pub(crate) fn sessions_of(&self, owner: IpKey) -> usize {
+        self.per_ip.get(&owner).map_or(0, |hosted| *hosted)
+    }
+
     /// Releases a session hosted from `owner`.
     pub fn close_session(&self, owner: IpKey) {
         self.sessions.fetch_sub(1, Ordering::Relaxed);

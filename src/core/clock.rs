@@ -21,6 +21,15 @@ impl Clock {
         Self { epoch }
     }
 
+    /// A clock that reads `millis` at `at`: a successor process's clock continuing the one its
+    /// predecessor read `millis` on when it handed its state over
+    /// ([`crate::core::handover`]), so that the times in that state keep their instants. (If
+    /// `at` is too early for the platform to count back `millis` from it, the epoch is `at`.)
+    pub fn continuing(millis: u64, at: Instant) -> Self {
+        let epoch = at.checked_sub(Duration::from_millis(millis)).unwrap_or(at);
+        Self { epoch }
+    }
+
     /// The instant of millisecond 0.
     pub fn epoch(&self) -> Instant {
         self.epoch

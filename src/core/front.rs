@@ -189,6 +189,11 @@ impl FrontDoor {
         }
     }
 
+    /// How many shards it routes to.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
     /// The shard that owns session `name`.
     pub fn shard_of(&self, name: &SessionName) -> usize {
         (self.key.hash_one(name) % self.shards as u64) as usize

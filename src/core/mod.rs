@@ -24,6 +24,8 @@
 //! - [`relay`]: the relay fallback for players whose NATs cannot be punched;
 //! - [`directory`]: the lobby directory, shared by the shards like the caps; [`lobby`]: its
 //!   requests as the front door routes them, and the shard's side in `shard/lobby.rs`;
+//! - [`handover`]: hot restart: every shard's state and the shared parts to bytes, and back
+//!   into the shards of a successor process;
 //! - [`testing`]: a shard on a fake clock, for tests and fuzzers.
 
 mod bucket;
@@ -32,6 +34,7 @@ mod clock;
 mod config;
 pub mod directory;
 mod front;
+pub mod handover;
 mod lobby;
 mod name;
 mod relay;

@@ -156,6 +156,16 @@ impl Directory {
         self.len() == 0
     }
 
+    /// This server's listed sessions, oldest first in newest-first order (by their place,
+    /// `seq`): the order a successor process lists them in again ([`crate::core::handover`]).
+    pub(crate) fn local_order(&self) -> Vec<SessionName> {
+        let inner = self.inner.read();
+        let mut listed: Vec<(u64, SessionName)> =
+            inner.seqs.iter().map(|(name, seq)| (*seq, *name)).collect();
+        listed.sort_unstable();
+        listed.into_iter().map(|(_, name)| name).collect()
+    }
+
     /// The listing of session `name`, if it is listed.
     pub fn get(&self, name: &SessionName) -> Option<Listing> {
         let inner = self.inner.read();

@@ -41,23 +41,23 @@ pub enum AutoDecision {
 }
 
 /// A player as `auto` recognises it across attempts: its name and the IP the server saw.
-type PlayerKey = (PlayerName, IpKey);
+pub(super) type PlayerKey = (PlayerName, IpKey);
 
 /// The recent starts of every shard (a retry may carry a new session name, so it may land on
 /// another shard): for each player, the groups it started in within the window.
 #[derive(Debug)]
 pub struct RecentStarts {
-    by_player: DashMap<PlayerKey, Vec<(u64, Millis)>>,
-    next_group: AtomicU64,
+    pub(super) by_player: DashMap<PlayerKey, Vec<(u64, Millis)>>,
+    pub(super) next_group: AtomicU64,
     /// Old entries are dropped from `by_player` when it grows past this.
-    prune_at: AtomicUsize,
+    pub(super) prune_at: AtomicUsize,
 }
 
 /// `by_player` is first pruned at this size.
-const PRUNE_FIRST_AT: usize = 4096;
+pub(super) const PRUNE_FIRST_AT: usize = 4096;
 /// Starts remembered per player: a name started in more sessions than this within the window
 /// (only a flood does that) forgets the oldest, which bounds the memory per player.
-const STARTS_PER_PLAYER: usize = 4;
+pub(super) const STARTS_PER_PLAYER: usize = 4;
 
 impl Default for RecentStarts {
     fn default() -> Self {

@@ -88,6 +88,29 @@ impl RelayLimits {
         true
     }
 
+    /// Counts one more relayed session for each IP of `members` whatever the cap: a relay taken
+    /// over from a predecessor process ([`crate::core::handover`]), where it was counted
+    /// already. An IP new here starts with a full byte budget.
+    pub(crate) fn rejoin(&self, members: &[IpKey], now: Millis) {
+        for (i, &ip) in members.iter().enumerate() {
+            if members[..i].contains(&ip) {
+                continue;
+            }
+            let rate = Refill::per_sec(self.config.ip_bytes_per_sec);
+            let mut entry = self.ips.entry(ip).or_insert_with(|| IpUse {
+                sessions: 0,
+                bytes: Bucket::full(rate, now),
+            });
+            entry.sessions = entry.sessions.saturating_add(1);
+        }
+    }
+
+    /// Relayed sessions `ip` is counted in now.
+    #[cfg(test)]
+    pub(crate) fn sessions_of(&self, ip: IpKey) -> u32 {
+        self.ips.get(&ip).map_or(0, |used| used.sessions)
+    }
+
     /// Undoes [`try_join`](Self::try_join) for the same `members`.
     pub(crate) fn leave(&self, members: &[IpKey]) {
         for (i, &ip) in members.iter().enumerate() {

@@ -21,6 +21,7 @@
 mod auto;
 mod expiry;
 mod forward;
+mod handover;
 mod limits;
 mod pool;
 mod rewrite;
@@ -37,6 +38,8 @@ use super::name::{PlayerName, SessionName};
 use super::timers::Timers;
 use crate::ip_key::IpKey;
 use auto::AutoDecision;
+pub(crate) use auto::RecentStarts;
+pub(crate) use handover::RecentStartsState;
 pub use limits::{RelayLimits, RelayLimitsConfig};
 pub(crate) use pool::is_local_only;
 pub use stats::RelayStats;
@@ -127,7 +130,7 @@ struct Settings {
 
 /// One relayed session.
 #[derive(Debug)]
-struct Relay {
+pub(crate) struct Relay {
     session: SessionName,
     started: Millis,
     /// When a datagram was last forwarded; `None` until the first.
@@ -138,7 +141,7 @@ struct Relay {
 }
 
 #[derive(Debug)]
-struct Member {
+pub(crate) struct Member {
     name: PlayerName,
     /// Where the server saw it: its identity (the IP) and its address until it talks to a relay.
     addr: SocketAddr,

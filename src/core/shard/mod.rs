@@ -9,8 +9,11 @@
 //! - [`relay`]: `Shard::handle_relayed`, and what a start asks of the shard's relays;
 //! - [`lobby`]: `Shard::handle_lobby`: lobby data, chat, and the directory kept in step with the
 //!   sessions;
-//! - [`invariants`]: what must hold after any sequence of requests and timeouts.
+//! - [`invariants`]: what must hold after any sequence of requests and timeouts;
+//! - [`handover`]: what a hand-over to a successor process reads of a shard, and adopting what
+//!   it restores.
 
+mod handover;
 mod invariants;
 mod lobby;
 mod relay;

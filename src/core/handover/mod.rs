@@ -162,7 +162,7 @@ pub struct State {
 impl State {
     /// Decodes the shared section and every shard's (in any order, of any number). Fails on
     /// anything but what [`export_shard`] and [`export_shared`] of this version write.
-    pub fn decode(shared: &[u8], shards: &[Vec<u8>]) -> Result<State> {
+    pub fn decode(shared: &[u8], shards: &[Vec<u8>]) -> std::result::Result<State, StateError> {
         let mut r = Reader::new(shared);
         let mut millis = read_header(&mut r, SHARED)?;
         let count = r.count(5, "listed lobbies")?;

@@ -6,7 +6,8 @@
 //! read: if the hand-over fails, the old process serves on with it) and [`export_shared`] once.
 //! The new one calls [`State::decode`], builds its clock with
 //! [`Clock::continuing`](crate::core::Clock::continuing) from [`State::clock_millis`] (so every
-//! stored millisecond keeps its instant, and every deadline falls when it would have), keeps [`State::relay_ports`] out of its workers' pool shares, and
+//! stored millisecond keeps its instant, and every deadline falls when it would have), keeps
+//! [`State::relay_ports`] out of its workers' pool shares, and
 //! calls [`State::restore`] with its own shards, however many: each session goes to the shard
 //! its new front door routes its name to, each relay with it.
 //!

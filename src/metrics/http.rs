@@ -42,9 +42,22 @@ impl Endpoint {
         Ok(Self { listener, addr })
     }
 
+    /// The listener a server before this one served on (a hand-over).
+    pub fn inherit(listener: TcpListener) -> Result<Self, String> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("the HTTP listener taken over: {e}"))?;
+        Ok(Self { listener, addr })
+    }
+
     /// The address bound (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The listener's descriptor, to hand over (valid while this endpoint serves).
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.listener)
     }
 
     /// Serves scrapes of `probe` and the lobbies of `directory` on a thread of its own until

@@ -14,6 +14,7 @@ mod batch;
 mod datagram;
 mod directory;
 pub mod fleet;
+pub mod handover;
 #[cfg(target_os = "linux")]
 mod poll;
 mod receiver;
@@ -23,6 +24,7 @@ pub mod socket;
 pub mod stats;
 mod worker;
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -43,8 +45,9 @@ pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
 use crate::core::RelayMode;
 use datagram::Batch;
+use handover::{Freeze, Handover, Latch, ReadGate};
 use receiver::LocalAddress;
-use relay::RelayBatch;
+use relay::{RelayBatch, RelaySockets};
 
 /// What a worker's queue carries.
 #[derive(Debug)]
@@ -55,6 +58,8 @@ pub enum Work {
     Relayed(RelayBatch),
     /// Lobby requests (`d:`, `m:`, `a:1:`) from the receiver.
     Lobby(Vec<LobbyRouted>),
+    /// A hand-over: write the shard's state and freeze (from the control thread).
+    Handover(Freeze),
 }
 
 /// Everything the server needs to run.
@@ -112,6 +117,21 @@ pub struct Server {
     exits: Receiver<ThreadExit>,
     probe: Probe,
     directory: Arc<Directory>,
+    handover: Handover,
+}
+
+/// What a successor takes over from the server it replaces (see [`handover`]).
+pub struct Inherited {
+    /// The server socket, one per receiver, in receiver order.
+    pub receivers: Vec<Socket>,
+    /// The relay sockets, by port.
+    pub relay: HashMap<u16, Socket>,
+    /// The sessions, players and relays.
+    pub state: crate::core::handover::State,
+    /// The epoch of a clock that goes on from the old server's.
+    pub epoch: Instant,
+    /// The fleet node id to go on as, when in the same fleet.
+    pub fleet_node: Option<String>,
 }
 
 /// A read-only view of a running server's figures, for a metrics scrape on another thread.
@@ -162,15 +182,45 @@ impl Probe {
 impl Server {
     /// Binds the socket and starts the receiver and the workers.
     pub fn start(config: ServerConfig) -> io::Result<Server> {
-        let mut sockets = socket::bind_group(config.bind, config.receivers.max(1))?.into_iter();
-        let socket = sockets.next().expect("a group has a first socket");
+        Self::start_with(config, None, Arc::new(Latch::open()))
+    }
+
+    /// Starts a server on the sockets and state `inherited` from the server it replaces, if
+    /// any, else on sockets of its own. Every thread waits for `latch` to open before it reads,
+    /// sends or wakes a timer (a successor opens it once the server before confirmed).
+    pub fn start_with(
+        config: ServerConfig,
+        inherited: Option<Inherited>,
+        latch: Arc<Latch>,
+    ) -> io::Result<Server> {
+        let (group, mut relay_sockets, state, epoch, fleet_node) = match inherited {
+            Some(i) => (i.receivers, i.relay, Some(i.state), i.epoch, i.fleet_node),
+            None => (
+                socket::bind_group(config.bind, config.receivers.max(1))?,
+                HashMap::new(),
+                None,
+                Instant::now(),
+                None,
+            ),
+        };
+        let mut sockets = group.into_iter();
+        let socket = sockets
+            .next()
+            .ok_or_else(|| io::Error::other("no server socket"))?;
         let local_addr = socket::local_addr(&socket)?;
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
-        let now = Instant::now();
-        // One clock for the shards and the send budgets; the shards share the caps and the relay
-        // limits through `shared`.
-        let mut shared = Shared::new(&config.core, now);
+        let pause = Arc::new(ReadGate::default());
+        let handed_over = Arc::new(AtomicBool::new(false));
+        let spawn = |name: String,
+                     exits: &Sender<ThreadExit>,
+                     scheduling: Scheduling,
+                     body: Box<dyn FnOnce() + Send + 'static>| {
+            spawn_watched(name, exits.clone(), scheduling, latch.clone(), body)
+        };
+        // One clock for the shards and the send budgets (after a hand-over, the old one's,
+        // going on); the shards share the caps and the relay limits through `shared`.
+        let mut shared = Shared::new(&config.core, epoch);
         // In a fleet, the directory tells the fleet thread every change of this server's
         // sessions and lobbies (a channel that never blocks the shards).
         let fleet_changes = config.fleet.as_ref().map(|_| {
@@ -180,25 +230,56 @@ impl Server {
         });
         let budgets = Arc::new(SendBudgets::new(config.budget, shared.clock));
         let relay_on = config.core.relay.mode != RelayMode::Off;
-        let pool = if relay_on {
-            relay::bind_pool(local_addr.ip(), config.relay_ports.clone(), workers)
+        // Relays taken over keep their ports, out of the shares dealt out.
+        let held: HashSet<u16> = state
+            .as_ref()
+            .map(|s| s.relay_ports().into_iter().collect())
+            .unwrap_or_default();
+        let mut shares = if relay_on {
+            relay::bind_pool(
+                local_addr.ip(),
+                config.relay_ports.clone(),
+                workers,
+                &mut relay_sockets,
+                &held,
+            )
         } else {
             Vec::new()
         };
+        shares.resize_with(workers, RelaySockets::default);
+        // One front door (one hash key) for the receivers, and for the sessions taken over.
+        let front = FrontDoor::new(workers);
+        let mut shards: Vec<Shard> = shares
+            .iter()
+            .map(|share| Shard::with_shared(&config.core, &shared).with_relay_pool(share.ports()))
+            .collect();
+        if let Some(state) = state {
+            let taken = state.restore(&shared, &front, &mut shards);
+            for (share, ports) in shares.iter_mut().zip(taken) {
+                for port in ports {
+                    match relay_sockets.remove(&port) {
+                        Some(socket) => share.insert(port, socket),
+                        None => log::warn!(
+                            "relay: port {port} of a relay taken over came without its socket"
+                        ),
+                    }
+                }
+            }
+        }
         let local = local_address(&socket, local_addr, &config);
         let (exit_tx, exits) = crossbeam_channel::unbounded();
         let mut threads = Vec::new();
         let mut counters = Vec::new();
         let mut senders = Vec::new();
         let mut queues = Vec::new();
-        let mut pool = pool.into_iter();
-        for index in 0..workers {
+        let mut relay_shares = Vec::new();
+        let mut readers = 0;
+        for (index, (shard, share)) in shards.into_iter().zip(shares).enumerate() {
             let (tx, rx) = bounded(config.queue_capacity.max(1));
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
-            let relay_sockets = Arc::new(pool.next().unwrap_or_default());
-            let shard =
-                Shard::with_shared(&config.core, &shared).with_relay_pool(relay_sockets.ports());
+            let relay_sockets = Arc::new(share);
+            relay_shares.push(relay_sockets.clone());
             let gate = Gate {
                 socket: clone,
                 budgets: budgets.clone(),
@@ -206,29 +287,31 @@ impl Server {
             };
             counters.push(gate.counters.clone());
             if !relay_sockets.ports().is_empty() {
-                let (sockets, worker, counters, stop) = (
+                let (sockets, worker, counters, stop, pause) = (
                     relay_sockets.clone(),
                     tx.clone(),
                     gate.counters.clone(),
                     stop.clone(),
+                    pause.clone(),
                 );
-                threads.push(spawn_watched(
+                readers += 1;
+                threads.push(spawn(
                     format!("relay-{index}"),
-                    exit_tx.clone(),
+                    &exit_tx,
                     config.scheduling,
-                    move || {
-                        if let Err(e) = relay::run_reader(sockets, worker, counters, stop) {
+                    Box::new(move || {
+                        if let Err(e) = relay::run_reader(sockets, worker, counters, stop, pause) {
                             log::error!("relay reader: {e}");
                         }
-                    },
+                    }),
                 )?);
             }
             senders.push(tx);
-            threads.push(spawn_watched(
+            threads.push(spawn(
                 format!("worker-{index}"),
-                exit_tx.clone(),
+                &exit_tx,
                 config.scheduling,
-                move || worker::run(shard, rx, gate, relay_sockets),
+                Box::new(move || worker::run(shard, rx, gate, relay_sockets)),
             )?);
         }
         // The receiver's counters come last, after the workers'.
@@ -248,33 +331,36 @@ impl Server {
         };
         counters.insert(counters.len() - 1, directory_gate.counters.clone());
         let listed = shared.directory.clone();
-        threads.push(spawn_watched(
+        threads.push(spawn(
             "directory".into(),
-            exit_tx.clone(),
+            &exit_tx,
             config.scheduling,
-            move || directory::run(listed, directory_rx, directory_gate),
+            Box::new(move || directory::run(listed, directory_rx, directory_gate)),
         )?);
+        let mut fleet_offer = None;
         if let (Some(fleet_config), Some(changes)) = (config.fleet.clone(), fleet_changes) {
             let fleet_counters = Arc::new(Counters::default());
             counters.insert(counters.len() - 1, fleet_counters.clone());
+            let key = handover::fleet_key(&fleet_config.url, &fleet_config.prefix);
             let fleet = fleet::Fleet::new(
                 fleet_config,
                 shared.directory.clone(),
                 changes,
                 fleet_counters,
-            );
-            let fleet_stop = stop.clone();
-            threads.push(spawn_watched(
+            )
+            .adopting(fleet_node);
+            fleet_offer = Some((fleet.node_cell(), key));
+            let (fleet_stop, handed_over) = (stop.clone(), handed_over.clone());
+            threads.push(spawn(
                 "fleet".into(),
-                exit_tx.clone(),
+                &exit_tx,
                 Scheduling::Normal,
-                move || fleet.run(fleet_stop),
+                Box::new(move || fleet.run(fleet_stop, handed_over)),
             )?);
         }
         // The receivers: the first on the first socket, any more on the rest of the group, each
         // with its own counters (after everything else) and a clone of one front door (one hash
         // key: a session's requests go to one worker whichever receiver reads them).
-        let front = FrontDoor::new(workers);
         let mut gates = vec![gate];
         for more in sockets {
             if let LocalAddress::Ask = local {
@@ -288,29 +374,48 @@ impl Server {
             counters.push(gate.counters.clone());
             gates.push(gate);
         }
+        let receiver_sockets = gates
+            .iter()
+            .map(|gate| gate.socket.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
         for (index, gate) in gates.into_iter().enumerate() {
             let routes = receiver::Routes {
                 workers: senders.clone(),
                 directory: directory_tx.clone(),
                 sweeps: index == 0,
             };
-            let (front, receiver_stop) = (front.clone(), stop.clone());
+            let (front, receiver_stop, pause) = (front.clone(), stop.clone(), pause.clone());
             let name = match index {
                 0 => "receiver".to_string(),
                 n => format!("receiver-{n}"),
             };
-            threads.push(spawn_watched(
+            readers += 1;
+            threads.push(spawn(
                 name,
-                exit_tx.clone(),
+                &exit_tx,
                 config.scheduling,
-                move || {
-                    if let Err(e) = receiver::run(gate, front, routes, local, receiver_stop) {
+                Box::new(move || {
+                    if let Err(e) = receiver::run(gate, front, routes, local, receiver_stop, pause)
+                    {
                         log::error!("receiver: socket error: {e}");
                     }
-                },
+                }),
             )?);
         }
-        drop((senders, directory_tx, exit_tx));
+        let handover = Handover::new(handover::Parts {
+            gate: pause,
+            readers,
+            workers: senders,
+            shared: shared.clone(),
+            receivers: receiver_sockets,
+            relay: relay_shares,
+            stop: stop.clone(),
+            handed_over,
+            fleet: fleet_offer,
+            bind: local_addr,
+            relay_ports: relay_on.then(|| config.relay_ports.clone()),
+        });
+        drop((directory_tx, exit_tx));
         Ok(Server {
             local_addr,
             stop,
@@ -322,6 +427,7 @@ impl Server {
                 receivers: config.receivers.max(1),
             },
             directory: shared.directory,
+            handover,
         })
     }
 
@@ -356,9 +462,15 @@ impl Server {
         self.directory.clone()
     }
 
+    /// What the control thread needs for a hand-over.
+    pub fn handover(&self) -> Handover {
+        self.handover.clone()
+    }
+
     /// Stops the receiver, lets the workers finish what they were handed, and waits for all.
     pub fn shutdown(mut self) -> Totals {
         self.stop.store(true, Ordering::Relaxed);
+        self.handover.release_workers();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -396,11 +508,12 @@ fn local_address(socket: &Socket, bound: SocketAddr, config: &ServerConfig) -> L
 }
 
 /// Spawns a named thread, scheduled as `scheduling` says, that reports on `exits` when it ends,
-/// however it ends.
+/// however it ends. It starts when `latch` opens (and ends at once if it is cancelled).
 fn spawn_watched(
     name: String,
     exits: Sender<ThreadExit>,
     scheduling: Scheduling,
+    latch: Arc<Latch>,
     body: impl FnOnce() + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     struct Watch {
@@ -422,6 +535,9 @@ fn spawn_watched(
     thread::Builder::new().name(name).spawn(move || {
         // Held to the end of the thread: its drop reports the exit.
         let watch = watch;
+        if !latch.wait() {
+            return;
+        }
         if let Err(e) = scheduling.apply_to_this_thread() {
             log::warn!(
                 "{}: cannot set its scheduling to {scheduling:?} ({e}); it runs with the \
@@ -482,9 +598,13 @@ mod tests {
     #[test]
     fn a_panicking_thread_is_reported() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let handle = spawn_watched("doomed".into(), tx, Scheduling::Normal, || {
-            panic!("on purpose")
-        })
+        let handle = spawn_watched(
+            "doomed".into(),
+            tx,
+            Scheduling::Normal,
+            Arc::new(Latch::open()),
+            || panic!("on purpose"),
+        )
         .unwrap();
         let exit = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(
@@ -500,7 +620,14 @@ mod tests {
     #[test]
     fn a_thread_that_returns_is_reported_too() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        spawn_watched("short".into(), tx, Scheduling::Normal, || {}).unwrap();
+        spawn_watched(
+            "short".into(),
+            tx,
+            Scheduling::Normal,
+            Arc::new(Latch::open()),
+            || {},
+        )
+        .unwrap();
         let exit = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(!exit.panicked);
     }

@@ -15,6 +15,7 @@ use log::{debug, log_enabled, warn, Level};
 use super::batch::{self, RecvBatch};
 use super::datagram::Batch;
 use super::directory::DirectoryBatch;
+use super::handover::ReadGate;
 use super::{Counters, Gate, Work};
 use crate::core::{Dropped, FrontDoor, LobbyRouted, Verdict};
 use crate::outbox::Outbox;
@@ -41,13 +42,15 @@ pub struct Routes {
     pub sweeps: bool,
 }
 
-/// Runs the receive loop until `stop` is set or every worker is gone.
+/// Runs the receive loop until `stop` is set or every worker is gone; parks between two reads
+/// while `pause` says so (a hand-over).
 pub fn run(
     gate: Gate,
     front: FrontDoor,
     routes: Routes,
     local: LocalAddress,
     stop: Arc<AtomicBool>,
+    pause: Arc<ReadGate>,
 ) -> io::Result<()> {
     let Routes {
         workers,
@@ -65,6 +68,9 @@ pub fn run(
     let mut out = Outbox::new();
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     while !stop.load(Ordering::Relaxed) {
+        if !pause.wait_while_paused(&stop) {
+            break;
+        }
         let n = recv.recv(&gate.socket)?;
         let now = Instant::now();
         if sweeps && now >= next_sweep {
@@ -166,6 +172,7 @@ fn forward(worker: &Sender<Work>, work: Work, counters: &Counters) -> bool {
         Work::Requests(batch) => batch.len(),
         Work::Lobby(batch) => batch.len(),
         Work::Relayed(batch) => batch.len(),
+        Work::Handover(_) => 0,
     };
     match worker.try_send(work) {
         Ok(()) => true,

@@ -17,6 +17,7 @@ use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch::{self, RecvBatch};
+use super::handover::ReadGate;
 use super::stats::Counters;
 use super::Work;
 use crate::outbox::Outbox;
@@ -46,6 +47,32 @@ impl RelaySockets {
             .filter(|(_, s)| s.is_some())
             .map(|(i, _)| self.base + i as u16)
             .collect()
+    }
+
+    /// Each socket's port and descriptor, for a hand-over.
+    pub fn fds(&self) -> Vec<(u16, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        self.ports()
+            .into_iter()
+            .filter_map(|port| Some((port, self.socket(port)?.as_raw_fd())))
+            .collect()
+    }
+
+    /// Adds `socket` as the socket of `port` (a relay the worker took over with its session).
+    pub fn insert(&mut self, port: u16, socket: Socket) {
+        if self.sockets.is_empty() {
+            self.base = port;
+        } else if port < self.base {
+            let shift = usize::from(self.base - port);
+            self.sockets
+                .splice(0..0, std::iter::repeat_with(|| None).take(shift));
+            self.base = port;
+        }
+        let index = usize::from(port - self.base);
+        if self.sockets.len() <= index {
+            self.sockets.resize_with(index + 1, || None);
+        }
+        self.sockets[index] = Some(socket);
     }
 
     fn socket(&self, port: u16) -> Option<&Socket> {
@@ -83,7 +110,17 @@ impl RelaySockets {
 
 /// Binds every port of `range` on `ip` (exclusively, like the server port) and deals them out
 /// to `workers` in contiguous slices. Ports that cannot be bound are left out, with one warning.
-pub fn bind_pool(ip: IpAddr, range: RangeInclusive<u16>, workers: usize) -> Vec<RelaySockets> {
+///
+/// After a hand-over, a port's socket is the one `inherited` holds for it, if any; and ports in
+/// `held` (relays that go on, each in the share of the worker its session lands on, see
+/// [`RelaySockets::insert`]) are in no share.
+pub fn bind_pool(
+    ip: IpAddr,
+    range: RangeInclusive<u16>,
+    workers: usize,
+    inherited: &mut std::collections::HashMap<u16, Socket>,
+    held: &std::collections::HashSet<u16>,
+) -> Vec<RelaySockets> {
     let ports: Vec<u16> = range.collect();
     let per_worker = ports.len().div_ceil(workers.max(1)).max(1);
     let mut failed = 0;
@@ -94,19 +131,29 @@ pub fn bind_pool(ip: IpAddr, range: RangeInclusive<u16>, workers: usize) -> Vec<
             base: chunk[0],
             sockets: chunk
                 .iter()
-                .map(|&port| match bind_one(SocketAddr::new(ip, port)) {
-                    Ok(socket) => Some(socket),
-                    Err(e) => {
-                        failed += 1;
-                        first_error.get_or_insert((port, e));
-                        None
+                .map(|&port| {
+                    if held.contains(&port) {
+                        return None;
+                    }
+                    let socket = match inherited.remove(&port) {
+                        Some(socket) => Ok(socket),
+                        None => bind_one(SocketAddr::new(ip, port)),
+                    };
+                    match socket {
+                        Ok(socket) => Some(socket),
+                        Err(e) => {
+                            failed += 1;
+                            first_error.get_or_insert((port, e));
+                            None
+                        }
                     }
                 })
                 .collect(),
         })
         .collect();
     shares.resize_with(workers.max(1), RelaySockets::default);
-    let bound = ports.len() - failed;
+    let held_here = ports.iter().filter(|port| held.contains(port)).count();
+    let bound = ports.len() - failed - held_here;
     if let Some((port, e)) = first_error {
         warn!(
             "relay: {failed} of {} relay ports could not be bound (port {port}: {e}); \
@@ -179,6 +226,7 @@ pub fn run_reader(
     worker: Sender<Work>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    gate: Arc<ReadGate>,
 ) -> io::Result<()> {
     use super::poll::Poller;
     use std::os::fd::AsRawFd;
@@ -191,6 +239,9 @@ pub fn run_reader(
     let mut recv = RecvBatch::<RELAY_BUF>::new();
     let mut ready = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        if !gate.wait_while_paused(&stop) {
+            break;
+        }
         poller.wait(&mut ready, super::socket::READ_TIMEOUT)?;
         let mut batch = RelayBatch::default();
         for &token in &ready {
@@ -239,6 +290,7 @@ pub fn run_reader(
     _worker: Sender<Work>,
     _counters: Arc<Counters>,
     _stop: Arc<AtomicBool>,
+    _gate: Arc<ReadGate>,
 ) -> io::Result<()> {
     warn!("relay: relay ports are only read on Linux");
     Ok(())

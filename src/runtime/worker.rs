@@ -8,9 +8,10 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::datagram::Batch;
+use super::handover::{Freeze, Verdict};
 use super::relay::{RelayBatch, RelaySockets};
 use super::{Gate, Work};
-use crate::core::Shard;
+use crate::core::{handover, Shard};
 use crate::outbox::Outbox;
 
 /// Datagrams whose answers a worker gathers at most before sending them.
@@ -45,6 +46,7 @@ impl Worker {
 
     fn handle(&mut self, now: Instant, work: &Work) -> (usize, usize) {
         match work {
+            Work::Handover(_) => unreachable!("taken by the loop"),
             Work::Requests(batch) => (self.requests(now, batch), 0),
             Work::Relayed(batch) => (0, self.relayed(now, batch)),
             Work::Lobby(batch) => {
@@ -82,9 +84,19 @@ impl Worker {
             self.relayed.clear();
         }
     }
+
+    /// Sends what is pending, writes the shard's state for the control thread, and waits for
+    /// the verdict without touching the shard (the running server's side of a hand-over).
+    /// `false`: the successor serves, stop.
+    fn freeze(&mut self, now: Instant, freeze: &Freeze) -> bool {
+        self.flush(now);
+        let _ = freeze.state.send(handover::export_shard(&self.shard, now));
+        // A verdict that never comes (the control thread gone) thaws.
+        freeze.verdict.recv() != Ok(Verdict::Commit)
+    }
 }
 
-/// Runs until the receiver hangs up.
+/// Runs until the receiver hangs up, or a hand-over commits.
 pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, relay: std::sync::Arc<RelaySockets>) {
     let mut worker = Worker {
         shard,
@@ -101,11 +113,25 @@ pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, relay: std::sync::Arc
         };
         let now = Instant::now();
         let (requests, _) = match received {
+            Ok(Work::Handover(freeze)) => {
+                if !worker.freeze(now, &freeze) {
+                    return;
+                }
+                continue;
+            }
             Ok(first) => {
                 let (mut requests, mut relayed) = worker.handle(now, &first);
                 // Work that queued up meanwhile goes out with this: one send call for all.
                 while requests + relayed < MAX_PER_SEND {
                     let Ok(more) = work.try_recv() else { break };
+                    if let Work::Handover(freeze) = &more {
+                        // What came before it is answered before its state is written.
+                        worker.shard.handle_timeout(now, &mut worker.out);
+                        if !worker.freeze(now, freeze) {
+                            return;
+                        }
+                        break;
+                    }
                     let (r, f) = worker.handle(now, &more);
                     requests += r;
                     relayed += f;

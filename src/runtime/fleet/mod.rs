@@ -163,6 +163,8 @@ pub struct Fleet {
     client: Option<redis::Client>,
     con: Option<Connection>,
     node: String,
+    /// The node id as others may read it (a hand-over offers it to the successor).
+    node_cell: Arc<parking_lot::Mutex<String>>,
     /// `<host>|<port>|<region>`, this node's record.
     record: String,
     local: HashMap<SessionName, Local>,
@@ -213,6 +215,7 @@ impl Fleet {
             config.public_host, config.public_port, config.region
         );
         let now = Instant::now();
+        let node = new_node_id();
         Self {
             config,
             directory,
@@ -220,7 +223,8 @@ impl Fleet {
             counters,
             client,
             con: None,
-            node: new_node_id(),
+            node: node.clone(),
+            node_cell: Arc::new(parking_lot::Mutex::new(node)),
             record,
             local: HashMap::new(),
             dirty: HashSet::new(),
@@ -235,12 +239,28 @@ impl Fleet {
         }
     }
 
+    /// Goes on as node `node` (taken over from the server this one replaces, in the same
+    /// fleet), or as a fresh node.
+    pub fn adopting(mut self, node: Option<String>) -> Self {
+        if let Some(node) = node {
+            self.node = node;
+            *self.node_cell.lock() = self.node.clone();
+        }
+        self
+    }
+
+    /// Where the node id is kept as it changes.
+    pub fn node_cell(&self) -> Arc<parking_lot::Mutex<String>> {
+        self.node_cell.clone()
+    }
+
     fn key(&self, what: &str) -> String {
         format!("{}{what}", self.config.prefix)
     }
 
-    /// Runs until `stop`, then takes this node out of Redis (best effort).
-    pub fn run(mut self, stop: Arc<AtomicBool>) {
+    /// Runs until `stop`, then takes this node out of Redis (best effort), unless
+    /// `handed_over`: then the successor goes on as this node, with its records.
+    pub fn run(mut self, stop: Arc<AtomicBool>, handed_over: Arc<AtomicBool>) {
         info!(
             "fleet: node {} ({}), directory at {}",
             self.node,
@@ -277,7 +297,11 @@ impl Fleet {
                 self.directory.remote_len(),
             );
         }
-        self.leave();
+        if handed_over.load(Ordering::SeqCst) {
+            info!("fleet: node {} handed over to the successor", self.node);
+        } else {
+            self.leave();
+        }
     }
 
     /// Takes one change from the shards into the local state.

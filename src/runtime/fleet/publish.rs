@@ -29,6 +29,7 @@ impl Fleet {
                 break;
             }
             self.node = new_node_id();
+            *self.node_cell.lock() = self.node.clone();
         }
         self.republish()
     }

@@ -1,0 +1,240 @@
+//! The running server's side of a hand-over, as the control thread drives it: what it offers,
+//! freezing (the readers park, the workers finish their queues and write their shards' state),
+//! and then either thawing (the successor failed: serve on) or committing (stop for good).
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+use parking_lot::Mutex;
+use socket2::Socket;
+
+use super::messages::Offer;
+use super::pause::{Freeze, ReadGate, Verdict};
+use crate::core::handover::{export_shared, STATE_VERSION};
+use crate::core::Shared;
+use crate::runtime::relay::RelaySockets;
+use crate::runtime::Work;
+
+/// What a running server lends its control thread for a hand-over. Cloning shares it.
+#[derive(Clone)]
+pub struct Handover {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gate: Arc<ReadGate>,
+    /// Receivers and relay readers: the threads that park.
+    readers: usize,
+    /// The workers' queues; taken away at shutdown so that they do not keep workers waiting.
+    workers: Mutex<Option<Vec<Sender<Work>>>>,
+    shared: Shared,
+    /// Clones of the receivers' sockets, in receiver order.
+    receivers: Vec<Socket>,
+    relay: Vec<Arc<RelaySockets>>,
+    stop: Arc<AtomicBool>,
+    /// Set when the successor took over: the fleet thread then leaves its records in Redis.
+    handed_over: Arc<AtomicBool>,
+    /// The fleet node id (as the fleet thread last set it) and the fleet's key, in a fleet.
+    fleet: Option<(Arc<Mutex<String>>, u64)>,
+    bind: SocketAddr,
+    relay_ports: Option<RangeInclusive<u16>>,
+}
+
+/// What [`Handover::new`] is built from: the server's parts, as `Server::start` has them.
+pub struct Parts {
+    pub gate: Arc<ReadGate>,
+    pub readers: usize,
+    pub workers: Vec<Sender<Work>>,
+    pub shared: Shared,
+    pub receivers: Vec<Socket>,
+    pub relay: Vec<Arc<RelaySockets>>,
+    pub stop: Arc<AtomicBool>,
+    pub handed_over: Arc<AtomicBool>,
+    pub fleet: Option<(Arc<Mutex<String>>, u64)>,
+    pub bind: SocketAddr,
+    pub relay_ports: Option<RangeInclusive<u16>>,
+}
+
+/// The state of a frozen server, and the way back. Dropped without
+/// [`commit`](Handover::commit), it thaws the server.
+pub struct Frozen {
+    pub shared: Vec<u8>,
+    pub shards: Vec<Vec<u8>>,
+    /// `CLOCK_MONOTONIC` when the state was written, in nanoseconds: the successor counts the
+    /// time the hand-over took from it, so every deadline keeps its instant.
+    pub mono_ns: u64,
+    verdicts: Vec<Sender<Verdict>>,
+    gate: Arc<ReadGate>,
+    committed: bool,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.committed {
+            for verdict in &self.verdicts {
+                let _ = verdict.send(Verdict::Resume);
+            }
+            self.gate.resume();
+        }
+    }
+}
+
+impl Handover {
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                gate: parts.gate,
+                readers: parts.readers,
+                workers: Mutex::new(Some(parts.workers)),
+                shared: parts.shared,
+                receivers: parts.receivers,
+                relay: parts.relay,
+                stop: parts.stop,
+                handed_over: parts.handed_over,
+                fleet: parts.fleet,
+                bind: parts.bind,
+                relay_ports: parts.relay_ports,
+            }),
+        }
+    }
+
+    /// What this server offers a successor.
+    pub fn offer(&self, http: Option<SocketAddr>) -> Offer {
+        let inner = &self.inner;
+        Offer {
+            state_version: STATE_VERSION,
+            bind: inner.bind,
+            receivers: inner.receivers.len(),
+            relay: inner.relay_ports.clone(),
+            http,
+            fleet: inner
+                .fleet
+                .as_ref()
+                .map(|(node, key)| (node.lock().clone(), *key)),
+        }
+    }
+
+    /// Parks the readers, lets each worker finish its queue and write its shard's state, and
+    /// leaves the workers frozen. Gives up (thawed again) when a thread does not answer within
+    /// `timeout`.
+    pub fn freeze(&self, timeout: Duration) -> Result<Frozen, String> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + timeout;
+        let mut frozen = Frozen {
+            shared: Vec::new(),
+            shards: Vec::new(),
+            mono_ns: 0,
+            verdicts: Vec::new(),
+            gate: inner.gate.clone(),
+            committed: false,
+        };
+        if !inner.gate.pause(inner.readers, timeout) {
+            return Err("the server's readers did not stop reading in time".into());
+        }
+        let workers = inner
+            .workers
+            .lock()
+            .clone()
+            .ok_or("the server is stopping")?;
+        let mut states = Vec::new();
+        for worker in &workers {
+            let (state_tx, state_rx) = bounded(1);
+            let (verdict_tx, verdict_rx) = bounded(1);
+            let freeze = Freeze {
+                state: state_tx,
+                verdict: verdict_rx,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            worker
+                .send_timeout(Work::Handover(freeze), left)
+                .map_err(|_| "a worker's queue stayed full")?;
+            frozen.verdicts.push(verdict_tx);
+            states.push(state_rx);
+        }
+        for state in states {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let bytes = state
+                .recv_timeout(left)
+                .map_err(|_| "a worker did not write its state in time")?;
+            frozen.shards.push(bytes);
+        }
+        let now = Instant::now();
+        frozen.shared = export_shared(&inner.shared, now);
+        frozen.mono_ns = monotonic_ns();
+        Ok(frozen)
+    }
+
+    /// The successor serves: the workers stop, the readers stop, and the fleet thread leaves
+    /// this node's records to the successor.
+    pub fn commit(&self, mut frozen: Frozen) {
+        let inner = &self.inner;
+        inner.handed_over.store(true, Ordering::SeqCst);
+        inner.stop.store(true, Ordering::SeqCst);
+        frozen.committed = true;
+        for verdict in &frozen.verdicts {
+            let _ = verdict.send(Verdict::Commit);
+        }
+        inner.gate.resume();
+    }
+
+    /// The receivers' sockets, in receiver order.
+    pub fn receiver_fds(&self) -> Vec<RawFd> {
+        self.inner.receivers.iter().map(|s| s.as_raw_fd()).collect()
+    }
+
+    /// Every relay socket, with its port.
+    pub fn relay_fds(&self) -> Vec<(u16, RawFd)> {
+        self.inner
+            .relay
+            .iter()
+            .flat_map(|share| share.fds())
+            .collect()
+    }
+
+    /// Lets go of the workers' queues (at shutdown: they must not keep a worker waiting).
+    pub fn release_workers(&self) {
+        self.inner.workers.lock().take();
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock `Instant` reads on Linux, the same in every
+/// process of the machine.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The epoch of a successor's clock: the instant at which the running server's clock read 0,
+/// so that its readings (`clock_millis` when it wrote its state at `mono_ns`) go on.
+pub fn continuing_epoch(clock_millis: u64, mono_ns: u64) -> Instant {
+    let now = Instant::now();
+    let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(mono_ns));
+    let since_epoch = Duration::from_millis(clock_millis) + elapsed;
+    now.checked_sub(since_epoch).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_continuing_epoch_counts_the_time_since_the_state_was_written() {
+        let mono = monotonic_ns();
+        let at = Instant::now();
+        let epoch = continuing_epoch(5_000, mono);
+        // The old clock read 5 000 ms at `mono`, a moment before `at`.
+        let since = at.saturating_duration_since(epoch);
+        assert!(since >= Duration::from_millis(4_999), "{since:?}");
+        assert!(since < Duration::from_millis(6_000), "{since:?}");
+    }
+}

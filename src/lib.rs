@@ -10,11 +10,13 @@
 pub mod budget;
 pub mod cli;
 pub mod core;
+pub mod detach;
 pub mod ip_key;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod runtime;
+pub mod start;
 /// The client, in its own crate (`crates/client`) so a game can embed it without the server.
 pub use rabid_client as client;
 /// The wire format, in its own crate (`crates/wire`) so the client shares it without the server.

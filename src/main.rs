@@ -1,20 +1,27 @@
 //! `rabid-punch`: runs the server (or, as `rabid-punch client ...`, the client).
 
-use std::io::ErrorKind;
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{select, tick};
-use log::{error, info};
+use log::{error, info, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use rabid_punch::cli::{self, Args};
 use rabid_punch::logging;
 use rabid_punch::metrics;
-use rabid_punch::runtime::Server;
+use rabid_punch::runtime::handover::{notify, serve};
+use rabid_punch::{detach, start};
 
 /// Exit code when a thread of the server died: the process must not serve on with a shard gone.
 const EXIT_THREAD_DIED: u8 = 70;
+
+/// The longest the server waits for systemd to read a notification.
+const NOTIFY_WAIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -50,6 +57,15 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<ExitCode, String> {
     let settings = args.settings()?;
+    // Before any thread: a fork copies only the thread that calls it.
+    let report = if settings.detach {
+        match detach::fork()? {
+            detach::Side::Parent(code) => return Ok(code),
+            detach::Side::Child(report) => Some(report),
+        }
+    } else {
+        None
+    };
     logging::init(&settings.log)?;
     // A panic is logged as one line (to the file too) before the thread dies.
     std::panic::set_hook(Box::new(|panic| {
@@ -68,18 +84,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
-    // Bound before the UDP socket, so that a bad address stops the start before anything serves.
-    let metrics = settings.metrics.map(metrics::Endpoint::bind).transpose()?;
-    let bind = settings.server.bind;
     let workers = settings.server.workers;
-    let server = Server::start(settings.server).map_err(|e| match e.kind() {
-        ErrorKind::AddrInUse => {
-            format!("cannot listen on {bind}: the port is already in use (another rabid-punch?)")
-        }
-        _ => format!("cannot listen on {bind}: {e}"),
-    })?;
+    let started = if settings.takeover {
+        start::taking_over(&settings)?
+    } else {
+        start::fresh(&settings)?
+    };
+    let start::Started {
+        server,
+        metrics,
+        control,
+    } = started;
     let _metrics = match metrics {
         Some(endpoint) => {
+            let http_fd = endpoint.as_raw_fd();
             let serving = endpoint
                 .serve(server.probe(), server.directory())
                 .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
@@ -88,7 +106,28 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 serving.local_addr(),
                 metrics::PATH
             );
-            Some(serving)
+            Some((serving, http_fd))
+        }
+        None => None,
+    };
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+    let control_stop = Arc::new(AtomicBool::new(false));
+    let control = match control {
+        Some(listener) => {
+            let path = listener.path().to_path_buf();
+            let extras = serve::Extras {
+                http: _metrics.as_ref().map(|(s, fd)| (s.local_addr(), *fd)),
+            };
+            let thread = serve::spawn(
+                listener,
+                server.handover(),
+                extras,
+                ready_tx,
+                control_stop.clone(),
+            )
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+            info!("hand-overs at {}", path.display());
+            Some((thread, path))
         }
         None => None,
     };
@@ -97,12 +136,34 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
+    if let Some(mut report) = report {
+        // The parent, waiting for this, exits 0.
+        let _ = report.write_all(b"ok\n");
+    } else if !settings.takeover {
+        if let Err(e) = notify::notify("READY=1", NOTIFY_WAIT) {
+            warn!("systemd: cannot say the service is ready ({e})");
+        }
+    }
     let stats = tick(settings.stats_interval);
+    let mut handed_over = false;
     loop {
         select! {
             recv(signal_rx) -> signal => {
                 info!("signal {}: stopping", signal.unwrap_or(0));
                 break;
+            }
+            recv(ready_rx) -> ready => {
+                let Ok(ready) = ready else { continue };
+                let pid = ready.successor.pid;
+                if ready.confirm(&server.handover()) {
+                    info!("handed over to pid {pid}, which serves now; exiting");
+                    // systemd follows the successor from here (with Type=notify).
+                    if let Err(e) = notify::notify(&format!("MAINPID={pid}"), NOTIFY_WAIT) {
+                        warn!("systemd: cannot tell it the successor's pid ({e})");
+                    }
+                    handed_over = true;
+                    break;
+                }
             }
             recv(server.exits()) -> exit => {
                 let what = exit.map_or_else(
@@ -114,6 +175,17 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 return Ok(ExitCode::from(EXIT_THREAD_DIED));
             }
             recv(stats) -> _ => info!("stats: {}", server.totals()),
+        }
+    }
+    if let Some((serving, _)) = _metrics {
+        serving.stop();
+    }
+    control_stop.store(true, Ordering::Relaxed);
+    if let Some((thread, path)) = control {
+        let _ = thread.join();
+        // After a hand-over the successor listens on that very socket.
+        if !handed_over {
+            let _ = std::fs::remove_file(path);
         }
     }
     let totals = server.shutdown();

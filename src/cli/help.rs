@@ -184,6 +184,9 @@ mod tests {
                 "--directory-max-sessions",
                 "--public-address",
                 "--region",
+                "--control-socket",
+                "--takeover",
+                "--detach",
                 "--version",
                 "--help,",
             ];

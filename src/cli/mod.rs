@@ -291,6 +291,22 @@ pub struct Args {
     #[argh(option)]
     pub region: Option<String>,
 
+    /// serve hand-overs to a successor (--takeover) on this Unix socket, owner-only (default:
+    /// $RUNTIME_DIRECTORY/control.sock when systemd gives a runtime directory, else off)
+    #[argh(option)]
+    pub control_socket: Option<String>,
+
+    /// take over the sockets, sessions and relays of the server running with the same
+    /// --control-socket, which exits once this one serves: an upgrade or a change of flags
+    /// that loses no player
+    #[argh(switch)]
+    pub takeover: bool,
+
+    /// with --takeover: serve in the background, and exit (0, or 1 with the reason) once the
+    /// hand-over is done, as systemd's ExecReload wants
+    #[argh(switch)]
+    pub detach: bool,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,

@@ -23,6 +23,12 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Where to serve metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Where to serve hand-overs (and, with `takeover`, where to take over from), if anywhere.
+    pub control_socket: Option<PathBuf>,
+    /// Take over from the server at `control_socket` rather than bind the ports.
+    pub takeover: bool,
+    /// With `takeover`: fork into the background first (systemd's `ExecReload`).
+    pub detach: bool,
 }
 
 impl Default for Settings {
@@ -36,6 +42,9 @@ impl Default for Settings {
             log: LogConfig::default(),
             stats_interval: Duration::from_secs(60),
             metrics: None,
+            control_socket: None,
+            takeover: false,
+            detach: false,
         }
     }
 }
@@ -178,6 +187,22 @@ impl Args {
             })?),
         };
         let fleet = self.fleet()?;
+        let control_socket = match &self.control_socket {
+            Some(path) if path.is_empty() => {
+                return Err("--control-socket must not be empty".into());
+            }
+            Some(path) => Some(PathBuf::from(path)),
+            // systemd's RuntimeDirectory= (/run/rabid-punch), made for this service alone.
+            None => std::env::var_os("RUNTIME_DIRECTORY")
+                .filter(|dir| !dir.is_empty())
+                .map(|dir| PathBuf::from(dir).join("control.sock")),
+        };
+        if self.takeover && control_socket.is_none() {
+            return Err("--takeover needs --control-socket PATH: the running server's".into());
+        }
+        if self.detach && !self.takeover {
+            return Err("--detach goes with --takeover".into());
+        }
         let target = match self.log_file.as_str() {
             "-" => LogTarget::Stdout,
             "" => return Err("--log-file must not be empty (use - for standard output)".into()),
@@ -233,6 +258,9 @@ impl Args {
             },
             stats_interval: self.stats_interval,
             metrics,
+            control_socket,
+            takeover: self.takeover,
+            detach: self.detach,
         })
     }
 }

@@ -6,39 +6,14 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Player;
+use common::{free_ports, Player};
 use rabid_punch::core::{CoreConfig, RelayConfig, RelayMode};
 use rabid_punch::runtime::{Server, ServerConfig, Totals};
 
 /// How long a test waits for an event before it fails.
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A range of `len` consecutive ports that were all free a moment ago.
-///
-/// Tests of one binary run in parallel and each starts a server binding its range, so every
-/// call takes a block of its own (a process-wide counter; the process id spreads binaries
-/// apart), and the blocks lie below the kernel's ephemeral range (32768 up on Linux), where
-/// the other tests' `bind(0)` sockets land.
-fn free_ports(len: u16) -> RangeInclusive<u16> {
-    static CALLS: AtomicU16 = AtomicU16::new(0);
-    const BLOCKS: u16 = (32_768 - 20_000) / 16;
-    assert!(len <= 16, "a block holds 16 ports");
-    let seed = (std::process::id() % u32::from(BLOCKS)) as u16;
-    for _ in 0..BLOCKS {
-        let call = CALLS.fetch_add(1, Ordering::Relaxed);
-        let base = 20_000 + ((seed + call % BLOCKS) % BLOCKS) * 16;
-        let held: Vec<_> = (base..base + len)
-            .map_while(|port| UdpSocket::bind(("0.0.0.0", port)).ok())
-            .collect();
-        if held.len() == usize::from(len) {
-            return base..=base + len - 1;
-        }
-    }
-    panic!("no {len} free consecutive ports");
-}
 
 fn server(mode: RelayMode, ports: RangeInclusive<u16>, idle: Duration) -> Server {
     Server::start(ServerConfig {

@@ -48,6 +48,43 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Waits, at most `timeout`, for the process to end by itself; its exit status.
+    pub fn wait_exit(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("already stopped");
+        let pid = child.id() as i32;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait()));
+        match rx.recv_timeout(timeout) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                // SAFETY: our own child, not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("pid {pid} did not exit within {timeout:?}");
+            }
+        }
+    }
+
+    /// Waits, at most `timeout`, for a line of its log containing `text`; that line. Lines
+    /// before it are gone.
+    pub fn wait_line(&self, text: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {text:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// The log lines printed so far (and not yet read by [`wait_line`](Self::wait_line)).
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -80,6 +117,11 @@ fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
 /// pool, which servers of tests running at once would race for, and relays a second start from
 /// 127.0.0.1 within a minute, so what a test sees would depend on which test came first.
 pub fn start(args: &[&str]) -> Running {
+    start_with_env(args, &[])
+}
+
+/// [`start`], with environment variables set.
+pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
     let relay_off: &[&str] = if args.contains(&"--relay") {
         &[]
     } else {
@@ -88,6 +130,7 @@ pub fn start(args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(args)
         .args(relay_off)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

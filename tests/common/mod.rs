@@ -5,6 +5,8 @@ pub mod binary;
 pub mod redis;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 /// How long a test waits for a datagram before it fails.
@@ -33,6 +35,25 @@ impl Player {
 
     pub fn send_bytes(&self, bytes: &[u8]) {
         self.socket.send_to(bytes, self.server).unwrap();
+    }
+
+    /// Sends `bytes` to `to` (a relay port, say) rather than to the server port.
+    pub fn send_bytes_to(&self, bytes: &[u8], to: SocketAddr) {
+        self.socket.send_to(bytes, to).unwrap();
+    }
+
+    /// The next datagram from `from`, skipping others; fails the test after [`REPLY_TIMEOUT`].
+    pub fn wait_from(&self, from: SocketAddr) -> String {
+        let mut buf = [0u8; 2048];
+        loop {
+            let (len, sender) = self
+                .socket
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("nothing from {from} for port {}: {e}", self.port()));
+            if sender == from {
+                return String::from_utf8_lossy(&buf[..len]).into_owned();
+            }
+        }
     }
 
     /// The next datagram from the server; fails the test after [`REPLY_TIMEOUT`].
@@ -107,6 +128,30 @@ impl Player {
         self.socket.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
         quiet
     }
+}
+
+/// A range of `len` consecutive ports that were all free a moment ago.
+///
+/// Tests of one binary run in parallel and each starts a server binding its range, so every
+/// call takes a block of its own (a process-wide counter; the process id spreads binaries
+/// apart), and the blocks lie below the kernel's ephemeral range (32768 up on Linux), where
+/// the other tests' `bind(0)` sockets land.
+pub fn free_ports(len: u16) -> RangeInclusive<u16> {
+    static CALLS: AtomicU16 = AtomicU16::new(0);
+    const BLOCKS: u16 = (32_768 - 20_000) / 16;
+    assert!(len <= 16, "a block holds 16 ports");
+    let seed = (std::process::id() % u32::from(BLOCKS)) as u16;
+    for _ in 0..BLOCKS {
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000 + ((seed + call % BLOCKS) % BLOCKS) * 16;
+        let held: Vec<_> = (base..base + len)
+            .map_while(|port| UdpSocket::bind(("0.0.0.0", port)).ok())
+            .collect();
+        if held.len() == usize::from(len) {
+            return base..=base + len - 1;
+        }
+    }
+    panic!("no {len} free consecutive ports");
 }
 
 /// The start message player `me` of `players` must get: its own port, then the others.

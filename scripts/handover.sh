@@ -8,7 +8,7 @@
 # lost (no reply within 5 s) and wrong, the latency p50/p99/max (max: the longest a ping
 # waited, the gap the hand-over made; a ping's latency counts from when it was due, so a
 # paused server cannot hide), how long the hand-over took by the successor's log, and the old
-# process's exit status. With --runs N, the medians follow.
+# process's exit status; each beside the same flood without a hand-over. The medians follow.
 #
 # Usage: scripts/handover.sh [--no-build] [--rate N] [--duration S] [--runs N] [--workers N]
 #   --rate N       pings per second (default 20000)
@@ -62,42 +62,62 @@ wait_line() {
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "rate: $RATE pings/s, $DURATION s measured per run, $WORKERS workers, $(nproc) cores"
-printf '%4s %9s %9s %5s %6s %8s %8s %9s %12s %9s\n' run sent replies lost wrong p50_us p99_us max_us handover_ms old_exit
-for run in $(seq 1 "$RUNS"); do
-    control="$tmp/control-$run.sock"
-    flags=(--bind 127.0.0.1 --workers "$WORKERS" --relay off --player-timeout 60s
+echo "each run: the same flood without a hand-over (plain), then with one (handover)"
+printf '%4s %-9s %9s %9s %5s %6s %8s %8s %9s %12s %9s\n' run flood sent replies lost wrong \
+    p50_us p99_us max_us handover_ms old_exit
+# One flood of run $1, with a hand-over halfway when $2 is "handover".
+flood() {
+    local run=$1 kind=$2 tag="$1-$2"
+    local control="$tmp/control-$tag.sock"
+    local flags=(--bind 127.0.0.1 --workers "$WORKERS" --relay off --player-timeout 60s
         --control-socket "$control")
-    "$bin/rabid-punch" --port 0 "${flags[@]}" --log-file "$tmp/old-$run.log" 2>"$tmp/old-$run.err" &
-    old=$!
+    "$bin/rabid-punch" --port 0 "${flags[@]}" --log-file "$tmp/old-$tag.log" 2>"$tmp/old-$tag.err" &
+    local old=$!
     pids+=("$old")
-    line=$(wait_line "$tmp/old-$run.err" 'listening on') || {
-        echo "handover.sh: the server did not start:" >&2; cat "$tmp/old-$run.err" >&2; exit 1; }
+    local line
+    line=$(wait_line "$tmp/old-$tag.err" 'listening on') || {
+        echo "handover.sh: the server did not start:" >&2; cat "$tmp/old-$tag.err" >&2; exit 1; }
+    local port
     port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' <<<"$line")
     "$bin/rabid-flood" ping --target "127.0.0.1:$port" --sessions 1000 --players 4 \
         --rate "$RATE" --duration "$DURATION" --warmup 1 --timeout-ms 5000 --json \
-        >"$tmp/flood-$run.json" 2>"$tmp/flood-$run.err" &
-    flood=$!
+        >"$tmp/flood-$tag.json" 2>"$tmp/flood-$tag.err" &
+    local flood=$!
     pids+=("$flood")
-    # Halfway through the window: the flood joins its players first (about a second), then
-    # warms up for one.
-    sleep $((2 + DURATION / 2))
-    "$bin/rabid-punch" --port "$port" "${flags[@]}" --takeover --log-file "$tmp/new-$run.log" \
-        2>"$tmp/new-$run.err" &
-    new=$!
-    pids+=("$new")
-    old_exit=0
-    wait "$old" || old_exit=$?
-    wait "$flood" || true
-    took=$(sed -n 's/.*took over from pid [0-9]* in \([0-9]*\) ms.*/\1/p' "$tmp/new-$run.err" | head -n 1)
-    kill "$new" 2>/dev/null; wait "$new" 2>/dev/null || true
-    out="$tmp/flood-$run.json"
+    local old_exit=- took=-
+    if [[ $kind == handover ]]; then
+        # Halfway through the window: the flood joins its players first (about a second),
+        # then warms up for one.
+        sleep $((2 + DURATION / 2))
+        "$bin/rabid-punch" --port "$port" "${flags[@]}" --takeover \
+            --log-file "$tmp/new-$tag.log" 2>"$tmp/new-$tag.err" &
+        local new=$!
+        pids+=("$new")
+        old_exit=0
+        wait "$old" || old_exit=$?
+        wait "$flood" || true
+        took=$(sed -n 's/.*took over from pid [0-9]* in \([0-9]*\) ms.*/\1/p' "$tmp/new-$tag.err" | head -n 1)
+        kill "$new" 2>/dev/null; wait "$new" 2>/dev/null || true
+    else
+        wait "$flood" || true
+        kill "$old" 2>/dev/null; wait "$old" 2>/dev/null || true
+    fi
+    local out="$tmp/flood-$tag.json"
+    local sent
     sent=$(field "$out" sent)
-    [[ -n $sent ]] || { echo "handover.sh: no result in run $run:" >&2; cat "$tmp/flood-$run.err" "$tmp/new-$run.err" >&2; exit 1; }
-    printf '%4s %9s %9s %5s %6s %8s %8s %9s %12s %9s\n' "$run" "$sent" "$(field "$out" replies)" \
-        "$(field "$out" lost)" "$(field "$out" wrong)" "$(field "$out" p50_us)" \
-        "$(field "$out" p99_us)" "$(field "$out" max_us)" "${took:-?}" "$old_exit"
-    echo "$(field "$out" lost) $(field "$out" max_us) ${took:-0}" >>"$tmp/all"
+    [[ -n $sent ]] || { echo "handover.sh: no result in run $tag:" >&2; cat "$tmp/flood-$tag.err" >&2; exit 1; }
+    printf '%4s %-9s %9s %9s %5s %6s %8s %8s %9s %12s %9s\n' "$run" "$kind" "$sent" \
+        "$(field "$out" replies)" "$(field "$out" lost)" "$(field "$out" wrong)" \
+        "$(field "$out" p50_us)" "$(field "$out" p99_us)" "$(field "$out" max_us)" \
+        "${took:-?}" "$old_exit"
+    echo "$(field "$out" lost) $(field "$out" p99_us) $(field "$out" max_us) ${took/-/0}" >>"$tmp/$kind"
+}
+for run in $(seq 1 "$RUNS"); do
+    flood "$run" plain
+    flood "$run" handover
 done
-printf 'median: lost %s, longest wait %s us, hand-over %s ms\n' \
-    "$(cut -d' ' -f1 "$tmp/all" | median)" "$(cut -d' ' -f2 "$tmp/all" | median)" \
-    "$(cut -d' ' -f3 "$tmp/all" | median)"
+for kind in plain handover; do
+    printf 'median %-9s lost %s, p99 %s us, longest wait %s us, hand-over %s ms\n' "$kind" \
+        "$(cut -d' ' -f1 "$tmp/$kind" | median)" "$(cut -d' ' -f2 "$tmp/$kind" | median)" \
+        "$(cut -d' ' -f3 "$tmp/$kind" | median)" "$(cut -d' ' -f4 "$tmp/$kind" | median)"
+done

@@ -13,7 +13,7 @@ use crate::core::RelayMode;
 use crate::metrics::Endpoint;
 use crate::runtime::handover::take::{take, Wanted};
 use crate::runtime::handover::unix::Listener;
-use crate::runtime::handover::{continuing_epoch, fleet_key, Latch};
+use crate::runtime::handover::{continuing_clock, fleet_key, Latch};
 use crate::runtime::{Inherited, Server};
 
 /// A server that serves, with its HTTP endpoint (not yet serving) and its control socket.
@@ -110,7 +110,7 @@ pub fn taking_over(settings: &Settings) -> Result<Started, String> {
     let inherited = Inherited {
         receivers: taken.receivers,
         relay: taken.relay,
-        epoch: continuing_epoch(state.clock_millis(), taken.mono_ns),
+        clock: continuing_clock(state.clock_millis(), taken.mono_ns),
         state,
         fleet_node: taken.fleet_node,
     };

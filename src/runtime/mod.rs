@@ -38,7 +38,7 @@ use log::{debug, log_enabled, Level};
 use socket2::Socket;
 
 use crate::budget::{BudgetConfig, SendBudgets};
-use crate::core::{CoreConfig, Directory, FrontDoor, LobbyRouted, Shard, Shared};
+use crate::core::{Clock, CoreConfig, Directory, FrontDoor, LobbyRouted, Shard, Shared};
 use crate::outbox::Outbox;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
@@ -128,8 +128,8 @@ pub struct Inherited {
     pub relay: HashMap<u16, Socket>,
     /// The sessions, players and relays.
     pub state: crate::core::handover::State,
-    /// The epoch of a clock that goes on from the old server's.
-    pub epoch: Instant,
+    /// A clock that goes on from the old server's.
+    pub clock: Clock,
     /// The fleet node id to go on as, when in the same fleet.
     pub fleet_node: Option<String>,
 }
@@ -193,13 +193,13 @@ impl Server {
         inherited: Option<Inherited>,
         latch: Arc<Latch>,
     ) -> io::Result<Server> {
-        let (group, mut relay_sockets, state, epoch, fleet_node) = match inherited {
-            Some(i) => (i.receivers, i.relay, Some(i.state), i.epoch, i.fleet_node),
+        let (group, mut relay_sockets, state, clock, fleet_node) = match inherited {
+            Some(i) => (i.receivers, i.relay, Some(i.state), i.clock, i.fleet_node),
             None => (
                 socket::bind_group(config.bind, config.receivers.max(1))?,
                 HashMap::new(),
                 None,
-                Instant::now(),
+                Clock::new(Instant::now()),
                 None,
             ),
         };
@@ -220,7 +220,7 @@ impl Server {
         };
         // One clock for the shards and the send budgets (after a hand-over, the old one's,
         // going on); the shards share the caps and the relay limits through `shared`.
-        let mut shared = Shared::new(&config.core, epoch);
+        let mut shared = Shared::on_clock(&config.core, clock);
         // In a fleet, the directory tells the fleet thread every change of this server's
         // sessions and lobbies (a channel that never blocks the shards).
         let fleet_changes = config.fleet.as_ref().map(|_| {

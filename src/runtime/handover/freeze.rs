@@ -16,7 +16,7 @@ use socket2::Socket;
 use super::messages::Offer;
 use super::pause::{Freeze, ReadGate, Verdict};
 use crate::core::handover::{export_shared, STATE_VERSION};
-use crate::core::Shared;
+use crate::core::{Clock, Shared};
 use crate::runtime::relay::RelaySockets;
 use crate::runtime::Work;
 
@@ -214,13 +214,12 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The epoch of a successor's clock: the instant at which the running server's clock read 0,
-/// so that its readings (`clock_millis` when it wrote its state at `mono_ns`) go on.
-pub fn continuing_epoch(clock_millis: u64, mono_ns: u64) -> Instant {
+/// A successor's clock: the running server's, which read `clock_millis` when it wrote its state
+/// at `mono_ns`, gone on since (the time the hand-over took counts, as it did for the players).
+pub fn continuing_clock(clock_millis: u64, mono_ns: u64) -> Clock {
     let now = Instant::now();
     let elapsed = Duration::from_nanos(monotonic_ns().saturating_sub(mono_ns));
-    let since_epoch = Duration::from_millis(clock_millis) + elapsed;
-    now.checked_sub(since_epoch).unwrap_or(now)
+    Clock::continuing(clock_millis + elapsed.as_millis() as u64, now)
 }
 
 #[cfg(test)]
@@ -228,12 +227,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_continuing_epoch_counts_the_time_since_the_state_was_written() {
+    fn a_continuing_clock_counts_the_time_since_the_state_was_written() {
         let mono = monotonic_ns();
         let at = Instant::now();
-        let epoch = continuing_epoch(5_000, mono);
+        let clock = continuing_clock(5_000, mono);
         // The old clock read 5 000 ms at `mono`, a moment before `at`.
-        let since = at.saturating_duration_since(epoch);
+        let since = at.saturating_duration_since(clock.epoch());
         assert!(since >= Duration::from_millis(4_999), "{since:?}");
         assert!(since < Duration::from_millis(6_000), "{since:?}");
     }

@@ -26,6 +26,6 @@ pub mod serve;
 pub mod take;
 pub mod unix;
 
-pub use freeze::{continuing_epoch, monotonic_ns, Frozen, Handover, Parts};
+pub use freeze::{continuing_clock, monotonic_ns, Frozen, Handover, Parts};
 pub use messages::fleet_key;
 pub use pause::{Freeze, Latch, ReadGate, Verdict};

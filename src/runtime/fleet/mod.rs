@@ -169,6 +169,8 @@ pub struct Fleet {
     record: String,
     local: HashMap<SessionName, Local>,
     dirty: HashSet<SessionName>,
+    /// Set by a republish: the next flush replaces this node's hash rather than updating it.
+    rewrite: bool,
     /// New names hosts asked for, to claim before their sessions exist.
     asked: HashSet<SessionName>,
     seen: HashMap<String, Seen>,
@@ -228,6 +230,7 @@ impl Fleet {
             record,
             local: HashMap::new(),
             dirty: HashSet::new(),
+            rewrite: false,
             asked: HashSet::new(),
             seen: HashMap::new(),
             next_connect: now,

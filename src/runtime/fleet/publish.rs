@@ -34,10 +34,12 @@ impl Fleet {
         self.republish()
     }
 
-    /// Writes this node's hash anew and claims all its names again.
+    /// Writes this node's hash anew and claims all its names again. The hash is replaced in
+    /// one transaction (the next [`flush`](Self::flush)), never deleted first: a node taken
+    /// over from the server before (same id, same hash) must not look empty to the others for
+    /// the instant between a `DEL` and the writes, or a poll then drops its lobbies and names.
     pub(super) fn republish(&mut self) -> RedisResult<()> {
-        let hash = self.key(&format!("sessions:{}", self.node));
-        self.query::<()>(redis::cmd("DEL").arg(&hash))?;
+        self.rewrite = true;
         for local in self.local.values_mut() {
             local.claim = Claim::Pending;
         }
@@ -151,9 +153,13 @@ impl Fleet {
                 }
             }
         }
-        // This node's hash: the sessions we own, their listings.
+        // This node's hash: the sessions we own, their listings; after a republish, only them
+        // (`dirty` then holds every session), written at once.
         let hash = self.key(&format!("sessions:{}", self.node));
         let mut pipe = redis::pipe();
+        if self.rewrite {
+            pipe.atomic().cmd("DEL").arg(&hash).ignore();
+        }
         for name in &dirty {
             match self.local.get(name) {
                 Some(local) if local.claim == Claim::Ours => {
@@ -171,6 +177,7 @@ impl Fleet {
         pipe.cmd("HINCRBY").arg(&hash).arg("#").arg(1).ignore();
         pipe.cmd("PEXPIRE").arg(&hash).arg(ttl).ignore();
         self.run_pipe::<()>(&pipe)?;
+        self.rewrite = false;
         Ok(())
     }
 

@@ -106,6 +106,7 @@ pub fn taking_over(settings: &Settings) -> Result<Started, String> {
             .map_err(|e| fail(format!("the control socket taken over: {e}")))?,
         None => return Err(fail("the running server sent no control socket".into())),
     };
+    let adopted = taken.fleet_node.is_some();
     let latch = Arc::new(Latch::default());
     let inherited = Inherited {
         receivers: taken.receivers,
@@ -116,7 +117,7 @@ pub fn taking_over(settings: &Settings) -> Result<Started, String> {
     };
     let server = Server::start_with(config.clone(), Some(inherited), latch.clone())
         .map_err(|e| fail(format!("cannot start on the sockets taken over: {e}")))?;
-    if let Err(e) = successor.confirm() {
+    if let Err(e) = successor.confirm(adopted) {
         latch.release(false);
         server.shutdown();
         return Err(format!("{e}; the running server (pid {from}) serves on"));

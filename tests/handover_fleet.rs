@@ -12,9 +12,10 @@
 //!   name on B gets `error:session_exists`; the lobby's players are still in it on A'. A' then
 //!   stops with SIGTERM: its node leaves Redis at once, and B stops listing the lobby.
 //! - **Another fleet** (`--directory-prefix` changed): A' does not adopt A's node; it registers
-//!   a node of its own under its prefix and claims and publishes the sessions there. A leaves
-//!   its records behind (it hands its node over whatever the successor does with it): B lists
-//!   the lobby until they expire (the TTL, 6 s), then not, and the names are free in A's fleet.
+//!   a node of its own under its prefix and claims and publishes the sessions there. A, told so
+//!   by A''s `ready adopted=0`, takes its records out of its fleet before it exits (as at any
+//!   stop, rather than leave them for the TTL, 6 s): B stops listing the lobby within a poll,
+//!   and the names are free in A's fleet.
 //!
 //! Every wait is for a condition and bounded; the watch across the hand-over ends a fixed time
 //! after A' registered (enough for B to poll it twice).
@@ -411,8 +412,8 @@ fn a_successor_in_the_same_fleet_goes_on_as_the_same_node_and_b_never_stops_list
 }
 
 #[test]
-fn a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_expires() {
-    let test = "a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_expires";
+fn a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_leaves() {
+    let test = "a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_leaves";
     let Some(redis) = Redis::start(test) else {
         return;
     };
@@ -458,23 +459,19 @@ fn a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_expi
     assert_eq!(other.get("name:Room1").as_deref(), Some(new_node.as_str()));
     assert_eq!(ana.request("p:Room1:Ana"), "i:Ana:Bea");
 
-    // A's records in its fleet are left behind, as after a crash: nobody refreshes them, and
-    // they expire within the TTL; B lists the lobby until then (at A's address, where A'
-    // serves it), then not; and the name is free in that fleet.
-    assert_eq!(keys.get(&format!("node:{node}")), Some(record.clone()));
-    wait_for(TTL + Duration::from_secs(2), "A's records expire", || {
-        !keys.exists(&format!("node:{node}"))
-            && !keys.exists(&format!("sessions:{node}"))
-            && !keys.exists("name:Room1")
-    });
-    let expired = exited.elapsed();
+    // A left its fleet as it stopped, as at any stop (A' said it did not adopt the node): its
+    // records are gone, B stops listing the lobby at once, and the name is free there.
+    // (A took them out before it exited: no waiting for a TTL.)
+    assert!(!keys.exists(&format!("node:{node}")));
+    assert!(!keys.exists(&format!("sessions:{node}")));
+    assert_ne!(keys.get("name:Room1").as_deref(), Some(node.as_str()));
     wait_for(WAIT, "B stops listing Room1", || {
         !lists(&lobbies(b_http), "Room1")
     });
     let unlisted = exited.elapsed();
-    eprintln!("after A exited: its records expired in {expired:?}, B unlisted in {unlisted:?}");
+    eprintln!("after A exited, B unlisted its lobby in {unlisted:?}");
     assert!(
-        unlisted < TTL + Duration::from_secs(3),
+        unlisted < TTL / 2,
         "B listed A's lobby {unlisted:?} after A exited"
     );
     let _bob = host(b.addr, "Room1", "Bob");
@@ -484,6 +481,50 @@ fn a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_expi
     let status = successor.stop();
     assert!(status.success(), "{status}");
     assert!(!other.exists(&format!("node:{new_node}")));
+    assert!(b.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_successor_with_another_region_goes_on_as_the_same_node_under_its_new_record() {
+    let test = "a_successor_with_another_region_goes_on_as_the_same_node_under_its_new_record";
+    let Some(redis) = Redis::start(test) else {
+        return;
+    };
+    let dir = binary::temp_dir("handover-fleet-region");
+    let (b, b_http) = server_b(&redis, &dir);
+    let (a, args) = server_a(&redis, &dir);
+    let addr = a.addr;
+    let ana = host(addr, "Room1", "Ana");
+    assert_eq!(ana.request("a:1:Room1:cards:1:1.0:Draft:hi"), "a:1:ok");
+    let mut keys = Keys::new(&redis, "rabid:");
+    let node = keys.node_with_record(&format!("127.0.0.1|{}|eu", addr.port()));
+    wait_for(WAIT, "B lists A's lobby", || {
+        lists(&lobbies(b_http), "Room1")
+    });
+
+    // The same fleet, another --region: the node is the successor's, its record rewritten.
+    let mut moved = args.clone();
+    let region = moved.iter().position(|a| a == "--region").unwrap() + 1;
+    moved[region] = "eu-west".into();
+    moved.push("--takeover".into());
+    let successor = start(&moved);
+    assert_eq!(a.wait_exit(WAIT).code(), Some(0));
+    let record = format!("127.0.0.1|{}|eu-west", addr.port());
+    wait_for(WAIT, "the node's record in its new region", || {
+        keys.get(&format!("node:{node}")).as_deref() == Some(record.as_str())
+    });
+    assert_eq!(
+        keys.node_with_record(&record),
+        node,
+        "one node, the same id"
+    );
+    assert_eq!(keys.get("name:Room1").as_deref(), Some(node.as_str()));
+    wait_for(WAIT, "B lists the lobby in its new region", || {
+        lobbies(b_http).contains("\"region\":\"eu-west\"")
+    });
+    assert_eq!(ana.request("p:Room1:Ana"), "i:Ana");
+    assert!(successor.stop().success());
     assert!(b.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }

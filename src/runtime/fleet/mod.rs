@@ -165,6 +165,9 @@ pub struct Fleet {
     node: String,
     /// The node id as others may read it (a hand-over offers it to the successor).
     node_cell: Arc<parking_lot::Mutex<String>>,
+    /// The node was taken over from the server before: the first registration overwrites its
+    /// record rather than find it held.
+    adopted: bool,
     /// `<host>|<port>|<region>`, this node's record.
     record: String,
     local: HashMap<SessionName, Local>,
@@ -227,6 +230,7 @@ impl Fleet {
             con: None,
             node: node.clone(),
             node_cell: Arc::new(parking_lot::Mutex::new(node)),
+            adopted: false,
             record,
             local: HashMap::new(),
             dirty: HashSet::new(),
@@ -246,6 +250,7 @@ impl Fleet {
     /// fleet), or as a fresh node.
     pub fn adopting(mut self, node: Option<String>) -> Self {
         if let Some(node) = node {
+            self.adopted = true;
             self.node = node;
             *self.node_cell.lock() = self.node.clone();
         }

@@ -11,17 +11,17 @@ use crate::core::SessionName;
 
 impl Fleet {
     /// Claims the node id (a fresh one if another node holds it) and republishes everything.
+    /// A node taken over from the server before is ours whatever its record says (this server
+    /// may have another `--region` or `--public-address`): its record is overwritten, once.
     pub(super) fn register(&mut self) -> RedisResult<()> {
         loop {
             let key = self.key(&format!("node:{}", self.node));
-            let won: Option<String> = self.query(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&self.record)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(self.ttl_ms()),
-            )?;
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(&self.record);
+            if !std::mem::take(&mut self.adopted) {
+                set.arg("NX");
+            }
+            let won: Option<String> = self.query(set.arg("PX").arg(self.ttl_ms()))?;
             let ours = won.is_some()
                 || self.query::<Option<String>>(redis::cmd("GET").arg(&key))?
                     == Some(self.record.clone());

@@ -170,10 +170,11 @@ impl Handover {
     }
 
     /// The successor serves: the workers stop, the readers stop, and the fleet thread leaves
-    /// this node's records to the successor.
-    pub fn commit(&self, mut frozen: Frozen) {
+    /// this node's records to the successor when it `adopted` the node (else it takes them
+    /// out of the fleet, as at any stop, rather than leave them to expire).
+    pub fn commit(&self, mut frozen: Frozen, adopted: bool) {
         let inner = &self.inner;
-        inner.handed_over.store(true, Ordering::SeqCst);
+        inner.handed_over.store(adopted, Ordering::SeqCst);
         inner.stop.store(true, Ordering::SeqCst);
         frozen.committed = true;
         for verdict in &frozen.verdicts {

@@ -12,7 +12,7 @@
 //!   take                      ------->   stops reading, drains its queues, freezes its workers
 //!                             <-------   state sections=.. bytes=.. mono_ns=.., its packets,
 //!                                        fds <kind> ... (with the sockets), sent
-//!   ready                     ------->   (or: abort <reason>, or closing: the server resumes)
+//!   ready adopted=0|1         ------->   (or: abort <reason>, or closing: the server resumes)
 //!                             <-------   committed; the server exits 0
 //! ```
 
@@ -71,7 +71,11 @@ pub enum Message {
         ports: Vec<u16>,
     },
     Sent,
-    Ready,
+    /// The successor serves once confirmed; `adopted`: it goes on as this server's fleet node
+    /// (else the running server takes its node out of the fleet as it stops).
+    Ready {
+        adopted: bool,
+    },
     Abort(String),
     Committed,
 }
@@ -117,7 +121,7 @@ impl Message {
                 format!("fds {kind} ports={}", ports.join(","))
             }
             Message::Sent => "sent".into(),
-            Message::Ready => "ready".into(),
+            Message::Ready { adopted } => format!("ready adopted={}", u8::from(*adopted)),
             Message::Abort(reason) => format!("abort {reason}"),
             Message::Committed => "committed".into(),
         };
@@ -186,7 +190,9 @@ impl Message {
                 Message::Fds { kind, ports }
             }
             "sent" => Message::Sent,
-            "ready" => Message::Ready,
+            "ready" => Message::Ready {
+                adopted: fields.number::<u8>("adopted")? == 1,
+            },
             "abort" => Message::Abort(rest.to_string()),
             "committed" => Message::Committed,
             _ => return Err(format!("an unknown message `{}`", verb.escape_debug())),
@@ -271,7 +277,8 @@ mod tests {
                 ports: vec![],
             },
             Message::Sent,
-            Message::Ready,
+            Message::Ready { adopted: true },
+            Message::Ready { adopted: false },
             Message::Abort("cannot read the state".into()),
             Message::Committed,
         ];

@@ -32,6 +32,8 @@ const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A successor ready to serve: the main thread confirms it ([`Ready::confirm`]) and exits.
 pub struct Ready {
     pub successor: Peer,
+    /// The successor goes on as this server's fleet node.
+    adopted: bool,
     frozen: Frozen,
     channel: Channel,
 }
@@ -42,7 +44,7 @@ impl Ready {
     pub fn confirm(self, handover: &Handover) -> bool {
         match self.channel.send(&Message::Committed.encode(), &[]) {
             Ok(()) => {
-                handover.commit(self.frozen);
+                handover.commit(self.frozen, self.adopted);
                 true
             }
             Err(e) => {
@@ -126,11 +128,12 @@ pub fn spawn(
                     .name("handover".into())
                     .spawn(move || {
                         match hand_over(&channel, peer, &handover, &extras, &listener) {
-                            Ok(frozen) => {
+                            Ok((frozen, adopted)) => {
                                 info!("hand-over to pid {}: it is ready", peer.pid);
                                 // `busy` stays set: this server is done.
                                 let _ = ready.send(Ready {
                                     successor: peer,
+                                    adopted,
                                     frozen,
                                     channel,
                                 });
@@ -176,7 +179,7 @@ fn hand_over(
     handover: &Handover,
     extras: &Extras,
     listener: &Listener,
-) -> Result<Frozen, Failure> {
+) -> Result<(Frozen, bool), Failure> {
     use Failure::{Declined, Failed};
     let recv = |what: &str| -> Result<Message, String> {
         let packet = channel.recv().map_err(|e| match e.kind() {
@@ -225,7 +228,7 @@ fn hand_over(
     let frozen = handover.freeze(FREEZE_TIMEOUT).map_err(Failed)?;
     send_state(channel, &frozen, handover, extras, listener).map_err(Failed)?;
     match recv("after the state").map_err(Failed)? {
-        Message::Ready => Ok(frozen),
+        Message::Ready { adopted } => Ok((frozen, adopted)),
         Message::Abort(reason) => Err(Failed(format!("it gave up: {reason}"))),
         other => Err(Failed(format!("the successor answered {other:?}"))),
     }

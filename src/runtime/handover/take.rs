@@ -67,9 +67,10 @@ impl Successor {
 
     /// Says `ready` and waits for `committed`: from then on this process serves, and the
     /// running server stops. An error: the running server serves on; this process must not.
-    pub fn confirm(&self) -> Result<(), String> {
+    /// `adopted`: this process goes on as the running server's fleet node.
+    pub fn confirm(&self, adopted: bool) -> Result<(), String> {
         self.channel
-            .send(&Message::Ready.encode(), &[])
+            .send(&Message::Ready { adopted }.encode(), &[])
             .map_err(|e| format!("cannot tell the running server we are ready: {e}"))?;
         match recv(&self.channel, "for its confirmation")? {
             Message::Committed => Ok(()),

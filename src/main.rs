@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use signal_hook::iterator::Signals;
 use rabid_punch::cli::{self, Args};
 use rabid_punch::logging;
 use rabid_punch::metrics;
+use rabid_punch::runtime::handover::unix::Listener;
 use rabid_punch::runtime::handover::{notify, serve};
 use rabid_punch::{detach, start};
 
@@ -55,6 +55,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Hands over to a successor that is ready: systemd is told the successor's pid first (if
+/// systemd cannot be told, the hand-over is called off: systemd would end the service with this
+/// process), then the successor is told to serve. `true`: it serves; this process stops.
+fn confirm(ready: serve::Ready, server: &rabid_punch::runtime::Server) -> bool {
+    let pid = ready.successor.pid;
+    if let Err(e) = notify::notify(&format!("MAINPID={pid}"), NOTIFY_WAIT) {
+        warn!("hand-over to pid {pid} called off: systemd cannot be told its pid ({e})");
+        let _ = notify::notify(&format!("MAINPID={}", std::process::id()), NOTIFY_WAIT);
+        return false;
+    }
+    if ready.confirm(&server.handover()) {
+        info!("handed over to pid {pid}, which serves now; exiting");
+        return true;
+    }
+    // Tell systemd this process is the service again.
+    let _ = notify::notify(&format!("MAINPID={}", std::process::id()), NOTIFY_WAIT);
+    false
+}
+
 fn run(args: &Args) -> Result<ExitCode, String> {
     let settings = args.settings()?;
     // Before any thread: a fork copies only the thread that calls it.
@@ -86,7 +105,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
 
     let workers = settings.server.workers;
     let started = if settings.takeover {
-        start::taking_over(&settings)?
+        // A signal while taking over: give up before the running server stops, not after.
+        let interrupted = || !signal_rx.is_empty();
+        start::taking_over(&settings, &interrupted)?
     } else {
         start::fresh(&settings)?
     };
@@ -111,26 +132,23 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         None => None,
     };
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-    let control_stop = Arc::new(AtomicBool::new(false));
-    let control = match control {
-        Some(listener) => {
-            let path = listener.path().to_path_buf();
-            let extras = serve::Extras {
-                http: _metrics.as_ref().map(|(s, fd)| (s.local_addr(), *fd)),
-            };
-            let thread = serve::spawn(
-                listener,
-                server.handover(),
-                extras,
-                ready_tx,
-                control_stop.clone(),
-            )
-            .map_err(|e| format!("cannot start the control thread: {e}"))?;
-            info!("hand-overs at {}", path.display());
-            Some((thread, path))
-        }
-        None => None,
+    let extras = serve::Extras {
+        http: _metrics.as_ref().map(|(s, fd)| (s.local_addr(), *fd)),
     };
+    let control = control.map(Arc::new);
+    let spawn_control = |listener: &Arc<Listener>| {
+        serve::Control::spawn(
+            listener.clone(),
+            server.handover(),
+            extras.clone(),
+            ready_tx.clone(),
+        )
+        .map_err(|e| format!("cannot start the control thread: {e}"))
+    };
+    let mut control_thread = control.as_ref().map(spawn_control).transpose()?;
+    if let Some(listener) = &control {
+        info!("hand-overs at {}", listener.path().display());
+    }
     info!(
         "rabid-punch {} listening on {} with {workers} workers",
         env!("CARGO_PKG_VERSION"),
@@ -154,16 +172,17 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
             recv(ready_rx) -> ready => {
                 let Ok(ready) = ready else { continue };
-                let pid = ready.successor.pid;
-                if ready.confirm(&server.handover()) {
-                    info!("handed over to pid {pid}, which serves now; exiting");
-                    // systemd follows the successor from here (with Type=notify).
-                    if let Err(e) = notify::notify(&format!("MAINPID={pid}"), NOTIFY_WAIT) {
-                        warn!("systemd: cannot tell it the successor's pid ({e})");
-                    }
+                // From here the successor may accept on the control socket: this process no
+                // longer does.
+                if let Some(thread) = control_thread.take() {
+                    thread.stop();
+                }
+                if confirm(ready, &server) {
                     handed_over = true;
                     break;
                 }
+                // It failed (and said why); serving on, hand-overs again.
+                control_thread = control.as_ref().map(spawn_control).transpose()?;
             }
             recv(server.exits()) -> exit => {
                 let what = exit.map_or_else(
@@ -180,13 +199,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some((serving, _)) = _metrics {
         serving.stop();
     }
-    control_stop.store(true, Ordering::Relaxed);
-    if let Some((thread, path)) = control {
-        let _ = thread.join();
-        // After a hand-over the successor listens on that very socket.
-        if !handed_over {
-            let _ = std::fs::remove_file(path);
-        }
+    if let Some(thread) = control_thread.take() {
+        thread.stop();
+    }
+    // A successor ready but not confirmed (a signal came first): dropped, it thaws the server
+    // so that its threads can stop.
+    drop(ready_rx);
+    // After a hand-over the successor listens on that very socket.
+    if let (Some(listener), false) = (&control, handed_over) {
+        listener.remove();
     }
     let totals = server.shutdown();
     info!("stopped; stats: {totals}");

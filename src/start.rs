@@ -48,14 +48,31 @@ pub fn fresh(settings: &Settings) -> Result<Started, String> {
 }
 
 /// Environment variables for the tests of failed hand-overs: the state version this build
-/// says it reads, and a successor that crashes, or dawdles 3 s, once it holds the state.
+/// says it reads, and a successor that fails on purpose: `crash-with-state` (aborts once it
+/// holds the state), `hold-with-state:PATH` (holds it until PATH exists, 30 s at most), and
+/// `exit-after-ready` (says `ready`, then exits without waiting for the word).
 const TEST_STATE_VERSION: &str = "RABID_PUNCH_TEST_STATE_VERSION";
 const TEST_FAULT: &str = "RABID_PUNCH_TEST_HANDOVER_FAULT";
 
+/// The test fault asked for, if any.
+fn test_fault() -> Option<String> {
+    std::env::var(TEST_FAULT).ok()
+}
+
+/// Holds until `path` exists (30 s at most): the test says when.
+fn hold_until(path: &str) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !std::path::Path::new(path).exists() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Takes over from the server at `--control-socket`: its sockets, its sessions and relays,
-/// its clock. Serves only once that server confirmed; until then, any failure leaves it
-/// serving, and is one line for the user here.
-pub fn taking_over(settings: &Settings) -> Result<Started, String> {
+/// its clock. Serves only once that server confirmed; until then, any failure (a signal to this
+/// process included: `interrupted`) leaves it serving, and is one line for the user here. When
+/// no server answers there, there is nothing to lose: starts afresh (so a container or a unit
+/// that always starts with `--takeover` also comes up after a crash).
+pub fn taking_over(settings: &Settings, interrupted: &dyn Fn() -> bool) -> Result<Started, String> {
     let began = Instant::now();
     let path = settings
         .control_socket
@@ -74,7 +91,13 @@ pub fn taking_over(settings: &Settings) -> Result<Started, String> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(STATE_VERSION),
     };
-    let taken = take(path, &wanted)?;
+    let Some(taken) = take(path, &wanted)? else {
+        info!(
+            "no server answers at {}: nothing to take over, starting afresh",
+            path.display()
+        );
+        return fresh(settings);
+    };
     let successor = taken.successor;
     let from = successor.from.pid;
     let fail = |reason: String| {
@@ -90,9 +113,9 @@ pub fn taking_over(settings: &Settings) -> Result<Started, String> {
             state.relays()
         )));
     }
-    match std::env::var(TEST_FAULT).as_deref() {
-        Ok("crash-with-state") => std::process::abort(),
-        Ok("slow-with-state") => std::thread::sleep(std::time::Duration::from_secs(3)),
+    match test_fault().as_deref() {
+        Some("crash-with-state") => std::process::abort(),
+        Some(fault) if fault.starts_with("hold-with-state:") => hold_until(&fault[16..]),
         _ => {}
     }
     let (sessions, players, relays) = (state.sessions(), state.players(), state.relays());
@@ -117,10 +140,23 @@ pub fn taking_over(settings: &Settings) -> Result<Started, String> {
     };
     let server = Server::start_with(config.clone(), Some(inherited), latch.clone())
         .map_err(|e| fail(format!("cannot start on the sockets taken over: {e}")))?;
+    if interrupted() {
+        latch.release(false);
+        server.shutdown();
+        return Err(fail(format!(
+            "a signal came while taking over: given up; the running server (pid {from}) serves on"
+        )));
+    }
+    if test_fault().as_deref() == Some("exit-after-ready") {
+        successor.say_ready_deaf(adopted);
+        std::process::exit(3);
+    }
     if let Err(e) = successor.confirm(adopted) {
         latch.release(false);
         server.shutdown();
-        return Err(format!("{e}; the running server (pid {from}) serves on"));
+        return Err(format!(
+            "{e}: not taking over from the running server (pid {from})"
+        ));
     }
     latch.release(true);
     info!(

@@ -242,6 +242,7 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
     let mut args = flags.args("3");
     args.push("--takeover".into());
     let new = start(&args, &[]);
+    let handed = started.elapsed();
     assert_eq!(new.addr, addr);
     let status = old.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "the old process exits 0: {status}");
@@ -263,6 +264,15 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
     // The start re-sends: all of them, once each, on time.
     let at = starts.join().unwrap();
     assert_eq!(at.len(), START_SENDS, "start messages to S1 at {at:?}");
+    assert!(
+        at[0] < handed && at[START_SENDS - 1] > handed,
+        "the hand-over at {handed:?} fell outside the start's re-sends at {at:?}"
+    );
+    let longest = at.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        longest < START_INTERVAL + Duration::from_millis(700),
+        "a gap of {longest:?} in the start messages to S1 at {at:?}"
+    );
     let span = at[START_SENDS - 1] - at[0];
     let planned = START_INTERVAL * (START_SENDS as u32 - 1);
     assert!(
@@ -389,18 +399,17 @@ fn of_two_successors_at_once_one_takes_over_and_the_other_is_told() {
     let dir = binary::temp_dir("handover-two");
     let (old, args, host) = plain_server(&dir);
     let takeover = [args.clone(), vec!["--takeover".into()]].concat();
-    // The first dawdles 3 s holding the state, so the second surely comes meanwhile.
-    let first = thread::spawn(move || {
-        start(
-            &takeover,
-            &[("RABID_PUNCH_TEST_HANDOVER_FAULT", "slow-with-state")],
-        )
-    });
+    // The first holds the state until the second has been refused.
+    let go = dir.join("go");
+    let hold = format!("hold-with-state:{}", go.display());
+    let first =
+        thread::spawn(move || start(&takeover, &[("RABID_PUNCH_TEST_HANDOVER_FAULT", &hold)]));
     old.wait_line("pausing to write the state", WAIT);
     let line = failing_successor(&args, &[]);
     assert!(line.contains("under way"), "{line}");
     let logged = old.wait_line("refused pid", WAIT);
     assert!(logged.contains("under way"), "{logged}");
+    std::fs::write(&go, b"").unwrap();
     let first = first.join().unwrap();
     assert_eq!(old.wait_exit(WAIT).code(), Some(0));
     assert_eq!(host.request("p:kept:H"), "i:H");
@@ -468,13 +477,17 @@ fn systemd_is_told_when_the_server_is_ready_and_which_process_serves_after_a_han
     let socket = dir.join("notify.sock");
     let env = [("NOTIFY_SOCKET", socket.to_str().unwrap())];
     let old = start(&args, &env);
-    // Each message comes with a barrier, whose pipe closes as this reads it (its descriptor is
-    // not taken), as systemd closes it once it read what came before.
-    let next = || {
+    // Read as systemd does, at once (the server waits for it): each message comes with a
+    // barrier, whose pipe closes as this reads it (its descriptor is not taken), as systemd
+    // closes it once it read what came before.
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
         let mut buf = [0u8; 256];
-        let len = notify.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..len]).into_owned()
-    };
+        while let Ok(len) = notify.recv(&mut buf) {
+            let _ = tx.send(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+    });
+    let next = || rx.recv_timeout(WAIT).expect("a notification");
     assert_eq!(next(), "READY=1");
     assert_eq!(next(), "BARRIER=1");
     args[3] = old.addr.port().to_string();
@@ -514,5 +527,117 @@ fn systemd_is_told_when_the_server_is_ready_and_which_process_serves_after_a_han
         libc::WIFEXITED(code) && libc::WEXITSTATUS(code) == 0,
         "{code}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A successor started in the background, holding the state until `go` exists.
+fn holding_successor(args: &[String], go: &Path) -> std::process::Child {
+    std::process::Command::new(binary::BIN)
+        .args(args)
+        .arg("--takeover")
+        .env(
+            "RABID_PUNCH_TEST_HANDOVER_FAULT",
+            format!("hold-with-state:{}", go.display()),
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The exit status and standard error of `child`, waiting at most [`WAIT`].
+fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status, stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pid {} did not exit within {WAIT:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_signal_during_a_hand_over_still_stops_the_server_and_the_successor_does_not_serve() {
+    let dir = binary::temp_dir("handover-signal");
+    let (old, args, _host) = plain_server(&dir);
+    let go = dir.join("go");
+    let successor = holding_successor(&args, &go);
+    old.wait_line("waiting for it to be ready", WAIT);
+    // Frozen, holding a successor: SIGTERM stops it, cleanly and soon.
+    let status = old.stop();
+    assert!(status.success(), "{status}");
+    std::fs::write(&go, b"").unwrap();
+    let (status, stderr) = finish(successor);
+    assert!(!status.success(), "the successor must not serve: {stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    assert!(stderr.contains("not taking over"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_successor_that_dies_after_ready_leaves_the_server_serving_and_open_to_the_next() {
+    let dir = binary::temp_dir("handover-ready");
+    let (old, args, host) = plain_server(&dir);
+    let status = std::process::Command::new(binary::BIN)
+        .args(&args)
+        .arg("--takeover")
+        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", "exit-after-ready")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    let line = old.wait_line("cannot confirm it", WAIT);
+    assert!(line.contains("serving on"), "{line}");
+    assert_eq!(host.request("p:kept:H"), "i:H");
+    // Not stuck "under way": the next successor takes over.
+    let new = start(&[args.clone(), vec!["--takeover".into()]].concat(), &[]);
+    assert_eq!(old.wait_exit(WAIT).code(), Some(0));
+    assert_eq!(host.request("p:kept:H"), "i:H");
+    assert!(new.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_successor_that_stalls_longer_than_the_player_timeout_costs_no_player() {
+    let dir = binary::temp_dir("handover-stall");
+    let (old, mut args, host) = plain_server(&dir);
+    // The running server's own flags had the default timeout; a fresh one with 1 s.
+    assert!(old.stop().success());
+    args[3] = "0".into();
+    args.extend(["--player-timeout".into(), "1s".into()]);
+    let old = start(&args, &[]);
+    args[3] = old.addr.port().to_string();
+    let player = Player::new(old.addr);
+    drop(host);
+    assert_eq!(player.request("h:kept:H:4"), "i:H");
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = pinger(player, "kept", "H", stop.clone());
+    // Holds the state past the server's patience (3 s): the server thaws after 3 s frozen,
+    // with the pings of those 3 s waiting in the kernel, and must count none of it against H.
+    // (Whether the thawed worker sees its timers or the receiver's pings first is a race; the
+    // rule itself, `Shard::forgive_pause`, is tested on the fake clock in the core.)
+    let go = dir.join("go");
+    let successor = holding_successor(&args, &go);
+    let line = old.wait_line("failed", WAIT);
+    assert!(line.contains("did not answer after the state"), "{line}");
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (answered, longest) = pings.join().expect("every ping answered with i:H");
+    assert!(longest >= Duration::from_secs(2), "the freeze: {longest:?}");
+    assert!(answered > 5);
+    std::fs::write(&go, b"").unwrap();
+    let (status, _) = finish(successor);
+    assert!(!status.success());
+    assert!(old.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }

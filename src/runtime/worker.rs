@@ -8,7 +8,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::datagram::Batch;
-use super::handover::{Freeze, Verdict};
+use super::handover::Freeze;
 use super::relay::{RelayBatch, RelaySockets};
 use super::{Gate, Work};
 use crate::core::{handover, Shard};
@@ -87,12 +87,17 @@ impl Worker {
 
     /// Sends what is pending, writes the shard's state for the control thread, and waits for
     /// the verdict without touching the shard (the running server's side of a hand-over).
-    /// `false`: the successor serves, stop.
+    /// `false`: the successor serves, stop. Thawed, the shard does not count the time frozen
+    /// against the players, whose requests waited in the kernel meanwhile.
     fn freeze(&mut self, now: Instant, freeze: &Freeze) -> bool {
         self.flush(now);
         let _ = freeze.state.send(handover::export_shard(&self.shard, now));
-        // A verdict that never comes (the control thread gone) thaws.
-        freeze.verdict.recv() != Ok(Verdict::Commit)
+        if !freeze.wait() {
+            return false;
+        }
+        let thawed = Instant::now();
+        self.shard.forgive_pause(thawed, thawed - now);
+        true
     }
 }
 

@@ -61,6 +61,25 @@ impl Shard {
         self.expire_relays(now);
     }
 
+    /// The process was frozen for `paused`, up to `now` (a hand-over that failed, then thawed):
+    /// nobody could be heard from meanwhile, their requests waited in the kernel, so that time
+    /// does not count against any player. Each player's last-seen moves later by `paused`
+    /// (never past `now`); the session timers fire at their old instants, find nothing due and
+    /// move on. Called before the thawed shard handles anything, this is what keeps a player
+    /// whose pings queued up during the freeze from timing out before they are read.
+    pub fn forgive_pause(&mut self, now: Instant, paused: std::time::Duration) {
+        let now = self.clock.millis(now);
+        let paused = paused.as_millis() as Millis;
+        let names: Vec<SessionName> = self.sessions.iter().map(|(name, _)| *name).collect();
+        for name in names {
+            if let Some(session) = self.sessions.get_mut(&name) {
+                for player in &mut session.players {
+                    player.last_seen = (player.last_seen + paused).min(now);
+                }
+            }
+        }
+    }
+
     /// (Re)schedules the timer of session `name` at its next deadline, if that is earlier than its
     /// live entry.
     pub(super) fn schedule(&mut self, name: SessionName) {

@@ -632,6 +632,33 @@ fn durations_are_settings() {
 }
 
 #[test]
+fn a_pause_of_the_process_does_not_count_against_the_players() {
+    let mut h = Harness::with(CoreConfig {
+        player_timeout: Duration::from_secs(2),
+        error_repeats: 1,
+        ..CoreConfig::default()
+    });
+    h.lobby(2, 4);
+    h.advance(1000);
+    assert_eq!(h.reply(2, "p:R:B"), "i:A:B");
+    // Frozen from 1 000 to 4 000 ms: A's deadline (2 000) and B's (3 000) passed meanwhile,
+    // and their pings wait in the kernel. Forgiven, they have their 3 s back.
+    h.d.now += Duration::from_millis(3000);
+    h.d.shard.forgive_pause(h.now, Duration::from_millis(3000));
+    assert_eq!(h.advance(500), vec![]);
+    assert_eq!(h.reply(1, "p:R:A"), "i:A:B");
+    // B, not heard from since 1 000, times out at 3 000 + the 3 000 forgiven.
+    let sent = h.advance(1600);
+    assert_eq!(
+        sent,
+        vec![
+            (6000, addr(2), "error:player_timeout".into()),
+            (6000, addr(1), "i:A".into())
+        ]
+    );
+}
+
+#[test]
 fn a_timer_of_a_deleted_session_does_not_touch_a_new_one_of_the_same_name() {
     let mut h = Harness::new();
     h.lobby(1, 4);

@@ -148,6 +148,7 @@ impl Handover {
             let freeze = Freeze {
                 state: state_tx,
                 verdict: verdict_rx,
+                stop: inner.stop.clone(),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             worker

@@ -5,7 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
 /// Lets the control thread park the threads that read sockets (receivers, relay readers)
@@ -86,6 +88,24 @@ impl ReadGate {
 pub struct Freeze {
     pub state: Sender<Vec<u8>>,
     pub verdict: Receiver<Verdict>,
+    /// The server's stop flag: a server stopping (a signal during a hand-over) thaws its
+    /// workers without waiting for the verdict.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Freeze {
+    /// Waits for the verdict: `true` to serve on (thawed, or the server is stopping and the
+    /// worker's queue will end it), `false` when the successor serves.
+    pub fn wait(&self) -> bool {
+        loop {
+            match self.verdict.recv_timeout(PARKED_LOOK) {
+                Ok(Verdict::Commit) => return false,
+                Ok(Verdict::Resume) | Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) if self.stop.load(Ordering::Relaxed) => return true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
 }
 
 /// How a hand-over ended, for a frozen worker.

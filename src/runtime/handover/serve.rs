@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -18,33 +17,41 @@ use parking_lot::Mutex;
 
 use super::freeze::{Frozen, Handover};
 use super::messages::{FdKind, Message, PROTOCOL};
-use super::unix::{my_uid, Channel, Listener, Peer, MAX_FDS, MAX_PACKET};
+use super::unix::{my_uid, Accepted, Channel, Listener, Peer, Waker, Woken, MAX_FDS, MAX_PACKET};
 use crate::core::handover::STATE_VERSION;
 
-/// The longest a successor may take for one step (answering the offer, reading the state and
-/// saying `ready`); the server stays frozen meanwhile, so this is the longest gap a failing
-/// successor can cause.
+/// The longest a successor may take to answer before the state (its hello, its answer to the
+/// offer): nothing is frozen yet.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a successor may take, once it has the state, to say `ready`: the server is
+/// frozen meanwhile, so this (with the freeze itself) is the longest gap a failing successor
+/// can cause. A successor restores 100 000 sessions in well under a second.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The longest the server's threads may take to park and write their state.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A successor ready to serve: the main thread confirms it ([`Ready::confirm`]) and exits.
+/// Dropped unconfirmed, the server thaws and takes hand-overs again.
 pub struct Ready {
     pub successor: Peer,
     /// The successor goes on as this server's fleet node.
     adopted: bool,
-    frozen: Frozen,
+    frozen: Option<Frozen>,
     channel: Channel,
+    busy: Busy,
 }
 
 impl Ready {
     /// Tells the successor to serve and stops this server's threads for good. If the successor
     /// cannot be told (it died since it said `ready`), this server thaws and serves on: `false`.
-    pub fn confirm(self, handover: &Handover) -> bool {
+    pub fn confirm(mut self, handover: &Handover) -> bool {
         match self.channel.send(&Message::Committed.encode(), &[]) {
             Ok(()) => {
-                handover.commit(self.frozen, self.adopted);
+                if let Some(frozen) = self.frozen.take() {
+                    handover.commit(frozen, self.adopted);
+                }
                 true
             }
             Err(e) => {
@@ -52,11 +59,23 @@ impl Ready {
                     "hand-over to pid {}: cannot confirm it ({e}); serving on",
                     self.successor.pid
                 );
-                false // `self.frozen` thaws as it drops
+                false // thawed as it drops
             }
         }
     }
 }
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        if self.frozen.is_some() {
+            // `self.frozen` thaws as it drops; another successor may then try.
+            *self.busy.lock() = None;
+        }
+    }
+}
+
+/// The successor a hand-over is under way with, if any.
+type Busy = Arc<Mutex<Option<u32>>>;
 
 /// What else this process hands over besides the server's own sockets.
 #[derive(Clone, Debug, Default)]
@@ -65,91 +84,127 @@ pub struct Extras {
     pub http: Option<(SocketAddr, RawFd)>,
 }
 
-/// Serves hand-overs on `listener` until `stop`; a successor that is ready goes to `ready`.
-pub fn spawn(
-    listener: Listener,
-    handover: Handover,
-    extras: Extras,
-    ready: Sender<Ready>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name("control".into())
-        .spawn(move || {
-            let listener = Arc::new(listener);
-            let busy: Arc<Mutex<Option<u32>>> = Arc::default();
-            while !stop.load(Ordering::Relaxed) {
-                let channel = match listener.accept() {
-                    Ok(Some(channel)) => channel,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        warn!("control socket: {e}; hand-overs are off");
+/// The control thread: answers successors on the control socket until [`stop`](Self::stop).
+pub struct Control {
+    thread: Option<JoinHandle<()>>,
+    wake: Option<Waker>,
+}
+
+impl Control {
+    /// Serves hand-overs on `listener`; a successor that is ready goes to `ready`.
+    pub fn spawn(
+        listener: Arc<Listener>,
+        handover: Handover,
+        extras: Extras,
+        ready: Sender<Ready>,
+    ) -> std::io::Result<Control> {
+        let (wake, woken) = Waker::pair()?;
+        let thread = thread::Builder::new()
+            .name("control".into())
+            .spawn(move || accept_loop(&listener, &woken, &handover, &extras, &ready))?;
+        Ok(Control {
+            thread: Some(thread),
+            wake: Some(wake),
+        })
+    }
+
+    /// Stops accepting at once (the listening socket may be the successor's from now on) and
+    /// waits for the thread. Hand-overs under way go on, on their own threads.
+    pub fn stop(mut self) {
+        self.wake.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.wake.take();
+    }
+}
+
+fn accept_loop(
+    listener: &Arc<Listener>,
+    woken: &Woken,
+    handover: &Handover,
+    extras: &Extras,
+    ready: &Sender<Ready>,
+) {
+    let busy: Busy = Arc::default();
+    loop {
+        let channel = match listener.accept_until(woken.fd()) {
+            Ok(Accepted::Channel(channel)) => channel,
+            Ok(Accepted::Nothing) => continue,
+            Ok(Accepted::Woken) => return,
+            Err(e) => {
+                warn!("control socket: {e}; hand-overs are off");
+                return;
+            }
+        };
+        let peer = match channel.peer() {
+            Ok(peer) => peer,
+            Err(e) => {
+                warn!("control socket: cannot tell who connected ({e})");
+                continue;
+            }
+        };
+        if peer.uid != my_uid() {
+            warn!(
+                "control socket: refused pid {} of uid {}: only uid {} may take over",
+                peer.pid,
+                peer.uid,
+                my_uid()
+            );
+            refuse(
+                channel,
+                format!("only uid {} may take over this server", my_uid()),
+            );
+            continue;
+        }
+        if let Some(other) = *busy.lock() {
+            warn!(
+                "control socket: refused pid {}: a hand-over to pid {other} is under way",
+                peer.pid
+            );
+            refuse(channel, format!("a hand-over to pid {other} is under way"));
+            continue;
+        }
+        *busy.lock() = Some(peer.pid);
+        // On a thread of its own, so that a second successor is answered meanwhile.
+        let (handover, extras, ready, busy, listener) = (
+            handover.clone(),
+            extras.clone(),
+            ready.clone(),
+            busy.clone(),
+            listener.clone(),
+        );
+        let _ = thread::Builder::new()
+            .name("handover".into())
+            .spawn(move || {
+                match hand_over(&channel, peer, &handover, &extras, &listener) {
+                    Ok((frozen, adopted)) => {
+                        info!("hand-over to pid {}: it is ready", peer.pid);
+                        // `busy` stays set until the main thread confirms or drops it.
+                        let _ = ready.send(Ready {
+                            successor: peer,
+                            adopted,
+                            frozen: Some(frozen),
+                            channel,
+                            busy,
+                        });
                         return;
                     }
-                };
-                let peer = match channel.peer() {
-                    Ok(peer) => peer,
-                    Err(e) => {
-                        warn!("control socket: cannot tell who connected ({e})");
-                        continue;
+                    Err(Failure::Declined(reason)) => {
+                        info!("hand-over to pid {} not done: {reason}", peer.pid)
                     }
-                };
-                if peer.uid != my_uid() {
-                    warn!(
-                        "control socket: refused pid {} of uid {}: only uid {} may take over",
-                        peer.pid,
-                        peer.uid,
-                        my_uid()
-                    );
-                    refuse(
-                        channel,
-                        format!("only uid {} may take over this server", my_uid()),
-                    );
-                    continue;
+                    Err(Failure::Failed(reason)) => {
+                        warn!("hand-over to pid {} failed: {reason}; serving on", peer.pid)
+                    }
                 }
-                if let Some(other) = *busy.lock() {
-                    warn!(
-                        "control socket: refused pid {}: a hand-over to pid {other} is under way",
-                        peer.pid
-                    );
-                    refuse(channel, format!("a hand-over to pid {other} is under way"));
-                    continue;
-                }
-                *busy.lock() = Some(peer.pid);
-                // On a thread of its own, so that a second successor is answered meanwhile.
-                let (handover, extras, ready, busy, listener) = (
-                    handover.clone(),
-                    extras.clone(),
-                    ready.clone(),
-                    busy.clone(),
-                    listener.clone(),
-                );
-                let _ = thread::Builder::new()
-                    .name("handover".into())
-                    .spawn(move || {
-                        match hand_over(&channel, peer, &handover, &extras, &listener) {
-                            Ok((frozen, adopted)) => {
-                                info!("hand-over to pid {}: it is ready", peer.pid);
-                                // `busy` stays set: this server is done.
-                                let _ = ready.send(Ready {
-                                    successor: peer,
-                                    adopted,
-                                    frozen,
-                                    channel,
-                                });
-                                return;
-                            }
-                            Err(Failure::Declined(reason)) => {
-                                info!("hand-over to pid {} not done: {reason}", peer.pid)
-                            }
-                            Err(Failure::Failed(reason)) => {
-                                warn!("hand-over to pid {} failed: {reason}; serving on", peer.pid)
-                            }
-                        }
-                        *busy.lock() = None;
-                    });
-            }
-        })
+                *busy.lock() = None;
+            });
+    }
 }
 
 /// Tells a successor why not, on a thread of its own. Its hello is read first, and the
@@ -225,8 +280,19 @@ fn hand_over(
         other => return Err(Declined(format!("the successor answered {other:?}"))),
     }
     info!("hand-over to pid {}: pausing to write the state", peer.pid);
+    let began = std::time::Instant::now();
     let frozen = handover.freeze(FREEZE_TIMEOUT).map_err(Failed)?;
     send_state(channel, &frozen, handover, extras, listener).map_err(Failed)?;
+    let bytes: usize = frozen.shards.iter().map(Vec::len).sum::<usize>() + frozen.shared.len();
+    info!(
+        "hand-over to pid {}: state ({bytes} bytes) and sockets sent {} ms after the pause; \
+         waiting for it to be ready",
+        peer.pid,
+        began.elapsed().as_millis()
+    );
+    channel
+        .set_timeout(READY_TIMEOUT)
+        .map_err(|e| Failed(e.to_string()))?;
     match recv("after the state").map_err(Failed)? {
         Message::Ready { adopted } => Ok((frozen, adopted)),
         Message::Abort(reason) => Err(Failed(format!("it gave up: {reason}"))),

@@ -65,6 +65,13 @@ impl Successor {
             .send(&Message::Abort(reason.into()).encode(), &[]);
     }
 
+    /// Stops reading, then says `ready` (for the test of a successor that dies right after:
+    /// the running server's `committed` then cannot reach it, whatever the timing).
+    pub fn say_ready_deaf(&self, adopted: bool) {
+        self.channel.shutdown_read();
+        let _ = self.channel.send(&Message::Ready { adopted }.encode(), &[]);
+    }
+
     /// Says `ready` and waits for `committed`: from then on this process serves, and the
     /// running server stops. An error: the running server serves on; this process must not.
     /// `adopted`: this process goes on as the running server's fleet node.
@@ -94,9 +101,13 @@ fn recv(channel: &Channel, what: &str) -> Result<Message, String> {
     Message::decode(&packet.bytes).map_err(|e| format!("the running server sent {e}"))
 }
 
-/// Takes over from the server answering at `path`. Every error is one line for the user; the
-/// running server serves on.
-pub fn take(path: &Path, wanted: &Wanted) -> Result<Taken, String> {
+/// The largest state accepted (a server at its caps writes far less).
+const MAX_STATE: usize = 1 << 30;
+
+/// Takes over from the server answering at `path`: `Ok(None)` when none does (no socket
+/// there, or one nobody listens on), so there is nothing to take over. Every error is one line
+/// for the user; the running server serves on.
+pub fn take(path: &Path, wanted: &Wanted) -> Result<Option<Taken>, String> {
     let shown = path.display();
     let me = my_uid();
     match owner(path) {
@@ -107,16 +118,14 @@ pub fn take(path: &Path, wanted: &Wanted) -> Result<Taken, String> {
                  refusing to take over from it"
             ))
         }
-        Err(e) => {
-            return Err(format!(
-                "no control socket at {shown} ({e}): is a server running with \
-                 --control-socket {shown}?"
-            ))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("the control socket {shown}: {e}")),
     }
-    let channel = Channel::connect(path).map_err(|e| {
-        format!("cannot connect to the control socket {shown}: {e} (is the server running?)")
-    })?;
+    let channel = match Channel::connect(path) {
+        Ok(channel) => channel,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
+        Err(e) => return Err(format!("cannot connect to the control socket {shown}: {e}")),
+    };
     let from = channel
         .peer()
         .map_err(|e| format!("control socket {shown}: {e}"))?;
@@ -168,9 +177,18 @@ pub fn take(path: &Path, wanted: &Wanted) -> Result<Taken, String> {
         }
         other => return Err(format!("the running server sent {other:?} for its state")),
     };
-    let mut blob = Vec::with_capacity(bytes);
+    if bytes > MAX_STATE {
+        return Err(format!(
+            "the running server announced a state of {bytes} bytes"
+        ));
+    }
+    let mut blob = Vec::with_capacity(bytes.min(64 << 20));
     while blob.len() < bytes {
-        blob.extend(recv_packet(&channel, "for its state")?.bytes);
+        let packet = recv_packet(&channel, "for its state")?;
+        if packet.bytes.is_empty() || blob.len() + packet.bytes.len() > bytes {
+            return Err("the running server sent more state than it announced".into());
+        }
+        blob.extend(packet.bytes);
     }
     let mut parts = split_sections(&blob, sections)?.into_iter();
     let shared = parts.next().unwrap_or_default();
@@ -238,7 +256,7 @@ pub fn take(path: &Path, wanted: &Wanted) -> Result<Taken, String> {
             taken.receivers.len()
         ));
     }
-    Ok(taken)
+    Ok(Some(taken))
 }
 
 /// Splits the state into its sections (each after its length, 8 bytes little endian).

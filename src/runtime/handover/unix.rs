@@ -49,6 +49,11 @@ impl Channel {
         Ok(Channel { socket })
     }
 
+    /// Reads no more: what the other end sends from now on fails there (`EPIPE`).
+    pub fn shutdown_read(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Read);
+    }
+
     /// Every wait for a packet gives up after `timeout`, with `TimedOut`.
     pub fn set_timeout(&self, timeout: Duration) -> io::Result<()> {
         self.socket.set_read_timeout(Some(timeout))?;
@@ -189,9 +194,43 @@ pub struct Listener {
     path: PathBuf,
 }
 
-/// How long [`Listener::accept`] waits before it returns `None` (so its thread can look at its
-/// stop flag).
-const ACCEPT_WAIT: Duration = Duration::from_millis(200);
+/// What [`Listener::accept_until`] found.
+#[derive(Debug)]
+pub enum Accepted {
+    Channel(Channel),
+    /// Its waker went: stop.
+    Woken,
+    /// Nothing after all (another process took the connection: after a hand-over both hold
+    /// the listening socket for a moment).
+    Nothing,
+}
+
+/// Wakes a thread waiting in [`Listener::accept_until`]: dropping it does (it is the write end
+/// of a pipe whose read end, [`Woken`], then reads as closed).
+#[derive(Debug)]
+pub struct Waker(#[allow(dead_code)] OwnedFd);
+
+/// The read end of a [`Waker`]'s pipe.
+#[derive(Debug)]
+pub struct Woken(OwnedFd);
+
+impl Waker {
+    pub fn pair() -> io::Result<(Waker, Woken)> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors, which are ours from here.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok((Waker(write), Woken(read)))
+    }
+}
+
+impl Woken {
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
 
 impl Listener {
     /// Listens at `path`, readable and writable by this user only. A socket left there by a
@@ -212,10 +251,12 @@ impl Listener {
                          from it with --takeover, or stop it first"
                     ));
                 }
-                Err(_) => {
-                    // A socket nobody listens on: left by a server that is gone.
+                // A socket nobody listens on: left by a server that is gone.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     let _ = std::fs::remove_file(path);
                 }
+                // Someone else's, say: not ours to remove.
+                Err(e) => return Err(format!("--control-socket {shown}: {e}")),
             },
             Err(_) => {}
         }
@@ -226,7 +267,7 @@ impl Listener {
             .map_err(fail)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
         socket.listen(4).map_err(fail)?;
-        socket.set_read_timeout(Some(ACCEPT_WAIT)).map_err(fail)?;
+        socket.set_nonblocking(true).map_err(fail)?;
         Ok(Listener {
             socket,
             path: path.to_path_buf(),
@@ -236,7 +277,7 @@ impl Listener {
     /// A listener handed over by the server that listened at `path` before.
     pub fn inherit(fd: OwnedFd, path: &Path) -> io::Result<Listener> {
         let socket = Socket::from(fd);
-        socket.set_read_timeout(Some(ACCEPT_WAIT))?;
+        socket.set_nonblocking(true)?;
         Ok(Listener {
             socket,
             path: path.to_path_buf(),
@@ -251,22 +292,46 @@ impl Listener {
         self.socket.as_raw_fd()
     }
 
-    /// The next connection, or `None` after a short wait without one.
-    pub fn accept(&self) -> io::Result<Option<Channel>> {
+    /// Waits for the next connection, or until the descriptor `wake` reads (closed: see
+    /// [`Waker`]).
+    pub fn accept_until(&self, wake: RawFd) -> io::Result<Accepted> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.socket.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two pollfds of ours.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::Interrupted => Ok(Accepted::Nothing),
+                _ => Err(e),
+            };
+        }
+        if fds[1].revents != 0 {
+            return Ok(Accepted::Woken);
+        }
         match self.socket.accept() {
             Ok((socket, _)) => {
-                socket.set_read_timeout(None)?;
-                Ok(Some(Channel { socket }))
+                socket.set_nonblocking(false)?;
+                Ok(Accepted::Channel(Channel { socket }))
             }
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                Ok(None)
+                Ok(Accepted::Nothing)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -306,7 +371,10 @@ mod tests {
         let path = temp_path("fds");
         let listener = Listener::bind(&path).unwrap();
         let client = Channel::connect(&path).unwrap();
-        let server = listener.accept().unwrap().expect("a connection");
+        let (_waker, woken) = Waker::pair().unwrap();
+        let Accepted::Channel(server) = listener.accept_until(woken.fd()).unwrap() else {
+            panic!("a connection");
+        };
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.send(b"first", &[]).unwrap();
@@ -366,7 +434,16 @@ mod tests {
         let path = temp_path("timeout");
         let listener = Listener::bind(&path).unwrap();
         let client = Channel::connect(&path).unwrap();
-        let _server = listener.accept().unwrap().unwrap();
+        let (waker, woken) = Waker::pair().unwrap();
+        let Accepted::Channel(_server) = listener.accept_until(woken.fd()).unwrap() else {
+            panic!("a connection");
+        };
+        // Its waker gone, a wait for a connection ends at once.
+        drop(waker);
+        assert!(matches!(
+            listener.accept_until(woken.fd()).unwrap(),
+            Accepted::Woken
+        ));
         client.set_timeout(Duration::from_millis(50)).unwrap();
         assert_eq!(client.recv().unwrap_err().kind(), io::ErrorKind::TimedOut);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());

@@ -641,3 +641,39 @@ fn a_successor_that_stalls_longer_than_the_player_timeout_costs_no_player() {
     assert!(old.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn takeover_with_nobody_to_take_over_from_starts_afresh() {
+    let dir = binary::temp_dir("handover-nobody");
+    let control = dir.join("control.sock");
+    let log = dir.join("server.log");
+    let args: Vec<String> = [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--log-file",
+        log.to_str().unwrap(),
+        "--control-socket",
+        control.to_str().unwrap(),
+        "--takeover",
+    ]
+    .map(String::from)
+    .to_vec();
+    // No socket at the path: the server starts on its own sockets, and serves hand-overs there.
+    let first = start(&args, &[]);
+    assert_eq!(Player::new(first.addr).request("h:fresh:H:2"), "i:H");
+    assert!(control.exists());
+    // Killed, it leaves its socket behind, which nobody listens on: the same again.
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(first.pid() as i32, libc::SIGKILL) };
+    let _ = first.wait_exit(WAIT);
+    assert!(control.exists(), "SIGKILL leaves the socket behind");
+    let second = start(&args, &[]);
+    assert_eq!(Player::new(second.addr).request("h:fresh:H:2"), "i:H");
+    assert!(second.stop().success());
+    assert!(!control.exists());
+    let line = binary::assert_one_line_failure(&binary::run(&["--takeover"]));
+    assert!(line.contains("--takeover needs --control-socket"), "{line}");
+    let _ = std::fs::remove_dir_all(dir);
+}

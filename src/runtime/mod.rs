@@ -6,8 +6,9 @@
 //!   UDP socket ----> | receiver  | ---- parsed requests --------> | worker 0 | --+
 //!   (recvmmsg)       | FrontDoor | -----------------------------> | worker 1 | --+--> socket clones
 //!                    |  verdicts | -----------------------------> | worker N | --+    (sendmmsg)
-//!                    +-----------+                                +----------+
-//!                     sends the answers to malformed requests       each owns one Shard
+//!                    +-----------+   (rings the worker's bell     +----------+
+//!                     sends the answers to malformed requests     each owns one Shard, and
+//!                                     if it sleeps)               reads its relay ports (epoll)
 //! ```
 
 mod batch;
@@ -21,6 +22,7 @@ mod relay;
 mod sched;
 pub mod socket;
 pub mod stats;
+mod wake;
 mod worker;
 
 use std::io;
@@ -44,15 +46,13 @@ pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 use crate::core::RelayMode;
 use datagram::Batch;
 use receiver::LocalAddress;
-use relay::RelayBatch;
+use wake::{Bell, WorkQueue};
 
 /// What a worker's queue carries.
 #[derive(Debug)]
 pub enum Work {
     /// Requests from the receiver.
     Requests(Batch),
-    /// Datagrams that arrived on the worker's relay ports, from its relay reader.
-    Relayed(RelayBatch),
     /// Lobby requests (`d:`, `m:`, `a:1:`) from the receiver.
     Lobby(Vec<LobbyRouted>),
 }
@@ -196,7 +196,7 @@ impl Server {
             let (tx, rx) = bounded(config.queue_capacity.max(1));
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
-            let relay_sockets = Arc::new(pool.next().unwrap_or_default());
+            let relay_sockets = pool.next().unwrap_or_default();
             let shard =
                 Shard::with_shared(&config.core, &shared).with_relay_pool(relay_sockets.ports());
             let gate = Gate {
@@ -205,30 +205,16 @@ impl Server {
                 counters: Arc::new(Counters::default()),
             };
             counters.push(gate.counters.clone());
-            if !relay_sockets.ports().is_empty() {
-                let (sockets, worker, counters, stop) = (
-                    relay_sockets.clone(),
-                    tx.clone(),
-                    gate.counters.clone(),
-                    stop.clone(),
-                );
-                threads.push(spawn_watched(
-                    format!("relay-{index}"),
-                    exit_tx.clone(),
-                    config.scheduling,
-                    move || {
-                        if let Err(e) = relay::run_reader(sockets, worker, counters, stop) {
-                            log::error!("relay reader: {e}");
-                        }
-                    },
-                )?);
-            }
-            senders.push(tx);
+            // The worker reads its relay ports itself, and sleeps on them and on the bell the
+            // receivers ring when they queue work for it.
+            let bell = Arc::new(Bell::new()?);
+            let inbox = relay::Inbox::new(relay_sockets, bell.clone())?;
+            senders.push(WorkQueue::new(tx, bell));
             threads.push(spawn_watched(
                 format!("worker-{index}"),
                 exit_tx.clone(),
                 config.scheduling,
-                move || worker::run(shard, rx, gate, relay_sockets),
+                move || worker::run(shard, rx, gate, inbox),
             )?);
         }
         // The receiver's counters come last, after the workers'.

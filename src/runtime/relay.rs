@@ -19,7 +19,7 @@ use crossbeam_channel::Receiver;
 use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::batch::{self, RecvBatch};
+use super::batch;
 use super::stats::Counters;
 use super::wake::Bell;
 use super::Work;
@@ -28,6 +28,10 @@ use crate::outbox::Outbox;
 /// Bytes kept of a relayed datagram. Game traffic stays under the path MTU (about 1400 bytes);
 /// a longer datagram is dropped and counted, never forwarded cut.
 pub const RELAY_BUF: usize = 4096;
+
+/// Datagrams taken from one relay port per receive call. A port rarely holds more than a few
+/// (one player's traffic to one peer), and every call sets up as many buffers as it may fill.
+const RELAY_BATCH: usize = 8;
 
 /// One worker's share of the relay ports.
 #[derive(Debug, Default)]
@@ -153,7 +157,7 @@ pub struct Inbox {
     /// are to be read. Watched edge-triggered, a port is not reported again before it was read
     /// empty, so it stays here until then.
     unread: VecDeque<u16>,
-    recv: RecvBatch<RELAY_BUF>,
+    recv: rabid_netio::RecvBatch<RELAY_BUF, RELAY_BATCH>,
 }
 
 impl Inbox {
@@ -180,7 +184,7 @@ impl Inbox {
             poller,
             ready: Vec::new(),
             unread: VecDeque::new(),
-            recv: RecvBatch::new(),
+            recv: rabid_netio::RecvBatch::new(),
         })
     }
 
@@ -255,7 +259,7 @@ impl Inbox {
             read += n;
             // A full batch: more may be waiting (a short one means the socket was read empty,
             // and its next datagram is a new edge).
-            if n == batch::BATCH {
+            if n == RELAY_BATCH {
                 self.unread.push_back(port);
             }
         }

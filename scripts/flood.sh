@@ -20,7 +20,11 @@
 # The relay's budgets (--relay-session-rate, --relay-ip-rate, --relay-max-per-ip) are raised far
 # above the load: every player is on 127.0.0.x, and budget drops would be measured instead of
 # forwarding. Its ports are RELAY_PORT_BASE upwards, two per session per worker (plus slack,
-# as sessions spread unevenly over the workers' shares of the pool).
+# as sessions spread unevenly over the workers' shares of the pool). The relay floods keep
+# RELAY_IN_FLIGHT datagrams in flight in all (by default one per player of RELAY_SESSIONS), so
+# --relay-more-sessions N runs N sessions at the same load, to compare the cost per datagram
+# with many relay ports; --relay-bytes 1200 gives a game's larger packets (payload bytes/s are
+# printed against the echo's); --relay-in-flight 1 times a datagram through an idle server.
 #
 # The lobby directory's costs (third table): the ping flood, the same with LOBBIES public lobbies
 # listed (rabid-flood ping --lobbies: half made public with d:, half announced with a:1:), and the

@@ -20,7 +20,11 @@
 # The relay's budgets (--relay-session-rate, --relay-ip-rate, --relay-max-per-ip) are raised far
 # above the load: every player is on 127.0.0.x, and budget drops would be measured instead of
 # forwarding. Its ports are RELAY_PORT_BASE upwards, two per session per worker (plus slack,
-# as sessions spread unevenly over the workers' shares of the pool).
+# as sessions spread unevenly over the workers' shares of the pool). The relay floods keep
+# RELAY_IN_FLIGHT datagrams in flight in all (by default one per player of RELAY_SESSIONS), so
+# --relay-more-sessions N runs N sessions at the same load, to compare the cost per datagram
+# with many relay ports; --relay-bytes 1200 gives a game's larger packets (payload bytes/s are
+# printed against the echo's); --relay-in-flight 1 times a datagram through an idle server.
 #
 # The lobby directory's costs (third table): the ping flood, the same with LOBBIES public lobbies
 # listed (rabid-flood ping --lobbies: half made public with d:, half announced with a:1:), and the
@@ -52,6 +56,8 @@ RELAY_SESSIONS=${RELAY_SESSIONS:-32}
 RELAY_WINDOW=${RELAY_WINDOW:-1}
 RELAY_BYTES=${RELAY_BYTES:-100}
 RELAY_DURATION=${RELAY_DURATION:-10}
+RELAY_IN_FLIGHT=${RELAY_IN_FLIGHT:-}
+RELAY_MORE_SESSIONS=${RELAY_MORE_SESSIONS:-0}
 RELAY_PORT_BASE=${RELAY_PORT_BASE:-30000}
 RELAY_ONLY=${RELAY_ONLY:-0}
 LOBBIES=${LOBBIES:-100000}
@@ -79,7 +85,14 @@ usage: scripts/flood.sh [options]        (each option also reads the environment
   --gen-threads N         rabid-flood threads (GEN_THREADS, default $GEN_THREADS)
   --relay-sessions N      two-player sessions in the relay flood (RELAY_SESSIONS, default $RELAY_SESSIONS)
   --relay-window N        datagrams in flight per player in the relay flood (RELAY_WINDOW, default $RELAY_WINDOW)
-  --relay-bytes N         size of a relayed game datagram (RELAY_BYTES, default $RELAY_BYTES)
+  --relay-bytes N         size of a relayed game datagram, e.g. 1200 for a game's large packets
+                          (RELAY_BYTES, default $RELAY_BYTES)
+  --relay-in-flight N     datagrams in flight in all in the relay floods, passed from player to
+                          player (RELAY_IN_FLIGHT, default: --relay-window x 2 x --relay-sessions;
+                          1 times a datagram through an idle server)
+  --relay-more-sessions N also run the relay flood and its echo run with N sessions at the same
+                          datagrams in flight, and compare the cost per datagram side by side
+                          (RELAY_MORE_SESSIONS, default $RELAY_MORE_SESSIONS: skipped)
   --relay-duration S      seconds measured per relay flood, 0 to skip it (RELAY_DURATION, default $RELAY_DURATION)
   --relay-port-base P     first relay port (RELAY_PORT_BASE, default $RELAY_PORT_BASE)
   --relay-only            only the relay flood and its echo run (RELAY_ONLY=1)
@@ -112,6 +125,8 @@ while [[ $# -gt 0 ]]; do
         --relay-window) RELAY_WINDOW=$2; shift 2 ;;
         --relay-bytes) RELAY_BYTES=$2; shift 2 ;;
         --relay-duration) RELAY_DURATION=$2; shift 2 ;;
+        --relay-in-flight) RELAY_IN_FLIGHT=$2; shift 2 ;;
+        --relay-more-sessions) RELAY_MORE_SESSIONS=$2; shift 2 ;;
         --relay-port-base) RELAY_PORT_BASE=$2; shift 2 ;;
         --relay-only) RELAY_ONLY=1; shift ;;
         --lobbies) LOBBIES=$2; shift 2 ;;
@@ -140,7 +155,14 @@ fi
     echo "flood.sh: --relay-sessions, --workers and --relay-port-base must be positive integers" >&2
     exit 2
 }
-relay_last_port=$((RELAY_PORT_BASE + 2 * RELAY_SESSIONS * WORKERS + 63))
+[[ $RELAY_MORE_SESSIONS =~ ^[0-9]+$ && ( -z $RELAY_IN_FLIGHT || $RELAY_IN_FLIGHT =~ ^[1-9][0-9]*$ ) ]] || {
+    echo "flood.sh: --relay-more-sessions must be 0 or more, --relay-in-flight a positive integer" >&2
+    exit 2
+}
+# The same load for both session counts: the datagrams in flight of the first.
+RELAY_IN_FLIGHT=${RELAY_IN_FLIGHT:-$((RELAY_WINDOW * 2 * RELAY_SESSIONS))}
+most_sessions=$((RELAY_MORE_SESSIONS > RELAY_SESSIONS ? RELAY_MORE_SESSIONS : RELAY_SESSIONS))
+relay_last_port=$((RELAY_PORT_BASE + 2 * most_sessions * WORKERS + 63))
 if ((relay_last_port > 65535)); then
     echo "flood.sh: relay ports $RELAY_PORT_BASE-$relay_last_port do not fit below 65536" >&2
     exit 2
@@ -271,7 +293,7 @@ field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
 ping_load=(--sessions "$SESSIONS" --players "$PLAYERS" --outstanding "$OUTSTANDING"
     --duration "$DURATION" --warmup "$WARMUP")
 
-relay_load=(--sessions "$RELAY_SESSIONS" --window "$RELAY_WINDOW" --bytes "$RELAY_BYTES"
+relay_load=(--window "$RELAY_WINDOW" --in-flight "$RELAY_IN_FLIGHT" --bytes "$RELAY_BYTES"
     --duration "$RELAY_DURATION" --warmup "$WARMUP")
 
 read -r -a server_extra <<<"$SERVER_EXTRA_ARGS"
@@ -324,30 +346,41 @@ one_run() {
     fi
 
     if [[ $RELAY_DURATION != 0 ]]; then
-        echo "  rabid-punch --workers $WORKERS --relay always --relay-ports $RELAY_PORT_BASE-$relay_last_port $SERVER_EXTRA_ARGS"
-        start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
-            --relay always --relay-ports "$RELAY_PORT_BASE-$relay_last_port" \
-            --relay-session-rate 1000000000 --relay-ip-rate 1000000000 --relay-max-per-ip 100000 \
-            --log-file "$tmp/punch.log" "${server_extra[@]}"
-        punch_pid=$pid
-        echo "    relay flood: $RELAY_SESSIONS sessions x 2 players, $RELAY_WINDOW in flight per player, $RELAY_BYTES bytes, ${RELAY_DURATION} s"
-        flood "$tmp/relay-$n.json" relay --target "127.0.0.1:$port" "${relay_load[@]}" --server-pid "$punch_pid"
-        relay_punch_ticks=$((relay_punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
-        stop "$punch_pid"
-
-        echo "  rabid-echo --threads $ECHO_THREADS"
-        bound=$(awk -v d="$RELAY_DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
-        start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
-        echo_pid=$pid
-        echo "    relay flood (--echo): same load"
-        flood "$tmp/relayecho-$n.json" relay --echo --target "127.0.0.1:$port" "${relay_load[@]}" --server-pid "$echo_pid"
-        relay_echo_ticks=$((relay_echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
-        stop "$echo_pid"
+        relay_run "$n" relay "$RELAY_SESSIONS"
+        if [[ $RELAY_MORE_SESSIONS != 0 ]]; then
+            relay_run "$n" relaymore "$RELAY_MORE_SESSIONS"
+        fi
     fi
 
     if [[ $LOBBIES != 0 ]]; then
         lobby_run "$n"
     fi
+}
+
+# relay_run N NAME SESSIONS: the relay flood of SESSIONS sessions against a fresh rabid-punch
+# with --relay always, then the same load against a fresh rabid-echo; results in
+# $tmp/{NAME,NAMEecho}-N.json.
+relay_run() {
+    local n=$1 name=$2 sessions=$3 punch_pid echo_pid bound
+    echo "  rabid-punch --workers $WORKERS --relay always --relay-ports $RELAY_PORT_BASE-$relay_last_port $SERVER_EXTRA_ARGS"
+    start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
+        --relay always --relay-ports "$RELAY_PORT_BASE-$relay_last_port" \
+        --relay-session-rate 1000000000 --relay-ip-rate 1000000000 --relay-max-per-ip 100000 \
+        --log-file "$tmp/punch.log" "${server_extra[@]}"
+    punch_pid=$pid
+    echo "    relay flood: $sessions sessions x 2 players, $RELAY_IN_FLIGHT in flight in all (at most $RELAY_WINDOW per player), $RELAY_BYTES bytes, ${RELAY_DURATION} s"
+    flood "$tmp/$name-$n.json" relay --target "127.0.0.1:$port" --sessions "$sessions" "${relay_load[@]}" --server-pid "$punch_pid"
+    relay_punch_ticks=$((relay_punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
+    stop "$punch_pid"
+
+    echo "  rabid-echo --threads $ECHO_THREADS"
+    bound=$(awk -v d="$RELAY_DURATION" -v w="$WARMUP" 'BEGIN { print d + w + 60 }')
+    start echo "$bin/rabid-echo" --port 0 --bind 127.0.0.1 --threads "$ECHO_THREADS" --duration "$bound"
+    echo_pid=$pid
+    echo "    relay flood (--echo): same load"
+    flood "$tmp/${name}echo-$n.json" relay --echo --target "127.0.0.1:$port" --sessions "$sessions" "${relay_load[@]}" --server-pid "$echo_pid"
+    relay_echo_ticks=$((relay_echo_ticks + $(cpu_ticks "$echo_pid") - cpu_start))
+    stop "$echo_pid"
 }
 
 # lobby_run N: the ping flood against three fresh rabid-punch with the same flags: plain, with
@@ -448,8 +481,27 @@ table() {
 if [[ $PING_TABLE == 1 ]]; then
     table punch echo replies_per_s server_cpu_us_per_reply rabid-punch reply
 fi
+# payload NAME: "X MB/s" of payload, the median over the runs of NAME.
+payload() { values bytes_per_s "$1" | median | awk '{ printf "%.1f MB/s", $1 / 1e6 }'; }
+# run_ratios A B FIELD FORMAT: the median over the runs of A's FIELD / B's FIELD.
+run_ratios() {
+    local n
+    for n in $(seq 1 "$RUNS"); do
+        ratio "$(field "$tmp/$1-$n.json" "$3")" "$(field "$tmp/$2-$n.json" "$3")" "$4\n" 1
+    done | median
+}
 if [[ $RELAY_DURATION != 0 ]]; then
     table relay relayecho datagrams_per_s server_cpu_us_per_datagram "punch relay" dgram
+    echo "payload ($RELAY_BYTES-byte datagrams), medians: relay $(payload relay), echo $(payload relayecho); the relay's bytes/s are $(run_ratios relay relayecho bytes_per_s '%.3f') x the echo's (median of the runs' ratios)"
+    echo "relayed datagram's server CPU by thread kind (median us): workers $(values workers_cpu_us_per_datagram relay | median), receiver $(values receiver_cpu_us_per_datagram relay | median), others $(values others_cpu_us_per_datagram relay | median)"
+    if [[ $RELAY_MORE_SESSIONS != 0 ]]; then
+        table relaymore relaymoreecho datagrams_per_s server_cpu_us_per_datagram "relay $RELAY_MORE_SESSIONS s" dgram
+        echo
+        echo "$RELAY_SESSIONS vs $RELAY_MORE_SESSIONS sessions ($((2 * RELAY_SESSIONS)) vs $((2 * RELAY_MORE_SESSIONS)) relay ports), $RELAY_IN_FLIGHT datagrams in flight either way:"
+        echo "  relay server CPU per datagram, median: $(values server_cpu_us_per_datagram relay | median) us vs $(values server_cpu_us_per_datagram relaymore | median) us; per run, $RELAY_MORE_SESSIONS / $RELAY_SESSIONS sessions: $(run_ratios relaymore relay server_cpu_us_per_datagram '%.3f')x (median)"
+        echo "  echo server CPU per datagram, median: $(values server_cpu_us_per_datagram relayecho | median) us vs $(values server_cpu_us_per_datagram relaymoreecho | median) us; per run: $(run_ratios relaymoreecho relayecho server_cpu_us_per_datagram '%.3f')x (median)"
+        echo "  relay datagrams/s, median: $(values datagrams_per_s relay | median | xargs printf '%.0f') vs $(values datagrams_per_s relaymore | median | xargs printf '%.0f')"
+    fi
 fi
 
 # lobby_table: the third table, the ping flood plain, with the lobbies listed, and with the

@@ -249,3 +249,37 @@ fn relay_off_starts_direct_and_binds_no_relay_port() {
     assert_eq!(server.totals().relay.ports_total, 0);
     server.shutdown();
 }
+
+#[test]
+fn a_burst_longer_than_one_read_crosses_whole_and_in_order_beside_requests() {
+    // The worker reads its relay ports itself, edge-triggered: a port that received a burst is
+    // reported once, and must be read until empty, over several reads, with no datagram left
+    // behind for want of a next one to report the port again.
+    let (server, _) = relay_server(4, Duration::from_secs(30));
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.local_addr().port()));
+    let (host, client) = (Player::new(addr), Player::new(addr));
+    let (host_start, client_start) = start_pair(&host, &client, "burst");
+    let (r_host, r_client) = (peer_port(&client_start), peer_port(&host_start));
+    let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let (host_peer, client_peer) = (PeerSocket::on("127.0.0.1"), PeerSocket::on("127.0.0.1"));
+    client_peer.send(relay(r_host), &format!("g:P1:{}:{r_host}", client.port()));
+    let mut buf = [0u8; 256];
+    host.socket.recv_from(&mut buf).unwrap();
+    host_peer.send(relay(r_client), &format!("g:P0:{}:{r_client}", host.port()));
+    client_peer.recv();
+
+    const BURST: usize = 100;
+    for i in 0..BURST {
+        client_peer.send(relay(r_host), &format!("burst {i}"));
+    }
+    // Requests of another session are answered meanwhile, by the same or the other worker.
+    let other = Player::new(addr);
+    assert_eq!(other.request("h:beside:X:2"), "i:X");
+    for i in 0..BURST {
+        assert_eq!(host_peer.recv(), (relay(r_client), format!("burst {i}")));
+    }
+    wait_for(&server, "the burst counted", |t| {
+        t.relay.datagrams >= 2 + BURST as u64
+    });
+    server.shutdown();
+}

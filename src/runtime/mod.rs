@@ -6,8 +6,9 @@
 //!   UDP socket ----> | receiver  | ---- parsed requests --------> | worker 0 | --+
 //!   (recvmmsg)       | FrontDoor | -----------------------------> | worker 1 | --+--> socket clones
 //!                    |  verdicts | -----------------------------> | worker N | --+    (sendmmsg)
-//!                    +-----------+                                +----------+
-//!                     sends the answers to malformed requests       each owns one Shard
+//!                    +-----------+   (rings the worker's bell     +----------+
+//!                     sends the answers to malformed requests     each owns one Shard, and
+//!                                     if it sleeps)               reads its relay ports (epoll)
 //! ```
 
 mod batch;
@@ -22,6 +23,7 @@ mod relay;
 mod sched;
 pub mod socket;
 pub mod stats;
+mod wake;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -47,15 +49,14 @@ use crate::core::RelayMode;
 use datagram::Batch;
 use handover::{Freeze, Handover, Latch, ReadGate};
 use receiver::LocalAddress;
-use relay::{RelayBatch, RelaySockets};
+use relay::RelaySockets;
+use wake::{Bell, WorkQueue};
 
 /// What a worker's queue carries.
 #[derive(Debug)]
 pub enum Work {
     /// Requests from the receiver.
     Requests(Batch),
-    /// Datagrams that arrived on the worker's relay ports, from its relay reader.
-    Relayed(RelayBatch),
     /// Lobby requests (`d:`, `m:`, `a:1:`) from the receiver.
     Lobby(Vec<LobbyRouted>),
     /// A hand-over: write the shard's state and freeze (from the control thread).
@@ -272,46 +273,31 @@ impl Server {
         let mut counters = Vec::new();
         let mut senders = Vec::new();
         let mut queues = Vec::new();
-        let mut relay_shares = Vec::new();
+        // Each relay socket's descriptor, for a hand-over (the workers own the sockets, and live
+        // as long as the server).
+        let mut relay_fds = Vec::new();
         let mut readers = 0;
         for (index, (shard, share)) in shards.into_iter().zip(shares).enumerate() {
             let (tx, rx) = bounded(config.queue_capacity.max(1));
             queues.push(rx.clone());
             let clone = socket.try_clone()?;
-            let relay_sockets = Arc::new(share);
-            relay_shares.push(relay_sockets.clone());
             let gate = Gate {
                 socket: clone,
                 budgets: budgets.clone(),
                 counters: Arc::new(Counters::default()),
             };
             counters.push(gate.counters.clone());
-            if !relay_sockets.ports().is_empty() {
-                let (sockets, worker, counters, stop, pause) = (
-                    relay_sockets.clone(),
-                    tx.clone(),
-                    gate.counters.clone(),
-                    stop.clone(),
-                    pause.clone(),
-                );
-                readers += 1;
-                threads.push(spawn(
-                    format!("relay-{index}"),
-                    &exit_tx,
-                    config.scheduling,
-                    Box::new(move || {
-                        if let Err(e) = relay::run_reader(sockets, worker, counters, stop, pause) {
-                            log::error!("relay reader: {e}");
-                        }
-                    }),
-                )?);
-            }
-            senders.push(tx);
+            // The worker reads its relay ports itself, and sleeps on them and on the bell the
+            // receivers (and a hand-over) ring when they queue work for it.
+            relay_fds.extend(share.fds());
+            let bell = Arc::new(Bell::new()?);
+            let inbox = relay::Inbox::new(share, bell.clone())?;
+            senders.push(WorkQueue::new(tx, bell));
             threads.push(spawn(
                 format!("worker-{index}"),
                 &exit_tx,
                 config.scheduling,
-                Box::new(move || worker::run(shard, rx, gate, relay_sockets)),
+                Box::new(move || worker::run(shard, rx, gate, inbox)),
             )?);
         }
         // The receiver's counters come last, after the workers'.
@@ -408,7 +394,7 @@ impl Server {
             workers: senders,
             shared: shared.clone(),
             receivers: receiver_sockets,
-            relay: relay_shares,
+            relay: relay_fds,
             stop: stop.clone(),
             handed_over,
             fleet: fleet_offer,

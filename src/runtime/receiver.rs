@@ -16,6 +16,7 @@ use super::batch::{self, RecvBatch};
 use super::datagram::Batch;
 use super::directory::DirectoryBatch;
 use super::handover::ReadGate;
+use super::wake::WorkQueue;
 use super::{Counters, Gate, Work};
 use crate::core::{Dropped, FrontDoor, LobbyRouted, Verdict};
 use crate::outbox::Outbox;
@@ -35,7 +36,7 @@ pub enum LocalAddress {
 /// Where the receiver sends what the front door routes.
 pub struct Routes {
     /// Each worker's queue, in shard order.
-    pub workers: Vec<Sender<Work>>,
+    pub workers: Vec<WorkQueue>,
     /// The directory thread's queue.
     pub directory: Sender<DirectoryBatch>,
     /// Whether this receiver sweeps the send budgets (one of several does).
@@ -167,11 +168,10 @@ pub fn run(
 
 /// Hands `work` to a worker; a full queue drops it (counted). `false` when the worker is gone,
 /// which ends the receive loop (the server is stopping).
-fn forward(worker: &Sender<Work>, work: Work, counters: &Counters) -> bool {
+fn forward(worker: &WorkQueue, work: Work, counters: &Counters) -> bool {
     let n = match &work {
         Work::Requests(batch) => batch.len(),
         Work::Lobby(batch) => batch.len(),
-        Work::Relayed(batch) => batch.len(),
         Work::Handover(_) => 0,
     };
     match worker.try_send(work) {

@@ -1,24 +1,27 @@
 //! The relay ports' sockets: bound once at start-up as a pool, shared out among the workers,
-//! read by one relay reader thread per worker, written by the worker that owns them.
+//! each share read and written by the worker that owns it.
 //!
 //! Which datagrams go where is decided by the worker's shard (`crate::core`'s relay module);
-//! this file only moves them. A reader waits on its sockets with `epoll` and hands the worker
-//! what arrived in batches, on the same queue as requests, so the worker (the owner of the
-//! relays) needs no lock and sees relayed datagrams in arrival order with its requests.
+//! this file only moves them. A worker waits with `epoll` on its relay sockets and on the bell
+//! the receivers ring when they queue requests for it ([`Inbox`]), and reads the sockets itself:
+//! no thread and no queue between a relay port and the shard that owns it, so no lock either.
+//! (A relay reader thread handing batches to the worker's queue cost as much CPU as the worker's
+//! forwarding itself: README, Performance.)
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Receiver;
 use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::batch::{self, RecvBatch};
-use super::handover::ReadGate;
+use super::batch;
 use super::stats::Counters;
+use super::wake::Bell;
 use super::Work;
 use crate::outbox::Outbox;
 
@@ -26,8 +29,9 @@ use crate::outbox::Outbox;
 /// a longer datagram is dropped and counted, never forwarded cut.
 pub const RELAY_BUF: usize = 4096;
 
-/// Datagrams a reader takes from one ready socket before it looks at the others.
-const READS_PER_WAKE: usize = 4;
+/// Datagrams taken from one relay port per receive call. A port rarely holds more than a few
+/// (one player's traffic to one peer), and every call sets up as many buffers as it may fill.
+const RELAY_BATCH: usize = 8;
 
 /// One worker's share of the relay ports.
 #[derive(Debug, Default)]
@@ -87,21 +91,15 @@ impl RelaySockets {
         let mut items = out.iter_via().peekable();
         // Runs of datagrams leaving from one port go out in one batched call.
         while let Some(&(via, _, _)) = items.peek() {
-            let mut run = Vec::new();
-            while let Some(&(port, to, payload)) = items.peek() {
-                if port != via {
-                    break;
-                }
-                run.push((to, payload));
-                items.next();
-            }
+            let run = std::iter::from_fn(|| items.next_if(|&(port, _, _)| port == via))
+                .map(|(_, to, payload)| (to, payload));
             match self.socket(via) {
                 Some(socket) => {
-                    let (ok, _, refused) = batch::send_all(socket, run.into_iter());
+                    let (ok, _, refused) = batch::send_all(socket, run);
                     sent += ok;
                     failed += refused;
                 }
-                None => failed += run.len(),
+                None => failed += run.count(),
             }
         }
         (sent, failed)
@@ -188,110 +186,129 @@ fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// What a relay reader hands its worker: datagrams that arrived on relay ports.
-#[derive(Debug, Default)]
-pub struct RelayBatch {
-    bytes: Vec<u8>,
-    items: Vec<(u16, SocketAddr, u32, u32)>,
-}
-
-impl RelayBatch {
-    fn push(&mut self, port: u16, from: SocketAddr, payload: &[u8]) {
-        let start = self.bytes.len() as u32;
-        self.bytes.extend_from_slice(payload);
-        self.items
-            .push((port, from, start, self.bytes.len() as u32));
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// (relay port it arrived on, sender, payload)
-    pub fn iter(&self) -> impl Iterator<Item = (u16, SocketAddr, &[u8])> + '_ {
-        self.items.iter().map(|&(port, from, start, end)| {
-            (port, from, &self.bytes[start as usize..end as usize])
-        })
-    }
-}
-
-/// Runs a worker's relay reader until `stop` is set or the worker is gone.
+/// Token of the worker's bell in its epoll set (relay ports are tokens 0..=65535).
 #[cfg(target_os = "linux")]
-pub fn run_reader(
-    sockets: Arc<RelaySockets>,
-    worker: Sender<Work>,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-    gate: Arc<ReadGate>,
-) -> io::Result<()> {
-    use super::poll::Poller;
-    use std::os::fd::AsRawFd;
-    let poller = Poller::new()?;
-    for port in sockets.ports() {
-        if let Some(socket) = sockets.socket(port) {
-            poller.add(socket.as_raw_fd(), u64::from(port))?;
-        }
-    }
-    let mut recv = RecvBatch::<RELAY_BUF>::new();
-    let mut ready = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        if !gate.wait_while_paused(&stop) {
-            break;
-        }
-        poller.wait(&mut ready, super::socket::READ_TIMEOUT)?;
-        let mut batch = RelayBatch::default();
-        for &token in &ready {
-            let port = token as u16;
-            let Some(socket) = sockets.socket(port) else {
-                continue;
-            };
-            for _ in 0..READS_PER_WAKE {
-                let n = recv.recv(socket)?;
-                for datagram in recv.iter() {
-                    counters.relay_received(datagram.data.len());
-                    if datagram.truncated {
-                        counters.relay_dropped_too_big();
-                    } else {
-                        batch.push(port, datagram.from, datagram.data);
-                    }
-                }
-                if n < batch::BATCH {
-                    break;
+const BELL: u64 = u64::MAX;
+
+/// What a worker waits on: its queue (requests from the receivers, with the bell they ring)
+/// and its relay ports, which it reads itself. A worker without relay ports (or off Linux)
+/// waits on its queue alone, as a channel.
+pub struct Inbox {
+    sockets: RelaySockets,
+    bell: Arc<Bell>,
+    #[cfg(target_os = "linux")]
+    poller: Option<super::poll::Poller>,
+    ready: Vec<u64>,
+    /// Relay ports that received something and may still hold datagrams, in the order they
+    /// are to be read. Watched edge-triggered, a port is not reported again before it was read
+    /// empty, so it stays here until then.
+    unread: VecDeque<u16>,
+    recv: rabid_netio::RecvBatch<RELAY_BUF, RELAY_BATCH>,
+}
+
+impl Inbox {
+    /// The inbox of a worker with relay ports `sockets` (possibly none) and bell `bell`.
+    pub fn new(sockets: RelaySockets, bell: Arc<Bell>) -> io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        let poller = if sockets.ports().is_empty() {
+            None
+        } else {
+            use std::os::fd::AsRawFd;
+            let poller = super::poll::Poller::new()?;
+            poller.add(bell.fd(), BELL)?;
+            for port in sockets.ports() {
+                if let Some(socket) = sockets.socket(port) {
+                    poller.add_edge(socket.as_raw_fd(), u64::from(port))?;
                 }
             }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let n = batch.len();
-        // Relayed traffic may fill at most half the worker's queue: a flood on relay ports must
-        // not crowd out the lobby's requests, which share the queue.
-        if worker.len() >= (worker.capacity().unwrap_or(usize::MAX) / 2).max(1) {
-            counters.dropped_queue_full(n);
-            continue;
-        }
-        match worker.try_send(Work::Relayed(batch)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => counters.dropped_queue_full(n),
-            Err(TrySendError::Disconnected(_)) => return Ok(()),
-        }
+            Some(poller)
+        };
+        Ok(Self {
+            sockets,
+            bell,
+            #[cfg(target_os = "linux")]
+            poller,
+            ready: Vec::new(),
+            unread: VecDeque::new(),
+            recv: rabid_netio::RecvBatch::new(),
+        })
     }
-    Ok(())
-}
 
-/// Relaying needs Linux (`epoll`); elsewhere relay ports stay unread.
-#[cfg(not(target_os = "linux"))]
-pub fn run_reader(
-    _sockets: Arc<RelaySockets>,
-    _worker: Sender<Work>,
-    _counters: Arc<Counters>,
-    _stop: Arc<AtomicBool>,
-    _gate: Arc<ReadGate>,
-) -> io::Result<()> {
-    warn!("relay: relay ports are only read on Linux");
-    Ok(())
+    /// The relay sockets, which relayed datagrams leave from.
+    pub fn sockets(&self) -> &RelaySockets {
+        &self.sockets
+    }
+
+    /// Waits until work is queued, a relay port received something, or `deadline`. Without
+    /// relay ports the first work queued is returned, as a channel's `recv` does; otherwise
+    /// nothing is taken from the queue. A disconnected queue returns at once.
+    pub fn wait(
+        &mut self,
+        work: &Receiver<Work>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<Work>> {
+        #[cfg(target_os = "linux")]
+        if let Some(poller) = &mut self.poller {
+            // With work at hand, only a look at the relay ports: what arrived meanwhile is
+            // read in this turn too, so neither kind of traffic waits for the other.
+            let sleep = self.unread.is_empty() && self.bell.sleep(|| work.is_empty());
+            let timeout = match (sleep, deadline) {
+                (false, _) => Some(std::time::Duration::ZERO),
+                (true, Some(at)) => Some(at.saturating_duration_since(Instant::now())),
+                (true, None) => None,
+            };
+            let waited = poller.wait(&mut self.ready, timeout);
+            if sleep {
+                self.bell.awake();
+            }
+            waited?;
+            for &token in &self.ready {
+                match token {
+                    BELL => self.bell.reset(),
+                    port => self.unread.push_back(port as u16),
+                }
+            }
+            return Ok(None);
+        }
+        Ok(match deadline {
+            Some(at) => work.recv_deadline(at).ok(),
+            None => work.recv().ok(),
+        })
+    }
+
+    /// Reads what the relay ports received, at most about `budget` datagrams (a whole batch of
+    /// the last port read), handing each to `forward` with the port it arrived on. Ports not
+    /// read empty wait for the next turn, behind the others. Returns how many were read.
+    pub fn read(
+        &mut self,
+        budget: usize,
+        counters: &Counters,
+        mut forward: impl FnMut(u16, SocketAddr, &[u8]),
+    ) -> io::Result<usize> {
+        let mut read = 0;
+        while read < budget {
+            let Some(port) = self.unread.pop_front() else {
+                break;
+            };
+            let Some(socket) = self.sockets.socket(port) else {
+                continue;
+            };
+            let n = self.recv.recv(socket)?;
+            for datagram in self.recv.iter() {
+                counters.relay_received(datagram.data.len());
+                if datagram.truncated {
+                    counters.relay_dropped_too_big();
+                } else {
+                    forward(port, datagram.from, datagram.data);
+                }
+            }
+            read += n;
+            // A full batch: more may be waiting (a short one means the socket was read empty,
+            // and its next datagram is a new edge).
+            if n == RELAY_BATCH {
+                self.unread.push_back(port);
+            }
+        }
+        Ok(read)
+    }
 }

@@ -13,7 +13,7 @@
 
 use std::io;
 
-/// How the receiver, the workers and the relay readers are scheduled (`--scheduling`).
+/// How the receivers and the workers are scheduled (`--scheduling`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Scheduling {
     /// `SCHED_BATCH`: no preemption on wake-up, so datagrams are taken in larger batches.

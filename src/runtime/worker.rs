@@ -1,15 +1,15 @@
 //! A worker thread: owns one [`Shard`] (no lock around it: nobody else touches it), feeds it the
-//! batches the receiver and its relay reader route here and its own deadlines, and sends what it
-//! answers: replies through its clone of the server socket, so they leave from the server's
-//! port; relayed datagrams through its relay ports.
+//! batches the receivers route here, the datagrams of its relay ports (which it reads itself)
+//! and its own deadlines, and sends what it answers: replies through its clone of the server
+//! socket, so they leave from the server's port; relayed datagrams through its relay ports.
 
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::datagram::Batch;
 use super::handover::Freeze;
-use super::relay::{RelayBatch, RelaySockets};
+use super::relay::Inbox;
 use super::{Gate, Work};
 use crate::core::{handover, Shard};
 use crate::outbox::Outbox;
@@ -21,7 +21,8 @@ const MAX_PER_SEND: usize = 256;
 struct Worker {
     shard: Shard,
     gate: Gate,
-    relay: std::sync::Arc<RelaySockets>,
+    /// The queue's bell and the relay ports: what the worker waits on.
+    inbox: Inbox,
     /// Replies, from the server port.
     out: Outbox,
     /// Relayed datagrams, each from its relay port.
@@ -36,24 +37,25 @@ impl Worker {
         batch.len()
     }
 
-    fn relayed(&mut self, now: Instant, batch: &RelayBatch) -> usize {
-        for (port, from, payload) in batch.iter() {
-            self.shard
-                .handle_relayed(now, port, from, payload, &mut self.relayed);
-        }
-        batch.len()
+    /// Reads the relay ports that received something, and forwards each datagram as the
+    /// shard says.
+    fn relayed(&mut self, now: Instant) -> std::io::Result<usize> {
+        let (shard, out) = (&mut self.shard, &mut self.relayed);
+        self.inbox
+            .read(MAX_PER_SEND, &self.gate.counters, |port, from, payload| {
+                shard.handle_relayed(now, port, from, payload, out)
+            })
     }
 
-    fn handle(&mut self, now: Instant, work: &Work) -> (usize, usize) {
+    fn handle(&mut self, now: Instant, work: &Work) -> usize {
         match work {
             Work::Handover(_) => unreachable!("taken by the loop"),
-            Work::Requests(batch) => (self.requests(now, batch), 0),
-            Work::Relayed(batch) => (0, self.relayed(now, batch)),
+            Work::Requests(batch) => self.requests(now, batch),
             Work::Lobby(batch) => {
                 for routed in batch {
                     self.shard.handle_lobby(now, routed, &mut self.out);
                 }
-                (batch.len(), 0)
+                batch.len()
             }
         }
     }
@@ -79,7 +81,7 @@ impl Worker {
             self.out.clear();
         }
         if !self.relayed.is_empty() {
-            let (_, failed) = self.relay.send(&self.relayed);
+            let (_, failed) = self.inbox.sockets().send(&self.relayed);
             counters.relay_send_errors(failed);
             self.relayed.clear();
         }
@@ -101,51 +103,51 @@ impl Worker {
     }
 }
 
-/// Runs until the receiver hangs up, or a hand-over commits.
-pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, relay: std::sync::Arc<RelaySockets>) {
+/// Runs until the receivers hang up, or a hand-over commits.
+pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, inbox: Inbox) {
     let mut worker = Worker {
         shard,
         gate,
-        relay,
+        inbox,
         out: Outbox::new(),
         relayed: Outbox::new(),
     };
     worker.publish();
     loop {
-        let received = match worker.shard.next_timeout() {
-            Some(deadline) => work.recv_deadline(deadline),
-            None => work.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let deadline = worker.shard.next_timeout();
+        let first = match worker.inbox.wait(&work, deadline) {
+            Ok(first) => first,
+            Err(e) => {
+                log::error!("worker: waiting on the relay ports: {e}");
+                break;
+            }
         };
         let now = Instant::now();
-        let (requests, _) = match received {
-            Ok(Work::Handover(freeze)) => {
-                if !worker.freeze(now, &freeze) {
-                    return;
+        // A hand-over's freeze comes through the queue, after everything queued before it.
+        let mut freeze = None;
+        let mut requests = 0;
+        match first {
+            Some(Work::Handover(asked)) => freeze = Some(asked),
+            Some(first) => requests += worker.handle(now, &first),
+            None => {}
+        }
+        if let Err(e) = worker.relayed(now) {
+            log::error!("worker: reading a relay port: {e}");
+            break;
+        }
+        // Work that queued up meanwhile goes out with this: one send call for all.
+        let mut gone = false;
+        while freeze.is_none() && requests < MAX_PER_SEND {
+            match work.try_recv() {
+                Ok(Work::Handover(asked)) => freeze = Some(asked),
+                Ok(more) => requests += worker.handle(now, &more),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
                 }
-                continue;
             }
-            Ok(first) => {
-                let (mut requests, mut relayed) = worker.handle(now, &first);
-                // Work that queued up meanwhile goes out with this: one send call for all.
-                while requests + relayed < MAX_PER_SEND {
-                    let Ok(more) = work.try_recv() else { break };
-                    if let Work::Handover(freeze) = &more {
-                        // What came before it is answered before its state is written.
-                        worker.shard.handle_timeout(now, &mut worker.out);
-                        if !worker.freeze(now, freeze) {
-                            return;
-                        }
-                        break;
-                    }
-                    let (r, f) = worker.handle(now, &more);
-                    requests += r;
-                    relayed += f;
-                }
-                (requests, relayed)
-            }
-            Err(RecvTimeoutError::Timeout) => (0, 0),
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
+        }
         worker.shard.handle_timeout(now, &mut worker.out);
         worker.flush(now);
         if requests > 0 {
@@ -153,6 +155,15 @@ pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, relay: std::sync::Arc
             // `Counters::handled`). Counted after the replies left: a client that has its reply
             // may scrape before this, which only matters to the histogram, not to the counters.
             worker.gate.counters.handled(requests, now.elapsed());
+        }
+        // What came before the freeze is answered before the state is written.
+        if let Some(freeze) = freeze {
+            if !worker.freeze(Instant::now(), &freeze) {
+                return;
+            }
+        }
+        if gone {
+            break;
         }
     }
 }

@@ -328,6 +328,33 @@ pub fn send_all<'a, const B: usize>(
             msgs[n].msg_hdr.msg_namelen = addr.len();
             n += 1;
         }
+        if n == 1 {
+            // One datagram (a relay port's usual share of a turn): a plain `sendto`, which the
+            // kernel takes without a message header to copy in and a count to copy out.
+            // SAFETY: the payload and the address written above are alive for the call.
+            let rc = loop {
+                let rc = unsafe {
+                    libc::sendto(
+                        socket.as_raw_fd(),
+                        iov[0].iov_base,
+                        iov[0].iov_len,
+                        0,
+                        msgs[0].msg_hdr.msg_name as *const libc::sockaddr,
+                        msgs[0].msg_hdr.msg_namelen,
+                    )
+                };
+                if rc >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    break rc;
+                }
+            };
+            if rc < 0 {
+                failed += 1;
+            } else {
+                sent += 1;
+                bytes += lens[0];
+            }
+            continue;
+        }
         for i in 0..n {
             msgs[i].msg_hdr.msg_iov = &mut iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
@@ -497,5 +524,22 @@ mod tests {
             .map(|(_, d, _)| d)
             .collect();
         assert_eq!(got, vec![vec![0], vec![1, 1], vec![3; 4], vec![4; 5]]);
+    }
+
+    #[test]
+    fn send_all_sends_a_lone_datagram_too_and_counts_a_refused_one() {
+        let (server, client) = (bound(), bound());
+        let to = server.local_addr().unwrap();
+        assert_eq!(
+            send_all::<4>(&client, [(to, &b"alone"[..])].into_iter()),
+            (1, 5, 0)
+        );
+        let refused: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(
+            send_all::<4>(&client, [(refused, &b"x"[..])].into_iter()),
+            (0, 0, 1)
+        );
+        let mut batch = RecvBatch::<8, 8>::new();
+        assert_eq!(recv_all(&mut batch, &server, 1)[0].1, b"alone".to_vec());
     }
 }

@@ -164,6 +164,13 @@ pub struct RelayArgs {
     /// datagrams each player keeps in flight towards its peer (closed loop; default 1)
     #[argh(option, default = "1")]
     pub window: usize,
+    /// datagrams in flight in total instead (closed loop): a datagram that arrives passes its
+    /// slot to the next player in turn, so every socket and relay port carries traffic whatever
+    /// their number, at the same load (e.g. 1000 sessions at the 64 in flight of 32 sessions;
+    /// 1 to time a datagram through an idle server). At most --window per player still
+    /// (default: --window x players)
+    #[argh(option)]
+    pub in_flight: Option<usize>,
     /// size of each game datagram in bytes, 16..=1400 (default 100)
     #[argh(option, default = "100")]
     pub bytes: usize,

@@ -325,12 +325,18 @@ fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
             .num("players", relay::PLAYERS as f64)
             .num("threads", args.threads as f64)
             .num("window", args.window as f64)
+            .num(
+                "in_flight",
+                args.in_flight
+                    .unwrap_or(args.window * args.sessions * relay::PLAYERS) as f64,
+            )
             .num("bytes", args.bytes as f64)
             .num("setup_s", o.setup.as_secs_f64())
             .num("window_s", secs)
             .num("sent", o.sent as f64)
             .num("forwarded", o.forwarded as f64)
             .num("datagrams_per_s", per_s)
+            .num("bytes_per_s", per_s * args.bytes as f64)
             .num("lost", o.lost as f64)
             .num("loss_pct", loss)
             .num("late", o.late as f64)
@@ -372,9 +378,14 @@ fn print_relay(args: &RelayArgs, o: &relay::Outcome) -> bool {
                 o.setup.as_secs_f64()
             );
         }
+        if let Some(n) = args.in_flight {
+            println!("  load:     {n} datagram(s) in flight in all, passed from player to player");
+        }
         println!(
-            "  window:   {secs:.2} s, {} datagrams arrived = {per_s:.0} datagrams/s",
-            o.forwarded
+            "  window:   {secs:.2} s, {} datagrams arrived = {per_s:.0} datagrams/s = {:.1} MB/s \
+             of payload",
+            o.forwarded,
+            per_s * args.bytes as f64 / 1e6
         );
         println!(
             "  checked:  {} sent, {} lost ({loss:.3}%), {} late, {} wrong, {} not sent (socket \

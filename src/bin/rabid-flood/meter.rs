@@ -24,7 +24,8 @@ pub struct ThreadCpu {
     pub receiver: Duration,
     /// All workers together.
     pub workers: Duration,
-    /// The lobby directory thread and the relay readers.
+    /// The lobby directory thread (and the relay reader threads of servers before they were
+    /// folded into the workers).
     pub others: Duration,
 }
 

@@ -154,13 +154,13 @@ impl Json {
     }
 }
 
-/// `receiver 0.860 us/reply, workers 1.560 us/reply, directory and relay readers 0.000
+/// `receiver 0.860 us/reply, workers 1.560 us/reply, others (directory) 0.000
 /// us/reply`, or `None` when not measured.
 pub fn threads_line(threads: Option<ThreadCpu>, units: u64, unit: &str) -> Option<String> {
     let t = threads?;
     let per = |d: Duration| us_per(Some(d), units).unwrap_or(0.0);
     Some(format!(
-        "receiver {:.3} us/{unit}, workers {:.3} us/{unit}, directory and relay readers {:.3} \
+        "receiver {:.3} us/{unit}, workers {:.3} us/{unit}, others (directory) {:.3} \
          us/{unit}",
         per(t.receiver),
         per(t.workers),

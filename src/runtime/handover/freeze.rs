@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
+
+use crate::runtime::wake::WorkQueue;
 use parking_lot::Mutex;
 use socket2::Socket;
 
@@ -17,7 +19,6 @@ use super::messages::Offer;
 use super::pause::{Freeze, ReadGate, Verdict};
 use crate::core::handover::{export_shared, STATE_VERSION};
 use crate::core::{Clock, Shared};
-use crate::runtime::relay::RelaySockets;
 use crate::runtime::Work;
 
 /// What a running server lends its control thread for a hand-over. Cloning shares it.
@@ -28,14 +29,15 @@ pub struct Handover {
 
 struct Inner {
     gate: Arc<ReadGate>,
-    /// Receivers and relay readers: the threads that park.
+    /// The receivers: the threads that park.
     readers: usize,
     /// The workers' queues; taken away at shutdown so that they do not keep workers waiting.
-    workers: Mutex<Option<Vec<Sender<Work>>>>,
+    workers: Mutex<Option<Vec<WorkQueue>>>,
     shared: Shared,
     /// Clones of the receivers' sockets, in receiver order.
     receivers: Vec<Socket>,
-    relay: Vec<Arc<RelaySockets>>,
+    /// Every relay socket's port and descriptor (the workers own the sockets).
+    relay: Vec<(u16, RawFd)>,
     stop: Arc<AtomicBool>,
     /// Set when the successor took over: the fleet thread then leaves its records in Redis.
     handed_over: Arc<AtomicBool>,
@@ -49,10 +51,10 @@ struct Inner {
 pub struct Parts {
     pub gate: Arc<ReadGate>,
     pub readers: usize,
-    pub workers: Vec<Sender<Work>>,
+    pub workers: Vec<WorkQueue>,
     pub shared: Shared,
     pub receivers: Vec<Socket>,
-    pub relay: Vec<Arc<RelaySockets>>,
+    pub relay: Vec<(u16, RawFd)>,
     pub stop: Arc<AtomicBool>,
     pub handed_over: Arc<AtomicBool>,
     pub fleet: Option<(Arc<Mutex<String>>, u64)>,
@@ -191,11 +193,7 @@ impl Handover {
 
     /// Every relay socket, with its port.
     pub fn relay_fds(&self) -> Vec<(u16, RawFd)> {
-        self.inner
-            .relay
-            .iter()
-            .flat_map(|share| share.fds())
-            .collect()
+        self.inner.relay.clone()
     }
 
     /// Lets go of the workers' queues (at shutdown: they must not keep a worker waiting).

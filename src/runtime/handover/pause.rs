@@ -10,8 +10,8 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
-/// Lets the control thread park the threads that read sockets (receivers, relay readers)
-/// between two reads, and let them go again. What arrives meanwhile waits in the kernel's
+/// Lets the control thread park the receivers between two reads, and let them go again. (The
+/// workers read their relay ports themselves: they stop reading when they freeze.) What arrives meanwhile waits in the kernel's
 /// receive buffers, for whichever process reads next.
 ///
 /// A reader looks at one atomic per read ([`wait_while_paused`](Self::wait_while_paused)); only

@@ -193,7 +193,7 @@ impl Counters {
         bump(&self.handling_sum_ns, total);
     }
 
-    /// A datagram arrived on a relay port (a relay reader).
+    /// A datagram arrived on a relay port (read by its worker).
     pub fn relay_received(&self, bytes: usize) {
         bump(&self.runtime.relay_datagrams_in, 1);
         bump(&self.runtime.relay_bytes_in, bytes as u64);
@@ -275,7 +275,7 @@ impl Counters {
 /// The sum of every thread's counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
-    /// What the receiver, workers and relay readers counted.
+    /// What the receivers and workers counted.
     pub runtime: RuntimeStats,
     /// What the shards did (the workers' figures added up).
     pub shard: ShardStats,

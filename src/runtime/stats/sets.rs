@@ -3,7 +3,7 @@
 //! [module docs](super) for the whole recipe).
 //!
 //! Three sets, by who produces them:
-//! - [`RUNTIME`]: what the receiver, the workers and the relay readers count themselves
+//! - [`RUNTIME`]: what the receivers and the workers count themselves
 //!   ([`RuntimeStats`], declared by the rows below);
 //! - [`SHARD`]: what a shard counts ([`ShardStats`], in `core`), published by its worker;
 //! - [`RELAY`]: what a shard's relays count ([`RelayStats`], in `core`), published likewise.

@@ -30,10 +30,24 @@ pub(super) fn flood(
     together: &Together,
 ) -> Result<Outcome, String> {
     let mut out = Outcome::new();
-    let ready = (0..plan.window)
+    let mut ready = (0..plan.window)
         .flat_map(|_| 0..players.len())
         .collect::<VecDeque<usize>>();
+    // With a total, the first slots go to the first players; each then moves on in turn.
+    let turn = share.in_flight.map(|n| {
+        ready.truncate(n);
+        let mut slots = vec![0; players.len()];
+        for &p in &ready {
+            slots[p] += 1;
+        }
+        Turn {
+            slots,
+            next: n % players.len(),
+            window: plan.window,
+        }
+    });
     let mut run = Run {
+        turn,
         players,
         fifo: VecDeque::new(),
         ready,
@@ -106,8 +120,20 @@ pub(super) fn flood(
     Ok(out)
 }
 
+/// With `--in-flight`: whose turn a freed slot is.
+struct Turn {
+    /// Each player's slots: datagrams in flight and slots waiting in `ready`.
+    slots: Vec<usize>,
+    /// The player to look at first for the next free slot.
+    next: usize,
+    /// Slots a player may hold at most.
+    window: usize,
+}
+
 /// The mutable state of one thread's flood.
 struct Run<'a> {
+    /// `None`: each player keeps its own slots.
+    turn: Option<Turn>,
     players: &'a mut [Player],
     /// Every datagram in flight, in send order, as (sender, sequence number); its receiver is
     /// the sender's peer. Entries of arrived datagrams stay until they reach the front.
@@ -162,6 +188,25 @@ impl Run<'_> {
         player.pending.push_back((seq, at, self.measuring));
         self.fifo.push_back((p, seq));
         self.in_flight += 1;
+    }
+
+    /// A datagram of player `p` arrived or was given up: its slot is free again, for `p`
+    /// itself, or with `--in-flight` for the next player in turn with room in its window.
+    fn free(&mut self, p: usize) {
+        let Some(turn) = &mut self.turn else {
+            self.ready.push_back(p);
+            return;
+        };
+        turn.slots[p] -= 1;
+        let n = turn.slots.len();
+        // Some player has room: there are fewer slots in all than players x window.
+        let mut q = turn.next;
+        while turn.slots[q] >= turn.window {
+            q = (q + 1) % n;
+        }
+        turn.slots[q] += 1;
+        turn.next = (q + 1) % n;
+        self.ready.push_back(q);
     }
 
     /// Whether datagram `seq` of sender `p` has neither arrived nor expired.
@@ -266,7 +311,7 @@ impl Run<'_> {
             }
             self.players[s].pending.pop_front();
             self.in_flight -= 1;
-            self.ready.push_back(s);
+            self.free(s);
             if counted {
                 out.lost += 1;
             }
@@ -275,7 +320,7 @@ impl Run<'_> {
             Some(&(first, sent, counted)) if first == seq => {
                 self.players[s].pending.pop_front();
                 self.in_flight -= 1;
-                self.ready.push_back(s);
+                self.free(s);
                 if counted {
                     out.latency.record(now.saturating_duration_since(sent));
                 }
@@ -297,7 +342,7 @@ impl Run<'_> {
                     }
                     player.pending.pop_front();
                     self.in_flight -= 1;
-                    self.ready.push_back(p);
+                    self.free(p);
                     if counted {
                         out.lost += 1;
                     }

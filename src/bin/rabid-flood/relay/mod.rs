@@ -9,7 +9,8 @@
 //! peer's relay port, so the kernel delivers only datagrams from there.
 //!
 //! Flood: a closed loop where every player keeps `--window` datagrams of `--bytes` bytes in
-//! flight towards its peer. A datagram carries its sender and sequence number and filler
+//! flight towards its peer (or, with `--in-flight N`, N datagrams in flight in all, each slot
+//! passed on to the next player in turn when its datagram arrives). A datagram carries its sender and sequence number and filler
 //! derived from both, and must arrive byte for byte; one that does not match is a failure, one
 //! that never comes within the timeout is lost (reported). Latency is one way, sender to peer
 //! through the server: the same single traversal of the server as an echo's round trip, which is
@@ -112,6 +113,8 @@ struct Share {
     thread: usize,
     first_session: usize,
     sessions: usize,
+    /// This thread's share of `--in-flight`.
+    in_flight: Option<usize>,
     max_datagrams: u64,
 }
 
@@ -127,6 +130,17 @@ pub fn run(args: &RelayArgs) -> Result<Outcome, String> {
     if args.window == 0 || args.window > 1024 {
         return Err("--window must be 1..=1024".into());
     }
+    let players = args.sessions * PLAYERS;
+    let in_flight = match args.in_flight {
+        Some(n) if n == 0 || n > players * args.window => {
+            return Err(format!(
+                "--in-flight must be 1..={} (--window x players)",
+                players * args.window
+            ))
+        }
+        Some(n) if n < threads => return Err("--in-flight must be at least --threads".into()),
+        other => other,
+    };
     if !(MIN_BYTES..=MAX_BYTES).contains(&args.bytes) {
         return Err(format!("--bytes must be {MIN_BYTES}..={MAX_BYTES}"));
     }
@@ -156,6 +170,7 @@ pub fn run(args: &RelayArgs) -> Result<Outcome, String> {
             thread: t,
             first_session: split_start(args.sessions, threads, t),
             sessions: split_len(args.sessions, threads, t),
+            in_flight: in_flight.map(|n| split_len(n, threads, t)),
             max_datagrams: (args.max_datagrams / threads as u64).max(1),
         })
         .collect();

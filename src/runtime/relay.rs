@@ -80,8 +80,13 @@ impl RelaySockets {
     }
 
     fn socket(&self, port: u16) -> Option<&Socket> {
+        self.sockets.get(self.index(port)?)?.as_ref()
+    }
+
+    /// Where `port` is in this share, if in its range.
+    fn index(&self, port: u16) -> Option<usize> {
         let index = usize::from(port.checked_sub(self.base)?);
-        self.sockets.get(index)?.as_ref()
+        (index < self.sockets.len()).then_some(index)
     }
 
     /// Sends the relayed datagrams of `out`, each from the relay port it names; returns how
@@ -203,6 +208,9 @@ pub struct Inbox {
     /// are to be read. Watched edge-triggered, a port is not reported again before it was read
     /// empty, so it stays here until then.
     unread: VecDeque<u16>,
+    /// Whether each port of the share (by index) is in `unread`: once at most, so the list
+    /// stays as short as the share however often a flooded port is reported.
+    queued: Vec<bool>,
     recv: rabid_netio::RecvBatch<RELAY_BUF, RELAY_BATCH>,
 }
 
@@ -224,6 +232,7 @@ impl Inbox {
             Some(poller)
         };
         Ok(Self {
+            queued: vec![false; sockets.sockets.len()],
             sockets,
             bell,
             #[cfg(target_os = "linux")]
@@ -262,10 +271,10 @@ impl Inbox {
                 self.bell.awake();
             }
             waited?;
-            for &token in &self.ready {
-                match token {
+            for i in 0..self.ready.len() {
+                match self.ready[i] {
                     BELL => self.bell.reset(),
-                    port => self.unread.push_back(port as u16),
+                    port => self.queue(port as u16),
                 }
             }
             return Ok(None);
@@ -290,6 +299,10 @@ impl Inbox {
             let Some(port) = self.unread.pop_front() else {
                 break;
             };
+            let Some(index) = self.sockets.index(port) else {
+                continue;
+            };
+            self.queued[index] = false;
             let Some(socket) = self.sockets.socket(port) else {
                 continue;
             };
@@ -306,9 +319,71 @@ impl Inbox {
             // A full batch: more may be waiting (a short one means the socket was read empty,
             // and its next datagram is a new edge).
             if n == RELAY_BATCH {
-                self.unread.push_back(port);
+                self.queue(port);
             }
         }
         Ok(read)
+    }
+
+    /// Puts `port` at the end of the ports to read, unless it is there already.
+    fn queue(&mut self, port: u16) {
+        if let Some(index) = self.sockets.index(port) {
+            if !std::mem::replace(&mut self.queued[index], true) {
+                self.unread.push_back(port);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    #[test]
+    fn a_port_reported_again_before_it_was_read_empty_is_listed_once() {
+        let socket = bind_one("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = socket.local_addr().unwrap().as_socket().unwrap();
+        let sockets = RelaySockets {
+            base: to.port(),
+            sockets: vec![Some(socket)],
+        };
+        let mut inbox = Inbox::new(sockets, Arc::new(Bell::new().unwrap())).unwrap();
+        let (_tx, work) = crossbeam_channel::bounded::<Work>(1);
+        let counters = Counters::default();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut got = Vec::new();
+        let mut sent = 0u32;
+        // Each turn more arrives than one read takes: the port is reported again (a new edge
+        // with every datagram) while it still waits in the list, not read empty.
+        for _ in 0..4 * RELAY_BATCH {
+            for _ in 0..RELAY_BATCH + 2 {
+                peer.send_to(&sent.to_le_bytes(), to).unwrap();
+                sent += 1;
+            }
+            inbox
+                .wait(&work, Some(Instant::now() + Duration::from_secs(5)))
+                .unwrap();
+            assert!(inbox.unread.len() <= 1, "listed {:?}", inbox.unread);
+            inbox
+                .read(1, &counters, |_, _, data| {
+                    got.push(u32::from_le_bytes(data.try_into().unwrap()))
+                })
+                .unwrap();
+        }
+        // The rest comes out without anything new arriving.
+        while got.len() < sent as usize {
+            inbox
+                .wait(&work, Some(Instant::now() + Duration::from_secs(5)))
+                .unwrap();
+            let read = inbox
+                .read(RELAY_BATCH, &counters, |_, _, data| {
+                    got.push(u32::from_le_bytes(data.try_into().unwrap()))
+                })
+                .unwrap();
+            assert!(read > 0, "{} of {sent} read, then nothing", got.len());
+        }
+        assert_eq!(got, (0..sent).collect::<Vec<_>>());
     }
 }

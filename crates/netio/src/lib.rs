@@ -313,34 +313,22 @@ pub fn send_all<'a, const B: usize>(
     let mut failed = 0;
     let mut addrs: [MaybeUninit<SockAddr>; B] = [const { MaybeUninit::uninit() }; B];
     let mut pending = items.peekable();
-    while pending.peek().is_some() {
-        // SAFETY: all-zero is a valid value for these plain C structs.
-        let mut iov: [libc::iovec; B] = unsafe { std::mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; B] = unsafe { std::mem::zeroed() };
-        let mut n = 0;
-        let mut lens = [0usize; B];
-        for (to, payload) in pending.by_ref().take(B) {
-            lens[n] = payload.len();
-            let addr = addrs[n].write(SockAddr::from(to));
-            iov[n].iov_base = payload.as_ptr() as *mut libc::c_void;
-            iov[n].iov_len = payload.len();
-            msgs[n].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            msgs[n].msg_hdr.msg_namelen = addr.len();
-            n += 1;
-        }
-        if n == 1 {
-            // One datagram (a relay port's usual share of a turn): a plain `sendto`, which the
-            // kernel takes without a message header to copy in and a count to copy out.
-            // SAFETY: the payload and the address written above are alive for the call.
+    while let Some((to, payload)) = pending.next() {
+        if pending.peek().is_none() {
+            // One datagram left (a relay port's usual share of a turn): a plain `sendto`, which
+            // the kernel takes without a message header to copy in and a count to copy out, and
+            // no headers to set up here either.
+            let addr = SockAddr::from(to);
+            // SAFETY: the payload and the address are alive for the call, with their lengths.
             let rc = loop {
                 let rc = unsafe {
                     libc::sendto(
                         socket.as_raw_fd(),
-                        iov[0].iov_base,
-                        iov[0].iov_len,
+                        payload.as_ptr().cast(),
+                        payload.len(),
                         0,
-                        msgs[0].msg_hdr.msg_name as *const libc::sockaddr,
-                        msgs[0].msg_hdr.msg_namelen,
+                        addr.as_ptr().cast(),
+                        addr.len(),
                     )
                 };
                 if rc >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -351,9 +339,24 @@ pub fn send_all<'a, const B: usize>(
                 failed += 1;
             } else {
                 sent += 1;
-                bytes += lens[0];
+                bytes += payload.len();
             }
-            continue;
+            break;
+        }
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut iov: [libc::iovec; B] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; B] = unsafe { std::mem::zeroed() };
+        let mut n = 0;
+        let mut lens = [0usize; B];
+        let batch = std::iter::once((to, payload)).chain(pending.by_ref().take(B - 1));
+        for (to, payload) in batch {
+            lens[n] = payload.len();
+            let addr = addrs[n].write(SockAddr::from(to));
+            iov[n].iov_base = payload.as_ptr() as *mut libc::c_void;
+            iov[n].iov_len = payload.len();
+            msgs[n].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            msgs[n].msg_hdr.msg_namelen = addr.len();
+            n += 1;
         }
         for i in 0..n {
             msgs[i].msg_hdr.msg_iov = &mut iov[i];

@@ -299,24 +299,30 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A server without relay, serving hand-overs at `dir`, with one session whose host pings.
-fn plain_server(dir: &Path) -> (Running, Vec<String>, Player) {
+/// The flags of a server without relay on a free port (`args[3]`), logging and serving
+/// hand-overs in `dir`.
+fn plain_args(dir: &Path) -> Vec<String> {
     let control = dir.join("control.sock");
     let log = dir.join("server.log");
-    let mut args: Vec<String> = [
+    [
         "--bind",
         "127.0.0.1",
         "--port",
         "0",
-        "--workers",
-        "2",
         "--log-file",
         log.to_str().unwrap(),
         "--control-socket",
         control.to_str().unwrap(),
     ]
     .map(String::from)
-    .to_vec();
+    .to_vec()
+}
+
+/// A server of [`plain_args`] with 2 workers, with one session whose host pings; its flags,
+/// with its port.
+fn plain_server(dir: &Path) -> (Running, Vec<String>, Player) {
+    let mut args = plain_args(dir);
+    args.extend(["--workers".into(), "2".into()]);
     let server = start(&args, &[]);
     args[3] = server.addr.port().to_string();
     let host = Player::new(server.addr);
@@ -439,7 +445,8 @@ fn a_control_socket_of_another_user_is_not_trusted_either_way() {
     )
     .unwrap();
     let mut as_nobody = args.clone();
-    as_nobody[7] = "-".into(); // it may not write our log file
+    let log = as_nobody.iter().position(|a| a == "--log-file").unwrap() + 1;
+    as_nobody[log] = "-".into(); // it may not write our log file
     let output = std::process::Command::new(binary::BIN)
         .args(&as_nobody)
         .arg("--takeover")
@@ -460,20 +467,7 @@ fn systemd_is_told_when_the_server_is_ready_and_which_process_serves_after_a_han
     let dir = binary::temp_dir("handover-notify");
     let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
     notify.set_read_timeout(Some(WAIT)).unwrap();
-    let control = dir.join("control.sock");
-    let log = dir.join("server.log");
-    let mut args: Vec<String> = [
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--log-file",
-        log.to_str().unwrap(),
-        "--control-socket",
-        control.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = plain_args(&dir);
     let socket = dir.join("notify.sock");
     let env = [("NOTIFY_SOCKET", socket.to_str().unwrap())];
     let old = start(&args, &env);
@@ -646,20 +640,8 @@ fn a_successor_that_stalls_longer_than_the_player_timeout_costs_no_player() {
 fn takeover_with_nobody_to_take_over_from_starts_afresh() {
     let dir = binary::temp_dir("handover-nobody");
     let control = dir.join("control.sock");
-    let log = dir.join("server.log");
-    let args: Vec<String> = [
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--log-file",
-        log.to_str().unwrap(),
-        "--control-socket",
-        control.to_str().unwrap(),
-        "--takeover",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args = plain_args(&dir);
+    args.push("--takeover".into());
     // No socket at the path: the server starts on its own sockets, and serves hand-overs there.
     let first = start(&args, &[]);
     assert_eq!(Player::new(first.addr).request("h:fresh:H:2"), "i:H");

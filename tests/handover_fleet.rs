@@ -104,6 +104,16 @@ fn server_b(redis: &Redis, dir: &Path) -> (Running, SocketAddr) {
     (b, http)
 }
 
+/// Public lobby `Room1` of game `cards` on the server at `addr`: host Ana, then Bea joined.
+fn public_lobby(addr: SocketAddr) -> (Player, Player) {
+    let ana = host(addr, "Room1", "Ana");
+    assert_eq!(ana.request("a:1:Room1:cards:1:1.0:Draft:hi"), "a:1:ok");
+    let bea = Player::new(addr);
+    assert_eq!(bea.request("c:Room1:Bea"), "i:Ana:Bea");
+    assert_eq!(ana.recv(), "i:Ana:Bea");
+    (ana, bea)
+}
+
 /// The body of `GET /lobbies?game=cards` at `http`.
 fn lobbies(http: SocketAddr) -> String {
     let mut stream = TcpStream::connect(http).unwrap();
@@ -298,11 +308,7 @@ fn a_successor_in_the_same_fleet_goes_on_as_the_same_node_and_b_never_stops_list
     let addr = a.addr;
 
     // A public lobby with two players, and a plain session.
-    let ana = host(addr, "Room1", "Ana");
-    assert_eq!(ana.request("a:1:Room1:cards:1:1.0:Draft:hi"), "a:1:ok");
-    let bea = Player::new(addr);
-    assert_eq!(bea.request("c:Room1:Bea"), "i:Ana:Bea");
-    assert_eq!(ana.recv(), "i:Ana:Bea");
+    let (ana, _bea) = public_lobby(addr);
     let _pat = host(addr, "Priv1", "Pat");
 
     // In Redis: A's node, its record, its claims, its hash; B lists the lobby, at A.
@@ -421,11 +427,7 @@ fn a_successor_in_another_fleet_registers_a_node_of_its_own_and_the_old_one_leav
     let (b, b_http) = server_b(&redis, &dir);
     let (a, args) = server_a(&redis, &dir);
     let addr = a.addr;
-    let ana = host(addr, "Room1", "Ana");
-    assert_eq!(ana.request("a:1:Room1:cards:1:1.0:Draft:hi"), "a:1:ok");
-    let bea = Player::new(addr);
-    assert_eq!(bea.request("c:Room1:Bea"), "i:Ana:Bea");
-    assert_eq!(ana.recv(), "i:Ana:Bea");
+    let (ana, _bea) = public_lobby(addr);
     let mut keys = Keys::new(&redis, "rabid:");
     let record = format!("127.0.0.1|{}|eu", addr.port());
     let node = keys.node_with_record(&record);

@@ -401,3 +401,54 @@ fn the_rust_clients_quick_join_finds_a_lobby_on_another_server() {
     a.shutdown();
     b.shutdown();
 }
+
+/// A node's record (its address and region) is part of every listing of its lobbies: when it
+/// changes and the node's sessions hash does not (a successor of a hot restart in another
+/// region, which keeps the node's hash), the others list its lobbies under the new record at
+/// their next poll. The node here is written by hand, so that nothing but its record changes.
+#[test]
+fn a_node_whose_record_changes_is_listed_under_the_new_record() {
+    let Some(redis) = Redis::start("a_node_whose_record_changes_is_listed_under_the_new_record")
+    else {
+        return;
+    };
+    let a = fleet_server(&redis, "eu");
+    let mut con = redis::Client::open(redis.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(20)))
+        .expect("a connection to the test's Redis");
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let node = "0123456789abcdef";
+    let record = |con: &mut redis::Connection, region: &str| {
+        redis::cmd("SET")
+            .arg(format!("rabid:node:{node}"))
+            .arg(format!("127.0.0.1|9|{region}"))
+            .arg("PX")
+            .arg(120_000)
+            .query::<()>(con)
+            .unwrap();
+    };
+    record(&mut con, "north");
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZADD")
+        .arg("rabid:nodes")
+        .arg(unix_ms + 120_000)
+        .arg(node);
+    pipe.cmd("HSET")
+        .arg(format!("rabid:sessions:{node}"))
+        .arg("RoomN")
+        .arg(format!("cards|Nia|1|4|0|1.0|Draft|hi|{unix_ms}"))
+        .arg("#")
+        .arg(1);
+    pipe.query::<()>(&mut con).unwrap();
+
+    let browser = Player::new(a.local_addr());
+    let page = until_listed(&browser, &["RoomN"]);
+    assert!(page.contains("|127.0.0.1|9|north"), "{page}");
+    record(&mut con, "south");
+    let page = browser.retry(&browse(), |page| page.contains("|127.0.0.1|9|south"));
+    assert_eq!(entries(&page).len(), 1, "{page}");
+    a.shutdown();
+}

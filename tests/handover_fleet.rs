@@ -205,6 +205,17 @@ impl Keys {
         names
     }
 
+    /// Node `node`'s change count (field `#` of its sessions hash), which the others compare
+    /// to decide whether to read the hash again.
+    fn change_count(&mut self, node: &str) -> i64 {
+        redis::cmd("HGET")
+            .arg(format!("{}sessions:{node}", self.prefix))
+            .arg("#")
+            .query::<Option<i64>>(&mut self.con)
+            .unwrap()
+            .unwrap_or(0)
+    }
+
     /// The node whose record names `record`, once there is one (bounded).
     fn node_with_record(&mut self, record: &str) -> String {
         let mut found = None;
@@ -504,6 +515,8 @@ fn a_successor_with_another_region_goes_on_as_the_same_node_under_its_new_record
     wait_for(WAIT, "B lists A's lobby", || {
         lists(&lobbies(b_http), "Room1")
     });
+    let count = keys.change_count(&node);
+    assert!(count >= 1, "A published its hash: {count}");
 
     // The same fleet, another --region: the node is the successor's, its record rewritten.
     let mut moved = args.clone();
@@ -522,6 +535,13 @@ fn a_successor_with_another_region_goes_on_as_the_same_node_under_its_new_record
         "one node, the same id"
     );
     assert_eq!(keys.get("name:Room1").as_deref(), Some(node.as_str()));
+    // The successor's rewrite of the hash goes on counting: a count back at one could be the
+    // very count B last read, and B would never read the hash again.
+    assert!(
+        keys.change_count(&node) > count,
+        "the change count went back: {} after {count}",
+        keys.change_count(&node)
+    );
     wait_for(WAIT, "B lists the lobby in its new region", || {
         lobbies(b_http).contains("\"region\":\"eu-west\"")
     });

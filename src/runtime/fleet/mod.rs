@@ -152,6 +152,8 @@ enum Claim {
 struct Seen {
     /// Its hash's change count.
     version: Option<i64>,
+    /// Its record (address and region), which every listing of it carries.
+    record: String,
 }
 
 /// The fleet thread's state.

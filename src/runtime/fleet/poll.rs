@@ -62,9 +62,15 @@ impl Fleet {
                 debug!("fleet: node {id} holds {len} sessions, more than allowed; skipped");
                 continue;
             }
-            let changed = self.seen.get(id).is_none_or(|s| s.version != version);
+            // A new record (a successor with another region or address) changes every
+            // listing of the node even when its hash did not change.
+            let record = record.unwrap_or_default();
+            let changed = self
+                .seen
+                .get(id)
+                .is_none_or(|s| s.version != version || s.record != record);
             if changed {
-                read.push((id.clone(), origin, version));
+                read.push((id.clone(), origin, version, record));
             }
         }
         // The hashes that changed, in one round trip.
@@ -75,7 +81,7 @@ impl Fleet {
             }
             let hashes: Vec<HashMap<String, String>> = self.run_pipe(&pipe)?;
             let (instant, unix) = (Instant::now(), unix_ms());
-            for ((id, origin, version), hash) in read.into_iter().zip(hashes) {
+            for ((id, origin, version, record), hash) in read.into_iter().zip(hashes) {
                 let origin = Arc::new(origin);
                 let mut names = Vec::with_capacity(hash.len());
                 let mut lobbies = Vec::new();
@@ -91,7 +97,7 @@ impl Fleet {
                     }
                 }
                 self.directory.set_node(&id, Some((names, lobbies)));
-                self.seen.insert(id, Seen { version });
+                self.seen.insert(id, Seen { version, record });
             }
         }
         // Nodes no longer in Redis.

@@ -158,7 +158,15 @@ impl Fleet {
         let hash = self.key(&format!("sessions:{}", self.node));
         let mut pipe = redis::pipe();
         if self.rewrite {
+            // The change count goes on from where it was (a node taken over keeps its hash):
+            // restarted at 1, it could equal the count another node last read, which would then
+            // never read the new hash. This node is the hash's only writer, so reading the count
+            // first is safe.
+            let count: Option<i64> = self.query(redis::cmd("HGET").arg(&hash).arg("#"))?;
             pipe.atomic().cmd("DEL").arg(&hash).ignore();
+            if let Some(count) = count {
+                pipe.cmd("HSET").arg(&hash).arg("#").arg(count).ignore();
+            }
         }
         for name in &dirty {
             match self.local.get(name) {

@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | `P node:<id>` | string | `<host>\|<port>\|<region>`: where players reach node `<id>` | `ttl`, refreshed every `ttl / 3` |
 //! | `P nodes` | sorted set | node ids, scored by when their record expires (unix ms) | pruned by score |
-//! | `P sessions:<id>` | hash | one field per session of node `<id>`: empty when not listed, else its listing; field `#` counts changes | `ttl`, refreshed |
+//! | `P sessions:<id>` | hash | one field per session of node `<id>`: empty when not listed, else its listing; field `#` counts changes (from the time in µs when the hash is written anew; never repeated) | `ttl`, refreshed |
 //! | `P name:<session>` | string | the node id that claimed the name | `ttl`, refreshed |
 //!
 //! The shards tell it every change of this server's sessions and lobbies through the
@@ -200,6 +200,12 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Fleet {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 use redis::{RedisResult, Value};
 
-use super::{new_node_id, unix_ms, Claim, Fleet, RELEASE};
+use super::{new_node_id, unix_ms, unix_us, Claim, Fleet, RELEASE};
 use crate::core::SessionName;
 
 impl Fleet {
@@ -158,15 +158,15 @@ impl Fleet {
         let hash = self.key(&format!("sessions:{}", self.node));
         let mut pipe = redis::pipe();
         if self.rewrite {
-            // The change count goes on from where it was (a node taken over keeps its hash):
-            // restarted at 1, it could equal the count another node last read, which would then
-            // never read the new hash. This node is the hash's only writer, so reading the count
-            // first is safe.
+            // The change count never repeats a value another node may have read, or that node
+            // would never read the new hash: it goes on from where it was (a node taken over
+            // keeps its hash; this node is its only writer, so reading it first is safe), and a
+            // hash written anew (a new node, Redis flushed) starts from the time in
+            // microseconds, beyond any count of an earlier hash (a publish is a round trip).
             let count: Option<i64> = self.query(redis::cmd("HGET").arg(&hash).arg("#"))?;
+            let count = count.unwrap_or_else(|| unix_us().try_into().unwrap_or(0));
             pipe.atomic().cmd("DEL").arg(&hash).ignore();
-            if let Some(count) = count {
-                pipe.cmd("HSET").arg(&hash).arg("#").arg(count).ignore();
-            }
+            pipe.cmd("HSET").arg(&hash).arg("#").arg(count).ignore();
         }
         for name in &dirty {
             match self.local.get(name) {

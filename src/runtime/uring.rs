@@ -70,6 +70,8 @@ struct Slot {
 /// The ring of provided buffers: page-aligned entries the kernel takes buffers from, and the
 /// buffers themselves.
 struct Buffers {
+    /// How many (a power of two).
+    count: u16,
     entries: *mut types::BufRingEntry,
     layout: std::alloc::Layout,
     memory: Box<[u8]>,
@@ -78,9 +80,12 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new() -> io::Result<Self> {
+    fn new(count: u16) -> io::Result<Self> {
+        if !count.is_power_of_two() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
         let layout = std::alloc::Layout::from_size_align(
-            usize::from(BUFFERS) * std::mem::size_of::<types::BufRingEntry>(),
+            usize::from(count) * std::mem::size_of::<types::BufRingEntry>(),
             4096,
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -90,12 +95,13 @@ impl Buffers {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
         let mut buffers = Self {
+            count,
             entries,
             layout,
-            memory: vec![0u8; usize::from(BUFFERS) * BUFFER_LEN].into_boxed_slice(),
+            memory: vec![0u8; usize::from(count) * BUFFER_LEN].into_boxed_slice(),
             tail: 0,
         };
-        for bid in 0..BUFFERS {
+        for bid in 0..count {
             buffers.give_back(bid);
         }
         buffers.publish();
@@ -104,9 +110,9 @@ impl Buffers {
 
     /// Queues buffer `bid` for the kernel (seen after [`publish`](Self::publish)).
     fn give_back(&mut self, bid: u16) {
-        let index = usize::from(self.tail & (BUFFERS - 1));
+        let index = usize::from(self.tail & (self.count - 1));
         let addr = self.memory[usize::from(bid) * BUFFER_LEN..].as_ptr() as u64;
-        // SAFETY: `index` is below BUFFERS, the number of entries allocated.
+        // SAFETY: `index` is below `count`, the number of entries allocated.
         let entry = unsafe { &mut *self.entries.add(index) };
         entry.set_addr(addr);
         entry.set_len(BUFFER_LEN as u32);
@@ -179,6 +185,11 @@ impl Ring {
     /// that enables it). Fails where `io_uring` cannot be set up (an old kernel, a seccomp
     /// filter, the `kernel.io_uring_disabled` sysctl).
     pub fn new(sockets: &[(u16, RawFd)], bell: RawFd) -> io::Result<Self> {
+        Self::with_buffers(sockets, bell, BUFFERS)
+    }
+
+    /// [`new`](Self::new) with `buffers` provided buffers (a power of two).
+    fn with_buffers(sockets: &[(u16, RawFd)], bell: RawFd, buffers: u16) -> io::Result<Self> {
         let ring = IoUring::builder()
             .setup_r_disabled()
             .setup_single_issuer()
@@ -186,12 +197,12 @@ impl Ring {
             .setup_cqsize(CQ_ENTRIES)
             .setup_submit_all()
             .build(SQ_ENTRIES)?;
-        let buffers = Buffers::new()?;
+        let buffers = Buffers::new(buffers)?;
         // SAFETY: the entries live as long as the ring (see `Buffers::drop`).
         unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 buffers.entries as u64,
-                BUFFERS,
+                buffers.count,
                 GROUP,
                 0,
             )?;
@@ -590,5 +601,198 @@ fn socket_addr(name: &[u8]) -> Option<SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::stats::Totals;
+    use crate::runtime::wake::Bell;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+
+    /// How long a test waits for an event before it fails.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    type Got = Vec<(u16, SocketAddr, Vec<u8>)>;
+
+    fn relay_socket() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        socket
+    }
+
+    fn port(socket: &UdpSocket) -> u16 {
+        socket.local_addr().unwrap().port()
+    }
+
+    fn started(sockets: &[&UdpSocket], bell: &Bell, buffers: u16) -> Ring {
+        let fds: Vec<_> = sockets.iter().map(|s| (port(s), s.as_raw_fd())).collect();
+        let mut ring = Ring::with_buffers(&fds, bell.fd(), buffers).unwrap();
+        ring.start().unwrap();
+        ring
+    }
+
+    /// Waits and handles completions until `n` datagrams were received in all.
+    fn receive(ring: &mut Ring, counters: &Counters, got: &mut Got, n: usize) {
+        let until = Instant::now() + WAIT;
+        while got.len() < n {
+            assert!(Instant::now() < until, "{} of {n} received", got.len());
+            ring.enter(true, Some(until - Instant::now())).unwrap();
+            ring.complete(counters, |port, from, data| {
+                got.push((port, from, data.to_vec()))
+            })
+            .unwrap();
+        }
+    }
+
+    fn numbered(got: &Got) -> Vec<u32> {
+        got.iter()
+            .map(|(_, _, data)| u32::from_le_bytes(data[..4].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_larger_than_the_buffers_crosses_whole_and_in_order() {
+        // 8 buffers for 200 datagrams: the receive runs out of buffers again and again, and is
+        // armed again each time the buffers came back, with nothing lost meanwhile.
+        let (relay, peer) = (relay_socket(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        let bell = Bell::new().unwrap();
+        let mut ring = started(&[&relay], &bell, 8);
+        let counters = Counters::default();
+        for i in 0..200u32 {
+            peer.send_to(&i.to_le_bytes(), relay.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        receive(&mut ring, &counters, &mut got, 200);
+        assert_eq!(numbered(&got), (0..200).collect::<Vec<_>>());
+        assert!(got
+            .iter()
+            .all(|(p, from, _)| *p == port(&relay) && *from == peer.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn the_bell_wakes_the_ring_and_a_long_datagram_is_dropped_not_cut() {
+        let relay = relay_socket();
+        let bell = std::sync::Arc::new(Bell::new().unwrap());
+        let mut ring = started(&[&relay], &bell, 8);
+        let counters = Counters::default();
+        // The last sender gone rings the bell, asleep or not.
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        drop(crate::runtime::wake::WorkQueue::new(tx, bell.clone()));
+        let until = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < until, "the bell did not wake the ring");
+            ring.enter(true, Some(WAIT)).unwrap();
+            if ring.complete(&counters, |_, _, _| {}).unwrap().1 {
+                break;
+            }
+        }
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = relay.local_addr().unwrap();
+        peer.send_to(&vec![7u8; RELAY_BUF + 1], to).unwrap();
+        peer.send_to(&1u32.to_le_bytes(), to).unwrap();
+        let mut got = Vec::new();
+        receive(&mut ring, &counters, &mut got, 1);
+        assert_eq!(numbered(&got), [1]);
+        let totals = Totals::sum([&counters]);
+        assert_eq!(totals.runtime.relay_dropped_too_big, 1);
+        assert_eq!(totals.runtime.relay_datagrams_in, 2);
+    }
+
+    #[test]
+    fn sends_leave_from_their_port_and_refusals_are_counted() {
+        let (a, b) = (relay_socket(), relay_socket());
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(WAIT)).unwrap();
+        let bell = Bell::new().unwrap();
+        let mut ring = started(&[&a, &b], &bell, 8);
+        let counters = Counters::default();
+        let to = peer.local_addr().unwrap();
+        let mut out = Outbox::new();
+        out.push_via_with(port(&a), to, |buf| buf.extend_from_slice(b"from a"));
+        out.push_via_with(port(&b), to, |buf| buf.extend_from_slice(b"from b"));
+        // A port not in the share, and a destination the kernel refuses (an IPv6 address
+        // from an IPv4 socket).
+        out.push_via_with(1, to, |buf| buf.extend_from_slice(b"nowhere"));
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        out.push_via_with(port(&a), v6, |buf| buf.extend_from_slice(b"refused"));
+        let fds = [(port(&a), a.as_raw_fd()), (port(&b), b.as_raw_fd())];
+        let fd = |p| fds.iter().find(|(q, _)| *q == p).map(|&(_, fd)| fd);
+        assert_eq!(ring.send(&mut out, fd).unwrap(), 1);
+        assert!(out.is_empty());
+        ring.settle(&counters, WAIT).unwrap();
+        let mut buf = [0u8; 64];
+        for expected in [
+            (a.local_addr().unwrap(), "from a"),
+            (b.local_addr().unwrap(), "from b"),
+        ] {
+            let (len, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!((from, std::str::from_utf8(&buf[..len]).unwrap()), expected);
+        }
+        assert_eq!(Totals::sum([&counters]).runtime.relay_send_errors, 1);
+        assert!(ring
+            .slots
+            .iter()
+            .all(|s| s.pending == 0 && s.out.is_empty()));
+    }
+
+    #[test]
+    fn quiesced_no_datagram_is_lost_and_later_ones_wait_in_the_socket() {
+        let (relay, peer) = (relay_socket(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        let to = relay.local_addr().unwrap();
+        let bell = Bell::new().unwrap();
+        let mut ring = started(&[&relay], &bell, 8);
+        let counters = Counters::default();
+        let mut got = Vec::new();
+        for i in 0..5u32 {
+            peer.send_to(&i.to_le_bytes(), to).unwrap();
+        }
+        receive(&mut ring, &counters, &mut got, 5);
+        // Some arrive before the receive is cancelled and are not completed yet: each either
+        // comes out of the quiesce or stays in the socket.
+        for i in 5..40u32 {
+            peer.send_to(&i.to_le_bytes(), to).unwrap();
+        }
+        ring.quiesce(&counters, WAIT, |port, from, data| {
+            got.push((port, from, data.to_vec()))
+        })
+        .unwrap();
+        assert!(ring.ports.iter().all(|p| !p.armed) && !ring.bell_armed);
+        for i in 40..50u32 {
+            peer.send_to(&i.to_le_bytes(), to).unwrap();
+        }
+        // Nothing more comes through the ring: a wait ends on its timeout.
+        ring.enter(true, Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(ring.complete(&counters, |_, _, _| {}).unwrap().0, 0);
+        let mut buf = [0u8; 64];
+        let mut left = Vec::new();
+        while let Ok(len) = relay.recv(&mut buf) {
+            left.push(u32::from_le_bytes(buf[..len].try_into().unwrap()));
+        }
+        let mut all = numbered(&got);
+        all.extend(left);
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+        // A hand-over that did not happen: the ring reads again.
+        ring.resume().unwrap();
+        peer.send_to(&50u32.to_le_bytes(), to).unwrap();
+        got.clear();
+        receive(&mut ring, &counters, &mut got, 1);
+        assert_eq!(numbered(&got), [50]);
+    }
+
+    #[test]
+    fn a_dropped_ring_holds_no_socket() {
+        let relay = relay_socket();
+        let addr = relay.local_addr().unwrap();
+        let bell = Bell::new().unwrap();
+        let ring = started(&[&relay], &bell, 8);
+        drop(ring);
+        drop(relay);
+        // Were the socket still referenced by a receive in the ring, its port would be taken.
+        UdpSocket::bind(addr).expect("the port is free once ring and socket are gone");
     }
 }

@@ -32,6 +32,8 @@ struct Flags {
     relay: RangeInclusive<u16>,
     http: String,
     control: PathBuf,
+    /// `--relay-io`.
+    relay_io: &'static str,
 }
 
 impl Flags {
@@ -47,6 +49,8 @@ impl Flags {
             "always",
             "--relay-ports",
             &format!("{}-{}", self.relay.start(), self.relay.end()),
+            "--relay-io",
+            self.relay_io,
             "--start-sends",
             &START_SENDS.to_string(),
             "--start-interval",
@@ -70,13 +74,14 @@ fn start(args: &[String], env: &[(&str, &str)]) -> Running {
 
 /// A running server with a whole block of relay ports (a block free a moment ago can be taken
 /// before the server binds it: then another is tried), serving hand-overs at `dir`.
-fn first_server(dir: &Path) -> (Running, Flags) {
+fn first_server(dir: &Path, relay_io: &'static str) -> (Running, Flags) {
     for _ in 0..8 {
         let mut flags = Flags {
             port: 0,
             relay: free_ports(8),
             http: "127.0.0.1:0".into(),
             control: dir.join("control.sock"),
+            relay_io,
         };
         let server = start(&flags.args("2"), &[]);
         flags.port = server.addr.port();
@@ -165,8 +170,21 @@ fn peer_port(start: &str) -> u16 {
 
 #[test]
 fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_notices() {
-    let dir = binary::temp_dir("handover");
-    let (old, flags) = first_server(&dir);
+    hand_over_everything("handover", "uring", "uring");
+}
+
+/// The upgrade from a server that moved relayed datagrams with epoll: its relay sockets, never
+/// in a ring, go on in the successor's rings without a datagram lost.
+#[test]
+fn an_epoll_server_hands_its_relayed_game_to_an_io_uring_successor() {
+    hand_over_everything("handover-epoll", "epoll", "uring");
+}
+
+/// A hand-over from a server with `--relay-io old_io` to one with `new_io`, in the middle of a
+/// start's re-sends and of a relayed game, with pings all along: nothing is lost or late.
+fn hand_over_everything(name: &str, old_io: &'static str, new_io: &'static str) {
+    let dir = binary::temp_dir(name);
+    let (old, mut flags) = first_server(&dir, old_io);
     let addr = old.addr;
     let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
@@ -239,6 +257,7 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
 
     // The hand-over, in the middle of the start's re-sends, to a successor with more workers.
     thread::sleep(START_INTERVAL * 5);
+    flags.relay_io = new_io;
     let mut args = flags.args("3");
     args.push("--takeover".into());
     let new = start(&args, &[]);

@@ -304,10 +304,7 @@ impl Inbox {
     pub fn send(&mut self, out: &mut Outbox, counters: &Counters) {
         #[cfg(target_os = "linux")]
         if let Some(ring) = &mut self.ring {
-            use std::os::fd::AsRawFd;
-            let sockets = &self.sockets;
-            let queued = ring.send(out, |port| Some(sockets.socket(port)?.as_raw_fd()));
-            match queued {
+            match ring.send(out) {
                 Ok(failed) => counters.relay_send_errors(failed),
                 Err(e) => warn!("relay: queueing sends: {e}"),
             }

@@ -49,6 +49,8 @@ const CQ_ENTRIES: u32 = 4096;
 
 // What a completion is for: the kind in the top byte of its user data, the port or slot below.
 const KIND_SHIFT: u32 = 56;
+/// No port of the share.
+const NONE: u32 = u32::MAX;
 const RECV: u64 = 1;
 const SEND: u64 = 2;
 const BELL: u64 = 3;
@@ -144,10 +146,10 @@ impl Drop for Buffers {
     }
 }
 
-/// A relay port's socket as the ring sees it.
+/// A relay port's socket as the ring sees it: registered with the ring (a fixed file, so that
+/// no request looks its descriptor up), under its index in [`Ring::ports`].
 struct Port {
     port: u16,
-    fd: RawFd,
     /// Its multishot receive is in the kernel.
     armed: bool,
     /// Its receive ended and is to be armed again at the end of this batch of completions.
@@ -163,6 +165,9 @@ pub struct Ring {
     msghdr: Box<libc::msghdr>,
     /// By index in the worker's share; the user data of a receive is its index.
     ports: Vec<Port>,
+    /// The lowest port, and the index of each port from it (`NONE`: not in the share).
+    base: u16,
+    index_of: Vec<u32>,
     bell: RawFd,
     bell_armed: bool,
     /// Receives (and the bell's poll) are to be armed: false before `start`, and between
@@ -197,6 +202,16 @@ impl Ring {
             .setup_cqsize(CQ_ENTRIES)
             .setup_submit_all()
             .build(SQ_ENTRIES)?;
+        let fds: Vec<RawFd> = sockets.iter().map(|&(_, fd)| fd).collect();
+        if !fds.is_empty() {
+            ring.submitter().register_files(&fds)?;
+        }
+        let base = sockets.iter().map(|&(port, _)| port).min().unwrap_or(0);
+        let top = sockets.iter().map(|&(port, _)| port).max().unwrap_or(0);
+        let mut index_of = vec![NONE; usize::from(top - base) + 1];
+        for (index, &(port, _)) in sockets.iter().enumerate() {
+            index_of[usize::from(port - base)] = index as u32;
+        }
         let buffers = Buffers::new(buffers)?;
         // SAFETY: the entries live as long as the ring (see `Buffers::drop`).
         unsafe {
@@ -216,13 +231,14 @@ impl Ring {
             msghdr,
             ports: sockets
                 .iter()
-                .map(|&(port, fd)| Port {
+                .map(|&(port, _)| Port {
                     port,
-                    fd,
                     armed: false,
                     rearm: false,
                 })
                 .collect(),
+            base,
+            index_of,
             bell,
             bell_armed: false,
             running: false,
@@ -254,8 +270,7 @@ impl Ring {
     }
 
     fn arm(&mut self, index: usize) -> io::Result<()> {
-        let port = &self.ports[index];
-        let entry = opcode::RecvMsgMulti::new(types::Fd(port.fd), &*self.msghdr, GROUP)
+        let entry = opcode::RecvMsgMulti::new(types::Fixed(index as u32), &*self.msghdr, GROUP)
             .build()
             .user_data(tag(RECV, index as u64));
         self.push(&entry)?;
@@ -442,24 +457,26 @@ impl Ring {
         }
     }
 
-    /// Queues the sends of `out`'s datagrams, each from the relay port it names (`fd` finds a
-    /// port's descriptor); they go into the kernel with the next [`enter`](Self::enter).
+    /// Queues the sends of `out`'s datagrams, each from the relay port it names; they go into
+    /// the kernel with the next [`enter`](Self::enter).
     /// `out` is left empty (its bytes are lent to the kernel until the sends completed).
     /// Returns how many could not be queued (a port not in this share).
-    pub fn send(
-        &mut self,
-        out: &mut Outbox,
-        fd: impl Fn(u16) -> Option<RawFd>,
-    ) -> io::Result<usize> {
-        let index = match self.slots.iter().position(|s| s.pending == 0) {
+    pub fn send(&mut self, out: &mut Outbox) -> io::Result<usize> {
+        let slot_index = match self.slots.iter().position(|s| s.pending == 0) {
             Some(index) => index,
             None => {
                 self.slots.push(Slot::default());
                 self.slots.len() - 1
             }
         };
-        let Self { ring, slots, .. } = self;
-        let slot = &mut slots[index];
+        let Self {
+            ring,
+            slots,
+            base,
+            index_of,
+            ..
+        } = self;
+        let slot = &mut slots[slot_index];
         slot.out.clear();
         std::mem::swap(&mut slot.out, out);
         slot.addrs.clear();
@@ -468,18 +485,23 @@ impl Ring {
         let mut failed = 0;
         slot.pending = 0;
         for ((via, _, payload), addr) in slot.out.iter_via().zip(&slot.addrs) {
-            let Some(fd) = fd(via) else {
+            let index = via
+                .checked_sub(*base)
+                .and_then(|i| index_of.get(usize::from(i)))
+                .filter(|&&i| i != NONE);
+            let Some(&index) = index else {
                 failed += 1;
                 continue;
             };
-            let entry = opcode::Send::new(types::Fd(fd), payload.as_ptr(), payload.len() as u32)
-                .dest_addr(addr.as_ptr().cast())
-                .dest_addr_len(addr.len())
-                // A full socket buffer fails the send (counted, as on the epoll path) instead
-                // of parking it until the socket drains.
-                .flags(libc::MSG_DONTWAIT)
-                .build()
-                .user_data(tag(SEND, index as u64));
+            let entry =
+                opcode::Send::new(types::Fixed(index), payload.as_ptr(), payload.len() as u32)
+                    .dest_addr(addr.as_ptr().cast())
+                    .dest_addr_len(addr.len())
+                    // A full socket buffer fails the send (counted, as on the epoll path) instead
+                    // of parking it until the socket drains.
+                    .flags(libc::MSG_DONTWAIT)
+                    .build()
+                    .user_data(tag(SEND, slot_index as u64));
             push(ring, &entry)?;
             slot.pending += 1;
         }
@@ -565,6 +587,10 @@ impl Drop for Ring {
             if let Err(e) = self.quiesce(&counters, Duration::from_secs(1), |_, _, _| {}) {
                 log::warn!("relay: closing the ring: {e}");
             }
+        }
+        // The ring lets go of its sockets now, not when the kernel gets round to freeing it.
+        if self.started && !self.ports.is_empty() {
+            let _ = self.ring.submitter().unregister_files();
         }
     }
 }
@@ -720,9 +746,7 @@ mod tests {
         out.push_via_with(1, to, |buf| buf.extend_from_slice(b"nowhere"));
         let v6: SocketAddr = "[::1]:9".parse().unwrap();
         out.push_via_with(port(&a), v6, |buf| buf.extend_from_slice(b"refused"));
-        let fds = [(port(&a), a.as_raw_fd()), (port(&b), b.as_raw_fd())];
-        let fd = |p| fds.iter().find(|(q, _)| *q == p).map(|&(_, fd)| fd);
-        assert_eq!(ring.send(&mut out, fd).unwrap(), 1);
+        assert_eq!(ring.send(&mut out).unwrap(), 1);
         assert!(out.is_empty());
         ring.settle(&counters, WAIT).unwrap();
         let mut buf = [0u8; 64];

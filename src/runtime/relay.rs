@@ -249,7 +249,9 @@ impl Inbox {
         let ring = match io {
             _ if sockets.ports().is_empty() => None,
             RelayIo::Epoll => None,
-            RelayIo::Uring => Some(super::uring::Ring::new(&sockets.fds(), bell.fd())?),
+            RelayIo::Uring => Some(super::uring::Ring::new(&sockets.fds(), bell.fd()).map_err(
+                |e| io::Error::new(e.kind(), format!("--relay-io uring: io_uring refused: {e}")),
+            )?),
             RelayIo::Auto => super::uring::Ring::new(&sockets.fds(), bell.fd())
                 .map_err(|e| say_once(format!("io_uring unavailable ({e}); relay ports use epoll")))
                 .ok(),

@@ -2,11 +2,12 @@
 //! each share read and written by the worker that owns it.
 //!
 //! Which datagrams go where is decided by the worker's shard (`crate::core`'s relay module);
-//! this file only moves them. A worker waits with `epoll` on its relay sockets and on the bell
-//! the receivers ring when they queue requests for it ([`Inbox`]), and reads the sockets itself:
-//! no thread and no queue between a relay port and the shard that owns it, so no lock either.
-//! (A relay reader thread handing batches to the worker's queue cost as much CPU as the worker's
-//! forwarding itself: README, Performance.)
+//! this file only moves them. A worker waits on its relay sockets and on the bell the receivers
+//! ring when they queue requests for it ([`Inbox`]), and reads the sockets itself: no thread and
+//! no queue between a relay port and the shard that owns it, so no lock either. (A relay reader
+//! thread handing batches to the worker's queue cost as much CPU as the worker's forwarding
+//! itself: README, Performance.) It waits through an `io_uring` (`super::uring`) where the
+//! kernel allows it, else with `epoll` and a receive call per ready port (`--relay-io`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -404,9 +405,10 @@ impl Inbox {
         })
     }
 
-    /// Reads what the relay ports received, at most about `budget` datagrams (a whole batch of
-    /// the last port read), handing each to `forward` with the port it arrived on. Ports not
-    /// read empty wait for the next turn, behind the others. Returns how many were read.
+    /// Reads what the relay ports received, handing each datagram to `forward` with the port it
+    /// arrived on; returns how many were read. With `epoll`, at most about `budget` (a whole
+    /// batch of the last port read): ports not read empty wait for the next turn, behind the
+    /// others. With `io_uring`, what the last wait took in (at most the ring's buffers).
     pub fn read(
         &mut self,
         budget: usize,

@@ -380,12 +380,20 @@ impl Ring {
                     if !cqueue::more(flags) {
                         if let Some(port) = self.ports.get_mut(index) {
                             port.armed = false;
-                            // Cancelled (a hand-over): stays off. Out of buffers or any other
-                            // end: armed again once this batch gave its buffers back.
-                            port.rearm = self.running && result != -libc::ECANCELED;
-                            if !matches!(-result, 0 | libc::ENOBUFS | libc::ECANCELED) {
-                                log::debug!(
-                                    "relay: port {}: receive ended: {}",
+                            // Out of buffers, or ended by the kernel after a datagram (a full
+                            // completion queue): armed again once this batch gave its buffers
+                            // back. Cancelled (a hand-over): stays off. An error that would
+                            // only come back (a kernel refusing the request) leaves the port
+                            // unread rather than spinning, and says so.
+                            let lasting = result < 0
+                                && !matches!(
+                                    -result,
+                                    libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::ENOMEM
+                                );
+                            port.rearm = self.running && result != -libc::ECANCELED && !lasting;
+                            if lasting {
+                                log::warn!(
+                                    "relay: port {}: no longer read: {}",
                                     port.port,
                                     io::Error::from_raw_os_error(-result)
                                 );

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::ops::RangeInclusive;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -129,13 +129,20 @@ fn pinger(
     })
 }
 
-/// Sends numbered datagrams from `from` to `to` every 5 ms until stopped; how many.
-fn game_sender(from: UdpSocket, to: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<usize> {
+/// Sends numbered datagrams from `from` to `to` every 5 ms until stopped; how many (also
+/// counted in `sent` as they go).
+fn game_sender(
+    from: UdpSocket,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+) -> JoinHandle<usize> {
     thread::spawn(move || {
         let mut n = 0;
         while !stop.load(Ordering::Relaxed) {
             from.send_to(format!("game {n}").as_bytes(), to).unwrap();
             n += 1;
+            sent.store(n, Ordering::Relaxed);
             thread::sleep(Duration::from_millis(5));
         }
         n
@@ -163,6 +170,32 @@ fn game_receiver(socket: UdpSocket, relay: SocketAddr) -> JoinHandle<Vec<usize>>
     })
 }
 
+/// Two players of a relayed game at `addr`, started, confirmed and greeted both ways; and the
+/// relay addresses they send to (G0's, G1's).
+fn relayed_game(addr: SocketAddr) -> (Player, Player, SocketAddr, SocketAddr) {
+    let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let (g0, g1) = (Player::new(addr), Player::new(addr));
+    assert_eq!(g0.request("h:game:G0:2"), "i:G0");
+    assert_eq!(g1.request("c:game:G1"), "i:G0:G1");
+    g0.send("s:game:G0");
+    let g0_start = g0.recv_skipping_info();
+    let g1_start = g1.recv_skipping_info();
+    g0.send("y:game:G0");
+    g1.send("y:game:G1");
+    let (to_g0, to_g1) = (relay(peer_port(&g1_start)), relay(peer_port(&g0_start)));
+    g1.send_bytes_to(
+        format!("g:G1:{}:{}", g1.port(), to_g0.port()).as_bytes(),
+        to_g0,
+    );
+    g0.wait_from(to_g1);
+    g0.send_bytes_to(
+        format!("g:G0:{}:{}", g0.port(), to_g1.port()).as_bytes(),
+        to_g1,
+    );
+    g1.wait_from(to_g0);
+    (g0, g1, to_g0, to_g1)
+}
+
 /// The relay port a start message lists for its one peer.
 fn peer_port(start: &str) -> u16 {
     start.rsplit(':').next().unwrap().parse().unwrap()
@@ -186,7 +219,6 @@ fn hand_over_everything(name: &str, old_io: &'static str, new_io: &'static str) 
     let dir = binary::temp_dir(name);
     let (old, mut flags) = first_server(&dir, old_io);
     let addr = old.addr;
-    let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
     // A lobby with a password, two players, and one kicked.
     let (a, b, c) = (Player::new(addr), Player::new(addr), Player::new(addr));
@@ -198,25 +230,7 @@ fn hand_over_everything(name: &str, old_io: &'static str, new_io: &'static str) 
     assert_eq!(c.recv_skipping_info(), "error:kicked_by_host");
 
     // A relayed game: started, confirmed, greeted, then traffic both ways all along.
-    let (g0, g1) = (Player::new(addr), Player::new(addr));
-    assert_eq!(g0.request("h:game:G0:2"), "i:G0");
-    assert_eq!(g1.request("c:game:G1"), "i:G0:G1");
-    g0.send("s:game:G0");
-    let g0_start = g0.recv_skipping_info();
-    let g1_start = g1.recv_skipping_info();
-    g0.send("y:game:G0");
-    g1.send("y:game:G1");
-    let (to_g0, to_g1) = (relay(peer_port(&g1_start)), relay(peer_port(&g0_start)));
-    g1.send_bytes_to(
-        format!("g:G1:{}:{}", g1.port(), to_g0.port()).as_bytes(),
-        to_g0,
-    );
-    g0.wait_from(to_g1);
-    g0.send_bytes_to(
-        format!("g:G0:{}:{}", g0.port(), to_g1.port()).as_bytes(),
-        to_g1,
-    );
-    g1.wait_from(to_g0);
+    let (g0, g1, to_g0, to_g1) = relayed_game(addr);
 
     // A session whose start is re-sent to S1, which never confirms.
     let (s0, s1) = (Player::new(addr), Player::new(addr));
@@ -224,9 +238,10 @@ fn hand_over_everything(name: &str, old_io: &'static str, new_io: &'static str) 
     assert_eq!(s1.request("c:starting:S1"), "i:S0:S1");
     s0.recv();
     let stop = Arc::new(AtomicBool::new(false));
+    let count = || Arc::new(AtomicUsize::new(0));
     let (game_a, game_b) = (
-        game_sender(g0.socket.try_clone().unwrap(), to_g1, stop.clone()),
-        game_sender(g1.socket.try_clone().unwrap(), to_g0, stop.clone()),
+        game_sender(g0.socket.try_clone().unwrap(), to_g1, stop.clone(), count()),
+        game_sender(g1.socket.try_clone().unwrap(), to_g0, stop.clone(), count()),
     );
     let (got_a, got_b) = (
         game_receiver(g1.socket.try_clone().unwrap(), to_g0),
@@ -384,6 +399,50 @@ fn a_successor_that_crashes_holding_the_state_leaves_the_server_serving() {
     assert_eq!(old.wait_exit(WAIT).code(), Some(0));
     assert_eq!(host.request("p:kept:H"), "i:H");
     assert!(new.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_hand_over_that_fails_leaves_the_relayed_game_flowing_through_the_old_rings() {
+    // The frozen workers cancelled their receives; thawed, they arm them again, and what
+    // arrived meanwhile waited in the sockets.
+    let dir = binary::temp_dir("handover-relay-thaw");
+    let (old, flags) = first_server(&dir, "uring");
+    let (g0, g1, to_g0, to_g1) = relayed_game(old.addr);
+    let (stop, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let sender = game_sender(
+        g1.socket.try_clone().unwrap(),
+        to_g0,
+        stop.clone(),
+        sent.clone(),
+    );
+    let receiver = game_receiver(g0.socket.try_clone().unwrap(), to_g1);
+    let mut args = flags.args("2");
+    args.push("--takeover".into());
+    let status = std::process::Command::new(binary::BIN)
+        .args(&args)
+        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", "crash-with-state")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "{status}");
+    let line = old.wait_line("failed", WAIT);
+    assert!(line.contains("serving on"), "{line}");
+    // The game goes on after the thaw: 20 more datagrams sent, then stop.
+    let thawed = sent.load(Ordering::Relaxed);
+    let deadline = Instant::now() + WAIT;
+    while sent.load(Ordering::Relaxed) < thawed + 20 {
+        assert!(Instant::now() < deadline, "the game sender stalled");
+        thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    let got = receiver.join().unwrap();
+    assert_eq!(got, (0..sent).collect::<Vec<_>>(), "relayed game datagrams");
+    assert!(old.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
 

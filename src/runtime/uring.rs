@@ -16,7 +16,7 @@
 //! hand-over) holds every datagram that arrived after it for the successor.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -614,28 +614,24 @@ fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
     Ok(())
 }
 
-/// The address of a `sockaddr_in` or `sockaddr_in6` as the kernel wrote it.
+/// The address of a `sockaddr_in` or `sockaddr_in6` as the kernel wrote it, read as the `epoll`
+/// path reads its receives' (socket2's `SockAddr::as_socket`).
 fn socket_addr(name: &[u8]) -> Option<SocketAddr> {
-    let family = u16::from_ne_bytes(name.get(0..2)?.try_into().ok()?);
-    let port = u16::from_be_bytes(name.get(2..4)?.try_into().ok()?);
-    match i32::from(family) {
-        libc::AF_INET => {
-            let ip: [u8; 4] = name.get(4..8)?.try_into().ok()?;
-            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
-        }
-        libc::AF_INET6 => {
-            let flowinfo = u32::from_ne_bytes(name.get(4..8)?.try_into().ok()?);
-            let ip: [u8; 16] = name.get(8..24)?.try_into().ok()?;
-            let scope = u32::from_ne_bytes(name.get(24..28)?.try_into().ok()?);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(ip),
-                port,
-                flowinfo,
-                scope,
-            )))
-        }
-        _ => None,
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = name
+        .len()
+        .min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `len` bytes fit both the name and the storage, which do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            len,
+        );
     }
+    // SAFETY: the storage holds the `len` bytes the kernel wrote, zeroes after them.
+    unsafe { SockAddr::new(storage, len as libc::socklen_t) }.as_socket()
 }
 
 #[cfg(test)]
@@ -814,6 +810,35 @@ mod tests {
         got.clear();
         receive(&mut ring, &counters, &mut got, 1);
         assert_eq!(numbered(&got), [50]);
+    }
+
+    #[test]
+    fn an_ipv6_datagram_comes_with_its_source_and_goes_back_to_it() {
+        let Ok(relay) = UdpSocket::bind("[::1]:0") else {
+            println!("SKIPPED: no IPv6 loopback here");
+            return;
+        };
+        relay.set_nonblocking(true).unwrap();
+        let peer = UdpSocket::bind("[::1]:0").unwrap();
+        peer.set_read_timeout(Some(WAIT)).unwrap();
+        let bell = Bell::new().unwrap();
+        let mut ring = started(&[&relay], &bell, 8);
+        let counters = Counters::default();
+        peer.send_to(&7u32.to_le_bytes(), relay.local_addr().unwrap())
+            .unwrap();
+        let mut got = Vec::new();
+        receive(&mut ring, &counters, &mut got, 1);
+        assert_eq!(got[0].1, peer.local_addr().unwrap());
+        let mut out = Outbox::new();
+        out.push_via_with(port(&relay), got[0].1, |buf| buf.extend_from_slice(b"back"));
+        assert_eq!(ring.send(&mut out).unwrap(), 0);
+        ring.settle(&counters, WAIT).unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (from, &buf[..len]),
+            (relay.local_addr().unwrap(), &b"back"[..])
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::ops::RangeInclusive;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ struct Flags {
     relay: RangeInclusive<u16>,
     http: String,
     control: PathBuf,
+    /// `--relay-io`.
+    relay_io: &'static str,
 }
 
 impl Flags {
@@ -47,6 +49,8 @@ impl Flags {
             "always",
             "--relay-ports",
             &format!("{}-{}", self.relay.start(), self.relay.end()),
+            "--relay-io",
+            self.relay_io,
             "--start-sends",
             &START_SENDS.to_string(),
             "--start-interval",
@@ -70,13 +74,14 @@ fn start(args: &[String], env: &[(&str, &str)]) -> Running {
 
 /// A running server with a whole block of relay ports (a block free a moment ago can be taken
 /// before the server binds it: then another is tried), serving hand-overs at `dir`.
-fn first_server(dir: &Path) -> (Running, Flags) {
+fn first_server(dir: &Path, relay_io: &'static str) -> (Running, Flags) {
     for _ in 0..8 {
         let mut flags = Flags {
             port: 0,
             relay: free_ports(8),
             http: "127.0.0.1:0".into(),
             control: dir.join("control.sock"),
+            relay_io,
         };
         let server = start(&flags.args("2"), &[]);
         flags.port = server.addr.port();
@@ -124,13 +129,20 @@ fn pinger(
     })
 }
 
-/// Sends numbered datagrams from `from` to `to` every 5 ms until stopped; how many.
-fn game_sender(from: UdpSocket, to: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<usize> {
+/// Sends numbered datagrams from `from` to `to` every 5 ms until stopped; how many (also
+/// counted in `sent` as they go).
+fn game_sender(
+    from: UdpSocket,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+) -> JoinHandle<usize> {
     thread::spawn(move || {
         let mut n = 0;
         while !stop.load(Ordering::Relaxed) {
             from.send_to(format!("game {n}").as_bytes(), to).unwrap();
             n += 1;
+            sent.store(n, Ordering::Relaxed);
             thread::sleep(Duration::from_millis(5));
         }
         n
@@ -158,28 +170,10 @@ fn game_receiver(socket: UdpSocket, relay: SocketAddr) -> JoinHandle<Vec<usize>>
     })
 }
 
-/// The relay port a start message lists for its one peer.
-fn peer_port(start: &str) -> u16 {
-    start.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-#[test]
-fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_notices() {
-    let dir = binary::temp_dir("handover");
-    let (old, flags) = first_server(&dir);
-    let addr = old.addr;
+/// Two players of a relayed game at `addr`, started, confirmed and greeted both ways; and the
+/// relay addresses they send to (G0's, G1's).
+fn relayed_game(addr: SocketAddr) -> (Player, Player, SocketAddr, SocketAddr) {
     let relay = |port| SocketAddr::from(([127, 0, 0, 1], port));
-
-    // A lobby with a password, two players, and one kicked.
-    let (a, b, c) = (Player::new(addr), Player::new(addr), Player::new(addr));
-    assert_eq!(a.request("h:lobby:A:4:pw"), "i:A");
-    assert_eq!(b.request("c:lobby:B:pw"), "i:A:B");
-    assert_eq!(a.recv(), "i:A:B");
-    assert_eq!(c.request("c:lobby:C:pw"), "i:A:B:C");
-    a.send("k:lobby:C");
-    assert_eq!(c.recv_skipping_info(), "error:kicked_by_host");
-
-    // A relayed game: started, confirmed, greeted, then traffic both ways all along.
     let (g0, g1) = (Player::new(addr), Player::new(addr));
     assert_eq!(g0.request("h:game:G0:2"), "i:G0");
     assert_eq!(g1.request("c:game:G1"), "i:G0:G1");
@@ -199,6 +193,44 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
         to_g1,
     );
     g1.wait_from(to_g0);
+    (g0, g1, to_g0, to_g1)
+}
+
+/// The relay port a start message lists for its one peer.
+fn peer_port(start: &str) -> u16 {
+    start.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_notices() {
+    hand_over_everything("handover", "uring", "uring");
+}
+
+/// The upgrade from a server that moved relayed datagrams with epoll: its relay sockets, never
+/// in a ring, go on in the successor's rings without a datagram lost.
+#[test]
+fn an_epoll_server_hands_its_relayed_game_to_an_io_uring_successor() {
+    hand_over_everything("handover-epoll", "epoll", "uring");
+}
+
+/// A hand-over from a server with `--relay-io old_io` to one with `new_io`, in the middle of a
+/// start's re-sends and of a relayed game, with pings all along: nothing is lost or late.
+fn hand_over_everything(name: &str, old_io: &'static str, new_io: &'static str) {
+    let dir = binary::temp_dir(name);
+    let (old, mut flags) = first_server(&dir, old_io);
+    let addr = old.addr;
+
+    // A lobby with a password, two players, and one kicked.
+    let (a, b, c) = (Player::new(addr), Player::new(addr), Player::new(addr));
+    assert_eq!(a.request("h:lobby:A:4:pw"), "i:A");
+    assert_eq!(b.request("c:lobby:B:pw"), "i:A:B");
+    assert_eq!(a.recv(), "i:A:B");
+    assert_eq!(c.request("c:lobby:C:pw"), "i:A:B:C");
+    a.send("k:lobby:C");
+    assert_eq!(c.recv_skipping_info(), "error:kicked_by_host");
+
+    // A relayed game: started, confirmed, greeted, then traffic both ways all along.
+    let (g0, g1, to_g0, to_g1) = relayed_game(addr);
 
     // A session whose start is re-sent to S1, which never confirms.
     let (s0, s1) = (Player::new(addr), Player::new(addr));
@@ -206,9 +238,10 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
     assert_eq!(s1.request("c:starting:S1"), "i:S0:S1");
     s0.recv();
     let stop = Arc::new(AtomicBool::new(false));
+    let count = || Arc::new(AtomicUsize::new(0));
     let (game_a, game_b) = (
-        game_sender(g0.socket.try_clone().unwrap(), to_g1, stop.clone()),
-        game_sender(g1.socket.try_clone().unwrap(), to_g0, stop.clone()),
+        game_sender(g0.socket.try_clone().unwrap(), to_g1, stop.clone(), count()),
+        game_sender(g1.socket.try_clone().unwrap(), to_g0, stop.clone(), count()),
     );
     let (got_a, got_b) = (
         game_receiver(g1.socket.try_clone().unwrap(), to_g0),
@@ -239,6 +272,7 @@ fn a_successor_takes_over_sessions_start_resends_and_a_relayed_game_and_nobody_n
 
     // The hand-over, in the middle of the start's re-sends, to a successor with more workers.
     thread::sleep(START_INTERVAL * 5);
+    flags.relay_io = new_io;
     let mut args = flags.args("3");
     args.push("--takeover".into());
     let new = start(&args, &[]);
@@ -365,6 +399,50 @@ fn a_successor_that_crashes_holding_the_state_leaves_the_server_serving() {
     assert_eq!(old.wait_exit(WAIT).code(), Some(0));
     assert_eq!(host.request("p:kept:H"), "i:H");
     assert!(new.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_hand_over_that_fails_leaves_the_relayed_game_flowing_through_the_old_rings() {
+    // The frozen workers cancelled their receives; thawed, they arm them again, and what
+    // arrived meanwhile waited in the sockets.
+    let dir = binary::temp_dir("handover-relay-thaw");
+    let (old, flags) = first_server(&dir, "uring");
+    let (g0, g1, to_g0, to_g1) = relayed_game(old.addr);
+    let (stop, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let sender = game_sender(
+        g1.socket.try_clone().unwrap(),
+        to_g0,
+        stop.clone(),
+        sent.clone(),
+    );
+    let receiver = game_receiver(g0.socket.try_clone().unwrap(), to_g1);
+    let mut args = flags.args("2");
+    args.push("--takeover".into());
+    let status = std::process::Command::new(binary::BIN)
+        .args(&args)
+        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", "crash-with-state")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "{status}");
+    let line = old.wait_line("failed", WAIT);
+    assert!(line.contains("serving on"), "{line}");
+    // The game goes on after the thaw: 20 more datagrams sent, then stop.
+    let thawed = sent.load(Ordering::Relaxed);
+    let deadline = Instant::now() + WAIT;
+    while sent.load(Ordering::Relaxed) < thawed + 20 {
+        assert!(Instant::now() < deadline, "the game sender stalled");
+        thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    let got = receiver.join().unwrap();
+    assert_eq!(got, (0..sent).collect::<Vec<_>>(), "relayed game datagrams");
+    assert!(old.stop().success());
     let _ = std::fs::remove_dir_all(dir);
 }
 

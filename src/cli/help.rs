@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use super::values::{duration_text, port_range_text, relay_mode_word, scheduling_word};
+use super::values::{
+    duration_text, port_range_text, relay_io_word, relay_mode_word, scheduling_word,
+};
 use super::Args;
 use crate::core::RelayMode;
-use crate::runtime::Scheduling;
+use crate::runtime::{RelayIo, Scheduling};
 
 /// Where argh starts a flag's text, and how wide it wraps it.
 const COLUMN: usize = 20;
@@ -52,6 +54,12 @@ impl Shown for RelayMode {
     }
 }
 
+impl Shown for RelayIo {
+    fn shown(&self) -> String {
+        relay_io_word(*self).into()
+    }
+}
+
 impl Shown for Scheduling {
     fn shown(&self) -> String {
         scheduling_word(*self).into()
@@ -76,7 +84,7 @@ fn defaults() -> Vec<(String, String)> {
         port, bind, log_file, log_max_bytes, log_keep, player_timeout, session_lifetime,
         start_interval, start_sends, error_repeats, error_repeat_interval, queue_capacity, receivers,
         scheduling, max_sessions, max_sessions_per_ip, max_players, budget_burst, budget_refill,
-        budget_earn_factor, budget_max_tracked, relay, relay_ports, relay_idle, relay_unused,
+        budget_earn_factor, budget_max_tracked, relay, relay_ports, relay_io, relay_idle, relay_unused,
         relay_lifetime, relay_auto_window, relay_session_rate, relay_ip_rate, relay_max_per_ip,
         stats_interval,
     )

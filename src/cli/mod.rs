@@ -26,9 +26,11 @@ use argh::{EarlyExit, FromArgs};
 
 use crate::core::RelayMode;
 use crate::logging::LogTarget;
-use crate::runtime::Scheduling;
+use crate::runtime::{RelayIo, Scheduling};
 pub use settings::{defaults, Settings};
-pub use values::{parse_duration, parse_port_range, parse_relay_mode, parse_scheduling};
+pub use values::{
+    parse_duration, parse_port_range, parse_relay_io, parse_relay_mode, parse_scheduling,
+};
 
 /// Parses the server's flags (without the program name). `--help` is argh's, with each flag's
 /// default added.
@@ -184,6 +186,16 @@ pub struct Args {
         from_str_fn(parse_port_range)
     )]
     pub relay_ports: RangeInclusive<u16>,
+
+    /// how workers move relayed datagrams: uring (io_uring: one system call per turn for all
+    /// of a worker's relay ports), epoll (a receive and a send call per port), or auto (uring
+    /// where the kernel allows it, else epoll)
+    #[argh(
+        option,
+        default = "defaults().server.relay_io",
+        from_str_fn(parse_relay_io)
+    )]
+    pub relay_io: RelayIo,
 
     /// the address relayed start messages list, e.g. the public IP of a cloud box behind 1:1
     /// NAT (default: the address each start request arrived on)

@@ -241,6 +241,7 @@ impl Args {
                     },
                 },
                 relay_ports: self.relay_ports.clone(),
+                relay_io: self.relay_io,
                 fleet,
                 scheduling: self.scheduling,
                 budget: BudgetConfig {

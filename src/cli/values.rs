@@ -1,5 +1,5 @@
 //! The flag values that are not plain numbers or addresses: durations with a unit, port
-//! ranges, and the words of `--relay` and `--scheduling`. Each has its parser (for argh's
+//! ranges, and the words of `--relay`, `--relay-io` and `--scheduling`. Each has its parser (for argh's
 //! `from_str_fn`) and its writer (for the defaults `--help` shows), so that what `--help`
 //! shows is always something the flag accepts.
 
@@ -7,13 +7,20 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::core::RelayMode;
-use crate::runtime::Scheduling;
+use crate::runtime::{RelayIo, Scheduling};
 
 /// The words of `--relay`, with their modes.
 const RELAY_MODES: [(&str, RelayMode); 3] = [
     ("off", RelayMode::Off),
     ("auto", RelayMode::Auto),
     ("always", RelayMode::Always),
+];
+
+/// The words of `--relay-io`, with their ways.
+const RELAY_IOS: [(&str, RelayIo); 3] = [
+    ("auto", RelayIo::Auto),
+    ("uring", RelayIo::Uring),
+    ("epoll", RelayIo::Epoll),
 ];
 
 /// The words of `--scheduling`, with their policies.
@@ -45,6 +52,16 @@ pub fn parse_relay_mode(text: &str) -> Result<RelayMode, String> {
 /// The word of a relay mode.
 pub fn relay_mode_word(mode: RelayMode) -> &'static str {
     word_of(&RELAY_MODES, &mode)
+}
+
+/// `auto`, `uring` or `epoll`.
+pub fn parse_relay_io(text: &str) -> Result<RelayIo, String> {
+    parse_word(&RELAY_IOS, text, "a relay I/O: use auto, uring or epoll")
+}
+
+/// The word of a relay I/O.
+pub fn relay_io_word(io: RelayIo) -> &'static str {
+    word_of(&RELAY_IOS, &io)
 }
 
 /// `batch` or `normal`.

@@ -23,6 +23,8 @@ mod relay;
 mod sched;
 pub mod socket;
 pub mod stats;
+#[cfg(target_os = "linux")]
+mod uring;
 mod wake;
 mod worker;
 
@@ -42,6 +44,7 @@ use socket2::Socket;
 use crate::budget::{BudgetConfig, SendBudgets};
 use crate::core::{Clock, CoreConfig, Directory, FrontDoor, LobbyRouted, Shard, Shared};
 use crate::outbox::Outbox;
+pub use relay::RelayIo;
 pub use sched::Scheduling;
 pub use stats::{Counters, Totals, COMMANDS, HANDLING_BUCKETS_NS, REPLY_KINDS};
 
@@ -81,6 +84,8 @@ pub struct ServerConfig {
     pub budget: BudgetConfig,
     /// The relay port pool (with `core.relay.mode` not off), shared out among the workers.
     pub relay_ports: RangeInclusive<u16>,
+    /// How the workers move their relay ports' datagrams (`io_uring` or `epoll`).
+    pub relay_io: RelayIo,
     /// How the threads that move datagrams are scheduled.
     pub scheduling: Scheduling,
     /// The fleet this server shares its lobby directory with (`--directory`), if any.
@@ -97,6 +102,7 @@ impl Default for ServerConfig {
             core: CoreConfig::default(),
             budget: BudgetConfig::default(),
             relay_ports: 7778..=8777,
+            relay_io: RelayIo::default(),
             scheduling: Scheduling::default(),
             fleet: None,
         }
@@ -291,7 +297,7 @@ impl Server {
             // receivers (and a hand-over) ring when they queue work for it.
             relay_fds.extend(share.fds());
             let bell = Arc::new(Bell::new()?);
-            let inbox = relay::Inbox::new(share, bell.clone())?;
+            let inbox = relay::Inbox::new(share, bell.clone(), config.relay_io)?;
             senders.push(WorkQueue::new(tx, bell));
             threads.push(spawn(
                 format!("worker-{index}"),

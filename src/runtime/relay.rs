@@ -2,11 +2,12 @@
 //! each share read and written by the worker that owns it.
 //!
 //! Which datagrams go where is decided by the worker's shard (`crate::core`'s relay module);
-//! this file only moves them. A worker waits with `epoll` on its relay sockets and on the bell
-//! the receivers ring when they queue requests for it ([`Inbox`]), and reads the sockets itself:
-//! no thread and no queue between a relay port and the shard that owns it, so no lock either.
-//! (A relay reader thread handing batches to the worker's queue cost as much CPU as the worker's
-//! forwarding itself: README, Performance.)
+//! this file only moves them. A worker waits on its relay sockets and on the bell the receivers
+//! ring when they queue requests for it ([`Inbox`]), and reads the sockets itself: no thread and
+//! no queue between a relay port and the shard that owns it, so no lock either. (A relay reader
+//! thread handing batches to the worker's queue cost as much CPU as the worker's forwarding
+//! itself: README, Performance.) It waits through an `io_uring` (`super::uring`) where the
+//! kernel allows it, else with `epoll` and a receive call per ready port (`--relay-io`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -191,9 +192,33 @@ fn bind_one(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// Logs `what` at INFO, the first time only (every worker sets up its inbox alike).
+#[cfg(target_os = "linux")]
+fn say_once(what: String) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| info!("relay: {what}"));
+}
+
+/// How long a hand-over waits at most for a worker's relay receives to be cancelled and its
+/// sends to complete (they take microseconds).
+#[cfg(target_os = "linux")]
+const QUIESCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Token of the worker's bell in its epoll set (relay ports are tokens 0..=65535).
 #[cfg(target_os = "linux")]
 const BELL: u64 = u64::MAX;
+
+/// How a worker moves its relay ports' datagrams (`--relay-io`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RelayIo {
+    /// `io_uring` where the kernel allows it, else `epoll`.
+    #[default]
+    Auto,
+    /// `io_uring`, or the server does not start.
+    Uring,
+    /// `epoll` and a receive and a send call per port.
+    Epoll,
+}
 
 /// What a worker waits on: its queue (requests from the receivers, with the bell they ring)
 /// and its relay ports, which it reads itself. A worker without relay ports (or off Linux)
@@ -203,6 +228,9 @@ pub struct Inbox {
     bell: Arc<Bell>,
     #[cfg(target_os = "linux")]
     poller: Option<super::poll::Poller>,
+    /// With `io_uring` (then no poller): the ring over the relay sockets and the bell.
+    #[cfg(target_os = "linux")]
+    ring: Option<super::uring::Ring>,
     ready: Vec<u64>,
     /// Relay ports that received something and may still hold datagrams, in the order they
     /// are to be read. Watched edge-triggered, a port is not reported again before it was read
@@ -215,10 +243,28 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// The inbox of a worker with relay ports `sockets` (possibly none) and bell `bell`.
-    pub fn new(sockets: RelaySockets, bell: Arc<Bell>) -> io::Result<Self> {
+    /// The inbox of a worker with relay ports `sockets` (possibly none) and bell `bell`, which
+    /// moves their datagrams as `io` says.
+    pub fn new(sockets: RelaySockets, bell: Arc<Bell>, io: RelayIo) -> io::Result<Self> {
         #[cfg(target_os = "linux")]
-        let poller = if sockets.ports().is_empty() {
+        let ring = match io {
+            _ if sockets.ports().is_empty() => None,
+            RelayIo::Epoll => None,
+            RelayIo::Uring => Some(super::uring::Ring::new(&sockets.fds(), bell.fd()).map_err(
+                |e| io::Error::new(e.kind(), format!("--relay-io uring: io_uring refused: {e}")),
+            )?),
+            RelayIo::Auto => super::uring::Ring::new(&sockets.fds(), bell.fd())
+                .map_err(|e| say_once(format!("io_uring unavailable ({e}); relay ports use epoll")))
+                .ok(),
+        };
+        #[cfg(target_os = "linux")]
+        if ring.is_some() {
+            say_once("relay ports use io_uring".into());
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = io;
+        #[cfg(target_os = "linux")]
+        let poller = if sockets.ports().is_empty() || ring.is_some() {
             None
         } else {
             use std::os::fd::AsRawFd;
@@ -237,15 +283,77 @@ impl Inbox {
             bell,
             #[cfg(target_os = "linux")]
             poller,
+            #[cfg(target_os = "linux")]
+            ring,
             ready: Vec::new(),
             unread: VecDeque::new(),
             recv: rabid_netio::RecvBatch::new(),
         })
     }
 
-    /// The relay sockets, which relayed datagrams leave from.
-    pub fn sockets(&self) -> &RelaySockets {
-        &self.sockets
+    /// Called first by the thread that uses the inbox: with `io_uring`, enables the ring for
+    /// that thread and starts receiving.
+    pub fn start(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            ring.start()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the relayed datagrams of `out`, each from the relay port it names, and empties
+    /// it. A datagram the kernel refuses is counted in `counters` (with `io_uring`, once its
+    /// send completed: it goes into the kernel with the next wait).
+    pub fn send(&mut self, out: &mut Outbox, counters: &Counters) {
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            match ring.send(out) {
+                Ok(failed) => counters.relay_send_errors(failed),
+                Err(e) => warn!("relay: queueing sends: {e}"),
+            }
+            out.clear();
+            return;
+        }
+        let (_, failed) = self.sockets.send(out);
+        counters.relay_send_errors(failed);
+        out.clear();
+    }
+
+    /// Before a hand-over: stops reading the relay ports, so that what arrives from now on
+    /// waits in their sockets for the successor. With `io_uring`, the receives are cancelled
+    /// and what they had taken in goes to `forward`, as [`read`](Self::read) does; the sends
+    /// queued go out. With `epoll`, nothing to do: the worker reads only when it is told.
+    pub fn quiesce(&mut self, counters: &Counters, forward: impl FnMut(u16, SocketAddr, &[u8])) {
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            if let Err(e) = ring.quiesce(counters, QUIESCE_TIMEOUT, forward) {
+                warn!("relay: stopping the relay receives: {e}");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (counters, forward);
+    }
+
+    /// After [`quiesce`](Self::quiesce) and the sends that followed it: waits until the kernel
+    /// sent them, so that the state handed over comes after them.
+    pub fn settle(&mut self, counters: &Counters) {
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            if let Err(e) = ring.settle(counters, QUIESCE_TIMEOUT) {
+                warn!("relay: finishing the relay sends: {e}");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = counters;
+    }
+
+    /// Reads the relay ports again after a hand-over that did not happen.
+    pub fn resume(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            ring.resume()?;
+        }
+        Ok(())
     }
 
     /// Waits until work is queued, a relay port received something, or `deadline`. Without
@@ -256,6 +364,18 @@ impl Inbox {
         work: &Receiver<Work>,
         deadline: Option<Instant>,
     ) -> io::Result<Option<Work>> {
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            // As with epoll below; completions not handled yet keep the worker awake too.
+            let sleep = !ring.has_completions() && self.bell.sleep(|| work.is_empty());
+            let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+            let entered = ring.enter(sleep, timeout);
+            if sleep {
+                self.bell.awake();
+            }
+            entered?;
+            return Ok(None);
+        }
         #[cfg(target_os = "linux")]
         if let Some(poller) = &mut self.poller {
             // With work at hand, only a look at the relay ports: what arrived meanwhile is
@@ -285,15 +405,26 @@ impl Inbox {
         })
     }
 
-    /// Reads what the relay ports received, at most about `budget` datagrams (a whole batch of
-    /// the last port read), handing each to `forward` with the port it arrived on. Ports not
-    /// read empty wait for the next turn, behind the others. Returns how many were read.
+    /// Reads what the relay ports received, handing each datagram to `forward` with the port it
+    /// arrived on; returns how many were read. With `epoll`, at most about `budget` (a whole
+    /// batch of the last port read): ports not read empty wait for the next turn, behind the
+    /// others. With `io_uring`, what the last wait took in (at most the ring's buffers).
     pub fn read(
         &mut self,
         budget: usize,
         counters: &Counters,
         mut forward: impl FnMut(u16, SocketAddr, &[u8]),
     ) -> io::Result<usize> {
+        // With io_uring, what the last wait completed, all of it: it is bounded by the ring's
+        // buffers, and the sends' completions among it free their outboxes.
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = &mut self.ring {
+            let (read, rang) = ring.complete(counters, forward)?;
+            if rang {
+                self.bell.reset();
+            }
+            return Ok(read);
+        }
         let mut read = 0;
         while read < budget {
             let Some(port) = self.unread.pop_front() else {
@@ -349,7 +480,8 @@ mod tests {
             base: to.port(),
             sockets: vec![Some(socket)],
         };
-        let mut inbox = Inbox::new(sockets, Arc::new(Bell::new().unwrap())).unwrap();
+        let mut inbox =
+            Inbox::new(sockets, Arc::new(Bell::new().unwrap()), RelayIo::Epoll).unwrap();
         let (_tx, work) = crossbeam_channel::bounded::<Work>(1);
         let counters = Counters::default();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();

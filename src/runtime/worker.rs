@@ -81,9 +81,7 @@ impl Worker {
             self.out.clear();
         }
         if !self.relayed.is_empty() {
-            let (_, failed) = self.inbox.sockets().send(&self.relayed);
-            counters.relay_send_errors(failed);
-            self.relayed.clear();
+            self.inbox.send(&mut self.relayed, counters);
         }
     }
 
@@ -92,10 +90,21 @@ impl Worker {
     /// `false`: the successor serves, stop. Thawed, the shard does not count the time frozen
     /// against the players, whose requests waited in the kernel meanwhile.
     fn freeze(&mut self, now: Instant, freeze: &Freeze) -> bool {
+        // The relay ports are no longer read (what arrives waits for the successor); what was
+        // read is forwarded and sent before the state is written.
+        let (shard, out) = (&mut self.shard, &mut self.relayed);
+        self.inbox
+            .quiesce(&self.gate.counters, |port, from, payload| {
+                shard.handle_relayed(now, port, from, payload, out)
+            });
         self.flush(now);
+        self.inbox.settle(&self.gate.counters);
         let _ = freeze.state.send(handover::export_shard(&self.shard, now));
         if !freeze.wait() {
             return false;
+        }
+        if let Err(e) = self.inbox.resume() {
+            log::error!("worker: reading the relay ports again: {e}");
         }
         let thawed = Instant::now();
         self.shard.forgive_pause(thawed, thawed - now);
@@ -112,6 +121,10 @@ pub fn run(shard: Shard, work: Receiver<Work>, gate: Gate, inbox: Inbox) {
         out: Outbox::new(),
         relayed: Outbox::new(),
     };
+    if let Err(e) = worker.inbox.start() {
+        log::error!("worker: setting up the relay ports: {e}");
+        return;
+    }
     worker.publish();
     loop {
         let deadline = worker.shard.next_timeout();

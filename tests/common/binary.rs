@@ -19,6 +19,8 @@ pub struct Running {
     pub metrics: Option<SocketAddr>,
     /// Kept so that the reader thread goes on draining the server's stderr pipe.
     stderr: mpsc::Receiver<String>,
+    /// The log lines before its `listening on` line.
+    pub early: Vec<String>,
 }
 
 impl Running {
@@ -122,12 +124,23 @@ pub fn start(args: &[&str]) -> Running {
 
 /// [`start`], with environment variables set.
 pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
+    start_prepared(args, env, |_| {})
+}
+
+/// [`start_with_env`], with the command prepared by `prepare` before it runs.
+pub fn start_prepared(
+    args: &[&str],
+    env: &[(&str, &str)],
+    prepare: impl FnOnce(&mut Command),
+) -> Running {
     let relay_off: &[&str] = if args.contains(&"--relay") {
         &[]
     } else {
         &["--relay", "off"]
     };
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    prepare(&mut command);
+    let mut child = command
         .args(args)
         .args(relay_off)
         .envs(env.iter().copied())
@@ -143,6 +156,7 @@ pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         metrics: None,
         stderr,
+        early: Vec::new(),
     };
     std::thread::spawn(move || {
         let Some(pipe) = pipe else { return };
@@ -164,6 +178,7 @@ pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
             running.addr = addr;
             return running;
         }
+        running.early.push(line);
     }
 }
 

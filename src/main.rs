@@ -11,10 +11,12 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use rabid_punch::cli::{self, Args};
+use rabid_punch::core::RelayMode;
 use rabid_punch::logging;
 use rabid_punch::metrics;
 use rabid_punch::runtime::handover::unix::Listener;
 use rabid_punch::runtime::handover::{notify, serve};
+use rabid_punch::runtime::{RelayIo, ServerConfig};
 use rabid_punch::{detach, start};
 
 /// Exit code when a thread of the server died: the process must not serve on with a shard gone.
@@ -104,6 +106,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
 
     let workers = settings.server.workers;
+    uring_if_asked(&settings.server)?;
     let started = if settings.takeover {
         // A signal while taking over: give up before the running server stops, not after.
         let interrupted = || !signal_rx.is_empty();
@@ -213,4 +216,18 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     info!("stopped; stats: {totals}");
     log::logger().flush();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--relay-io uring` where the kernel refuses `io_uring`: said before anything is bound (or a
+/// running server asked to hand over), with what to use instead.
+fn uring_if_asked(server: &ServerConfig) -> Result<(), String> {
+    if server.relay_io != RelayIo::Uring || server.core.relay.mode == RelayMode::Off {
+        return Ok(());
+    }
+    match RelayIo::uring_refused() {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "--relay-io uring: io_uring is refused here ({why}); use --relay-io auto or epoll"
+        )),
+    }
 }

@@ -87,7 +87,9 @@ macro_rules! with_each_relay_io {
         mod uring {
             $(#[test]
             fn $test() {
-                super::$test(super::RelayIo::Uring)
+                if crate::common::io_uring_here(stringify!($test)) {
+                    super::$test(super::RelayIo::Uring)
+                }
             })*
         }
         mod epoll {

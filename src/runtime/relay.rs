@@ -220,6 +220,24 @@ pub enum RelayIo {
     Epoll,
 }
 
+impl RelayIo {
+    /// Why `io_uring` cannot be had here (an old kernel, a seccomp filter as Docker's, the
+    /// `kernel.io_uring_disabled` sysctl, another system), or `None` when `--relay-io uring`
+    /// would work: a ring is set up as a worker's is, without sockets.
+    pub fn uring_refused() -> Option<io::Error> {
+        #[cfg(target_os = "linux")]
+        {
+            let bell = match Bell::new() {
+                Ok(bell) => bell,
+                Err(e) => return Some(e),
+            };
+            super::uring::Ring::new(&[], bell.fd()).err()
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
 /// What a worker waits on: its queue (requests from the receivers, with the bell they ring)
 /// and its relay ports, which it reads itself. A worker without relay ports (or off Linux)
 /// waits on its queue alone, as a channel.

@@ -169,3 +169,18 @@ pub fn start_message(players: &[&Player], me: usize) -> String {
 pub fn name(i: usize) -> String {
     format!("P{i}")
 }
+
+/// Whether `--relay-io uring` works on this machine. Where the kernel refuses `io_uring` (a
+/// seccomp filter as Docker's, the `kernel.io_uring_disabled` sysctl, an old kernel) a test of
+/// that path says so and passes without running, unless `IO_URING_REQUIRED=1`, which makes it
+/// fail instead.
+pub fn io_uring_here(test: &str) -> bool {
+    let Some(why) = rabid_punch::runtime::RelayIo::uring_refused() else {
+        return true;
+    };
+    if std::env::var("IO_URING_REQUIRED").as_deref() == Ok("1") {
+        panic!("{test}: io_uring is refused here ({why}), and IO_URING_REQUIRED=1");
+    }
+    eprintln!("{test}: the io_uring path is not tested: io_uring is refused here ({why})");
+    false
+}

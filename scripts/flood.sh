@@ -8,7 +8,10 @@
 # between the two players of each session (rabid-flood relay), and the same load against
 # rabid-echo gives the ceiling for one datagram in, one out; a second table compares them.
 # The lifecycle and ping runs use --relay off: they measure the rendezvous, and with the
-# default (auto) the generator's quick restarts from the same IPs would be relayed. The generator is pinned to core 0 and the server (or echo) to core 1 when
+# default (auto) the generator's quick restarts from the same IPs would be relayed.
+# --ping-relay auto runs the ping flood with relay ports instead (as the default deploys: each
+# worker then waits on its relay ports as well; give --lifecycle-duration 0 with it).
+# The generator is pinned to core 0 and the server (or echo) to core 1 when
 # taskset is available and there are two cores or more. Everything it starts is stopped by PID
 # on exit. Bounded: about two and a half minutes with the defaults (plus the build), times --runs
 # (the lobby runs take about half of it; --lobbies 0 skips them).
@@ -60,6 +63,7 @@ RELAY_IN_FLIGHT=${RELAY_IN_FLIGHT:-}
 RELAY_MORE_SESSIONS=${RELAY_MORE_SESSIONS:-0}
 RELAY_PORT_BASE=${RELAY_PORT_BASE:-30000}
 RELAY_ONLY=${RELAY_ONLY:-0}
+PING_RELAY=${PING_RELAY:-off}
 LOBBIES=${LOBBIES:-100000}
 LIST_RATE=${LIST_RATE:-5000}
 LOBBY_DURATION=${LOBBY_DURATION:-$DURATION}
@@ -96,6 +100,8 @@ usage: scripts/flood.sh [options]        (each option also reads the environment
   --relay-duration S      seconds measured per relay flood, 0 to skip it (RELAY_DURATION, default $RELAY_DURATION)
   --relay-port-base P     first relay port (RELAY_PORT_BASE, default $RELAY_PORT_BASE)
   --relay-only            only the relay flood and its echo run (RELAY_ONLY=1)
+  --ping-relay MODE       rabid-punch --relay in the ping flood: off, or auto to wait on relay
+                          ports as the default deploys (PING_RELAY, default $PING_RELAY)
   --lobbies N             public lobbies listed in the lobby runs, 0 to skip them (LOBBIES, default $LOBBIES)
   --list-rate R           listings/s of the listing flood in the last lobby run (LIST_RATE, default $LIST_RATE)
   --lobby-duration S      seconds measured per lobby run (LOBBY_DURATION, default: --duration)
@@ -129,6 +135,7 @@ while [[ $# -gt 0 ]]; do
         --relay-more-sessions) RELAY_MORE_SESSIONS=$2; shift 2 ;;
         --relay-port-base) RELAY_PORT_BASE=$2; shift 2 ;;
         --relay-only) RELAY_ONLY=1; shift ;;
+        --ping-relay) PING_RELAY=$2; shift 2 ;;
         --lobbies) LOBBIES=$2; shift 2 ;;
         --list-rate) LIST_RATE=$2; shift 2 ;;
         --lobby-duration) LOBBY_DURATION=$2; shift 2 ;;
@@ -157,6 +164,10 @@ fi
 }
 [[ $RELAY_MORE_SESSIONS =~ ^[0-9]+$ && ( -z $RELAY_IN_FLIGHT || $RELAY_IN_FLIGHT =~ ^[1-9][0-9]*$ ) ]] || {
     echo "flood.sh: --relay-more-sessions must be 0 or more, --relay-in-flight a positive integer" >&2
+    exit 2
+}
+[[ $PING_RELAY == off || $PING_RELAY == auto ]] || {
+    echo "flood.sh: --ping-relay must be off or auto" >&2
     exit 2
 }
 # The same load for both session counts: the datagrams in flight of the first.
@@ -297,6 +308,11 @@ relay_load=(--window "$RELAY_WINDOW" --in-flight "$RELAY_IN_FLIGHT" --bytes "$RE
     --duration "$RELAY_DURATION" --warmup "$WARMUP")
 
 read -r -a server_extra <<<"$SERVER_EXTRA_ARGS"
+# With relay ports in the ping flood, the relay floods' range (free above RELAY_PORT_BASE).
+ping_relay_ports=()
+if [[ $PING_RELAY != off ]]; then
+    ping_relay_ports=(--relay-ports "$RELAY_PORT_BASE-$relay_last_port")
+fi
 
 # one_run N: the lifecycle run and the ping flood against a fresh rabid-punch, then the same
 # ping flood against a fresh rabid-echo; then the relay flood against a fresh rabid-punch with
@@ -327,8 +343,9 @@ one_run() {
     fi
     local bound echo_pid
     if [[ $PING_TABLE == 1 ]]; then
+        echo "    rabid-punch --relay $PING_RELAY for the ping flood"
         start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
-            --relay off --log-file "$tmp/punch.log" "${server_extra[@]}"
+            --relay "$PING_RELAY" "${ping_relay_ports[@]}" --log-file "$tmp/punch.log" "${server_extra[@]}"
         punch_pid=$pid
         echo "    ping flood: $SESSIONS sessions x $PLAYERS players, $OUTSTANDING outstanding, ${DURATION} s"
         flood "$tmp/punch-$n.json" ping --target "127.0.0.1:$port" "${ping_load[@]}" --server-pid "$punch_pid"

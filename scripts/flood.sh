@@ -327,7 +327,7 @@ one_run() {
     echo "run $n of $RUNS"
     local punch_pid
     if [[ $PING_TABLE == 1 || $LIFECYCLE_DURATION != 0 ]]; then
-        echo "  rabid-punch --workers $WORKERS --relay off $SERVER_EXTRA_ARGS"
+        echo "  rabid-punch --workers $WORKERS $SERVER_EXTRA_ARGS"
     fi
     # Each measurement gets a fresh server: state left by one (finished sessions, players
     # timing out, grown tables) would weigh on the next.
@@ -335,7 +335,7 @@ one_run() {
         start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
             --relay off --log-file "$tmp/punch.log" "${server_extra[@]}"
         punch_pid=$pid
-        echo "    lifecycle run: $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"
+        echo "    lifecycle run (--relay off): $PLAYERS players, $CONCURRENCY sessions in flight, ${LIFECYCLE_DURATION} s"
         flood "$tmp/life-$n.json" lifecycle --target "127.0.0.1:$port" --players "$PLAYERS" \
             --concurrency "$CONCURRENCY" --duration "$LIFECYCLE_DURATION" --server-pid "$punch_pid"
         punch_ticks=$((punch_ticks + $(cpu_ticks "$punch_pid") - cpu_start))
@@ -343,7 +343,7 @@ one_run() {
     fi
     local bound echo_pid
     if [[ $PING_TABLE == 1 ]]; then
-        echo "    rabid-punch --relay $PING_RELAY for the ping flood"
+        echo "    rabid-punch --relay $PING_RELAY"
         start punch "$bin/rabid-punch" --port 0 --bind 127.0.0.1 --workers "$WORKERS" \
             --relay "$PING_RELAY" "${ping_relay_ports[@]}" --log-file "$tmp/punch.log" "${server_extra[@]}"
         punch_pid=$pid

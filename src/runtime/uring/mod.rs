@@ -119,7 +119,20 @@ impl Ring {
     }
 
     /// [`new`](Self::new) with `buffers` provided buffers (a power of two).
+    ///
+    /// Set up on a thread of its own, which ends at once: when a ring closes, the kernel
+    /// interrupts every thread that had a hand in it (task work signalled like a signal), and a
+    /// blocking socket call with a timeout in that thread then fails with EINTR. The thread
+    /// that enables the ring is the one that uses it; no other thread should be touched.
     fn with_buffers(sockets: &[(u16, RawFd)], bell: RawFd, buffers: u16) -> io::Result<Self> {
+        std::thread::scope(|s| {
+            s.spawn(|| Self::set_up(sockets, bell, buffers))
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("setting up io_uring panicked")))
+        })
+    }
+
+    fn set_up(sockets: &[(u16, RawFd)], bell: RawFd, buffers: u16) -> io::Result<Self> {
         let ring = IoUring::builder()
             .setup_r_disabled()
             .setup_single_issuer()

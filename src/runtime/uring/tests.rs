@@ -237,3 +237,27 @@ fn a_dropped_ring_holds_no_socket() {
     // Were the socket still referenced by a receive in the ring, its port would be taken.
     UdpSocket::bind(addr).expect("the port is free once ring and socket are gone");
 }
+
+/// A ring closing interrupts the threads that had a hand in it: a thread that set one up (a
+/// server starting, a probe) and then waits on a socket with a timeout would see EINTR. Rings
+/// are set up on a thread of their own, so the thread that asked is left alone.
+#[test]
+fn a_ring_set_up_and_closed_does_not_interrupt_the_thread_that_asked_for_it() {
+    let bell = Bell::new().unwrap();
+    let Ok(ring) = Ring::new(&[], bell.fd()) else {
+        return; // io_uring refused here: nothing to interrupt
+    };
+    drop(ring);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let e = socket.recv_from(&mut [0u8; 16]).unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "the wait ended with {e}, not its timeout"
+    );
+}

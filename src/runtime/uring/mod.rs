@@ -478,39 +478,46 @@ impl Ring {
             .build()
             .user_data(tag(CANCEL, 0));
         self.push(&entry)?;
-        let until = std::time::Instant::now() + timeout;
-        loop {
-            let armed = self.bell_armed || self.ports.iter().any(|p| p.armed);
-            if !armed && !self.sending() {
-                return Ok(());
-            }
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "relay receives not cancelled in time",
-                ));
-            }
-            self.enter(true, Some(left))?;
-            self.complete(counters, &mut forward)?;
-        }
+        self.run_until(
+            counters,
+            timeout,
+            "relay receives not cancelled in time",
+            |ring| !ring.bell_armed && !ring.ports.iter().any(|p| p.armed) && !ring.sending(),
+            &mut forward,
+        )
     }
 
     /// Submits the sends queued and waits until they completed (bounded by `timeout`).
     pub fn settle(&mut self, counters: &Counters, timeout: Duration) -> io::Result<()> {
+        // Nothing is received while quiesced; when running, a datagram here would be lost, so
+        // settle is only called quiesced.
+        self.run_until(
+            counters,
+            timeout,
+            "relay sends not done in time",
+            |ring| !ring.sending() && ring.ring.submission().is_empty(),
+            |_, _, _| {},
+        )
+    }
+
+    /// Enters the kernel and handles the completions until `done` holds, for `timeout` at most
+    /// (then fails with `what`).
+    fn run_until(
+        &mut self,
+        counters: &Counters,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&mut Self) -> bool,
+        mut forward: impl FnMut(u16, SocketAddr, &[u8]),
+    ) -> io::Result<()> {
         let until = std::time::Instant::now() + timeout;
-        while self.sending() || !self.ring.submission().is_empty() {
+        while !done(self) {
             let left = until.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "relay sends not done in time",
-                ));
+                return Err(io::Error::new(io::ErrorKind::TimedOut, what));
             }
             self.enter(true, Some(left))?;
-            // Nothing is received while quiesced; when running, a datagram here would be lost,
-            // so settle is only called quiesced.
-            self.complete(counters, |_, _, _| {})?;
+            self.complete(counters, &mut forward)?;
         }
         Ok(())
     }

@@ -377,6 +377,29 @@ fn plain_server(dir: &Path) -> (Running, Vec<String>, Player) {
     (server, args, host)
 }
 
+/// Runs a successor with `args` and `--takeover` that fails as `fault` says
+/// (`RABID_PUNCH_TEST_HANDOVER_FAULT`), until it exits.
+fn faulty_successor(args: &[String], fault: &str) -> std::process::ExitStatus {
+    std::process::Command::new(binary::BIN)
+        .args(args)
+        .arg("--takeover")
+        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", fault)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+}
+
+/// After a hand-over that failed: `old` still answers `host` in session `kept`, and a new
+/// successor takes over from it, the session with it; then it stops, and `dir` goes.
+fn still_serving_then_taken_over(old: Running, args: &[String], host: &Player, dir: &Path) {
+    assert_eq!(host.request("p:kept:H"), "i:H");
+    let new = start(&[args, &["--takeover".to_string()]].concat(), &[]);
+    assert_eq!(old.wait_exit(WAIT).code(), Some(0));
+    assert_eq!(host.request("p:kept:H"), "i:H");
+    assert!(new.stop().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Runs a successor to its end (it fails): its one line of error.
 fn failing_successor(args: &[String], env: &[(&str, &str)]) -> String {
     let output = std::process::Command::new(binary::BIN)
@@ -392,14 +415,7 @@ fn failing_successor(args: &[String], env: &[(&str, &str)]) -> String {
 fn a_successor_that_crashes_holding_the_state_leaves_the_server_serving() {
     let dir = binary::temp_dir("handover-crash");
     let (old, args, host) = plain_server(&dir);
-    let mut successor = std::process::Command::new(binary::BIN)
-        .args(&args)
-        .arg("--takeover")
-        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", "crash-with-state")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = successor.wait().unwrap();
+    let status = faulty_successor(&args, "crash-with-state");
     assert!(!status.success(), "{status}");
     let line = old.wait_line("failed", WAIT);
     assert!(
@@ -407,12 +423,7 @@ fn a_successor_that_crashes_holding_the_state_leaves_the_server_serving() {
         "{line}"
     );
     // Serving on, with its session, and taking over still works.
-    assert_eq!(host.request("p:kept:H"), "i:H");
-    let new = start(&[args.clone(), vec!["--takeover".into()]].concat(), &[]);
-    assert_eq!(old.wait_exit(WAIT).code(), Some(0));
-    assert_eq!(host.request("p:kept:H"), "i:H");
-    assert!(new.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    still_serving_then_taken_over(old, &args, &host, &dir);
 }
 
 #[test]
@@ -434,14 +445,7 @@ fn a_hand_over_that_fails_leaves_the_relayed_game_flowing_through_the_old_rings(
         sent.clone(),
     );
     let receiver = game_receiver(g0.socket.try_clone().unwrap(), to_g1);
-    let mut args = flags.args("2");
-    args.push("--takeover".into());
-    let status = std::process::Command::new(binary::BIN)
-        .args(&args)
-        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", "crash-with-state")
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    let status = faulty_successor(&flags.args("2"), "crash-with-state");
     assert!(!status.success(), "{status}");
     let line = old.wait_line("failed", WAIT);
     assert!(line.contains("serving on"), "{line}");
@@ -674,23 +678,12 @@ fn a_signal_during_a_hand_over_still_stops_the_server_and_the_successor_does_not
 fn a_successor_that_dies_after_ready_leaves_the_server_serving_and_open_to_the_next() {
     let dir = binary::temp_dir("handover-ready");
     let (old, args, host) = plain_server(&dir);
-    let status = std::process::Command::new(binary::BIN)
-        .args(&args)
-        .arg("--takeover")
-        .env("RABID_PUNCH_TEST_HANDOVER_FAULT", "exit-after-ready")
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    let status = faulty_successor(&args, "exit-after-ready");
     assert_eq!(status.code(), Some(3));
     let line = old.wait_line("cannot confirm it", WAIT);
     assert!(line.contains("serving on"), "{line}");
-    assert_eq!(host.request("p:kept:H"), "i:H");
     // Not stuck "under way": the next successor takes over.
-    let new = start(&[args.clone(), vec!["--takeover".into()]].concat(), &[]);
-    assert_eq!(old.wait_exit(WAIT).code(), Some(0));
-    assert_eq!(host.request("p:kept:H"), "i:H");
-    assert!(new.stop().success());
-    let _ = std::fs::remove_dir_all(dir);
+    still_serving_then_taken_over(old, &args, &host, &dir);
 }
 
 #[test]

@@ -24,9 +24,17 @@ const KERNEL_BUFFER: usize = 4 << 20;
 /// Binding `::` gives a dual-stack socket: IPv4 peers then arrive as `::ffff:a.b.c.d`, which the
 /// start message writes as `a.b.c.d`.
 pub fn bind(addr: SocketAddr) -> io::Result<Socket> {
+    bind_one(addr, false)
+}
+
+/// [`bind`], in a `SO_REUSEPORT` group with `reuse_port`.
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
+    }
+    if reuse_port {
+        socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
     socket.set_reuse_address(true)?;
@@ -53,21 +61,7 @@ pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<Vec<Socket>> {
     }
     let addr = local_addr(&first)?;
     drop(first);
-    (0..n)
-        .map(|_| {
-            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-            if addr.is_ipv6() {
-                socket.set_only_v6(false)?;
-            }
-            socket.set_reuse_port(true)?;
-            socket.bind(&addr.into())?;
-            socket.set_reuse_address(true)?;
-            let _ = socket.set_recv_buffer_size(KERNEL_BUFFER);
-            let _ = socket.set_send_buffer_size(KERNEL_BUFFER);
-            socket.set_read_timeout(Some(READ_TIMEOUT))?;
-            Ok(socket)
-        })
-        .collect()
+    (0..n).map(|_| bind_one(addr, true)).collect()
 }
 
 /// The address actually bound (the real port when 0 was asked for).
